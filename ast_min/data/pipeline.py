@@ -1,0 +1,99 @@
+"""From dataset items to training batches: mixup, features, SpecAugment, noise and roll.
+
+The order follows the original recipe (src/dataloader.py): mixup on waveforms, then log-mel
+features and normalisation, then the masks, then noise and roll. Each clip's random draws come
+from its own generator, `default_rng([seed, epoch, index, stage])`, never from a shared stream, so
+a clip is augmented identically however the data is batched, split across processes, or resumed.
+
+Shape legend: B clips, N samples, T frames (`max_length`), F mel bins, C classes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ast_min.data.augment import draw_mixup_weight, mixup, noise_and_roll, spec_augment
+from ast_min.data.synthetic import samples_for_frames
+
+# The `stage` part of a clip's generator seed, one per random step, so adding a step never shifts another's draws.
+_MIXUP, _MASKS, _NOISE = 0, 1, 2
+
+
+def clip_rng(seed: int, epoch: int, index: int, stage: int) -> np.random.Generator:
+    """The generator for one clip's augmentation step in one epoch."""
+    return np.random.default_rng([seed, epoch, index, stage])
+
+
+class MixupDataset(torch.utils.data.Dataset):
+    """A dataset whose items are, with probability `mixup`, mixed with another random item.
+
+    `set_epoch(e)` (as with DistributedSampler) changes the draws from one epoch to the next.
+    With `mixup=0` it passes items through untouched.
+    """
+
+    def __init__(self, dataset, mixup: float = 0.0, alpha: float = 10.0, seed: int = 0):
+        if not 0.0 <= mixup <= 1.0:
+            raise ValueError(f"mixup is a probability in [0, 1], got {mixup}")
+        self.dataset, self.mixup, self.alpha, self.seed, self.epoch = dataset, mixup, alpha, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict | None:
+        item = self.dataset[index]
+        if item is None or self.mixup == 0.0:
+            return item
+        rng = clip_rng(self.seed, self.epoch, index, _MIXUP)
+        if rng.random() >= self.mixup:
+            return item
+        other = self.dataset[int(rng.integers(0, len(self.dataset)))]
+        if other is None:  # the partner was unreadable (already warned and counted): no mix
+            return item
+        waveform, target = mixup(item["waveform"], item["target"], other["waveform"], other["target"], draw_mixup_weight(rng, self.alpha))
+        return {**item, "waveform": waveform, "target": target}
+
+
+class Collator:
+    """Turns a list of items into a batch {"input_values" (B, T, F), "targets" (B, C), "index" (B,)}.
+
+    Items that are None (unreadable files) are dropped. Waveforms are cut to the samples that
+    `max_length` frames need before the front end runs (the rest would be truncated anyway).
+    With `train=True` the recipe's SpecAugment masks (`freqm`, `timem`) and noise + roll are applied.
+    """
+
+    def __init__(self, feature_extractor, *, train: bool = False, freqm: int = 0, timem: int = 0,
+                 noise: bool = False, seed: int = 0):
+        self.feature_extractor, self.train = feature_extractor, train
+        self.freqm, self.timem, self.noise, self.seed, self.epoch = freqm, timem, noise, seed, 0
+        self.num_samples = samples_for_frames(feature_extractor.max_length)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __call__(self, items: list[dict | None]) -> dict | None:
+        items = [item for item in items if item is not None]
+        if not items:
+            return None
+        waveforms = [item["waveform"][: self.num_samples] for item in items]
+        features = self.feature_extractor(
+            waveforms, sampling_rate=self.feature_extractor.sampling_rate, return_tensors="pt"
+        ).input_values  # (B, T, F)
+        features = torch.as_tensor(features, dtype=torch.float32)
+        if self.train and (self.freqm or self.timem or self.noise):
+            clips = []
+            for item, clip in zip(items, features):
+                if self.freqm or self.timem:
+                    clip = spec_augment(clip, clip_rng(self.seed, self.epoch, item["index"], _MASKS), self.freqm, self.timem)[0]
+                if self.noise:
+                    clip = noise_and_roll(clip, clip_rng(self.seed, self.epoch, item["index"], _NOISE))
+                clips.append(clip)
+            features = torch.stack(clips)
+        return {
+            "input_values": features,
+            "targets": torch.from_numpy(np.stack([item["target"] for item in items])),
+            "index": torch.tensor([item["index"] for item in items]),
+        }
