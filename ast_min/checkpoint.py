@@ -1,0 +1,364 @@
+"""Checkpoints: Hugging Face and original-repository weights <-> ast-min parameter names.
+
+Two formats, one visible name table each (checkpoint name -> ast-min name, `{i}` a layer index,
+`{w}` weight or bias):
+
+- Hugging Face (`config.json` + `model.safetensors` or `pytorch_model.bin`), the names every
+  transformers version writes on disk (5.x renames them in memory only). Loaded from a local
+  directory or, online, by hub id; saved back in the same format so transformers loads it.
+- The original repository YuanGongND/ast (`audioset_10_10_0.4593.pth` and the ESC-50 / Speech
+  Commands models): timm's ViT names under `module.` (the file is a DataParallel state dict), with
+  q, k and v fused into one `attn.qkv` matrix (rows q, then k, then v). The file stores no
+  architecture: it comes from a `config` argument, by default AST-Base with the patch grid read
+  off the position embeddings.
+
+Pickled files are opened only with `torch.load(weights_only=True)`, which refuses arbitrary code.
+A checkpoint whose tensors do not match the model fails with a ValueError listing the missing,
+unexpected and wrongly shaped ones.
+
+Shape legend: D hidden size, C labels, f x t patch grid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import torch
+
+from ast_min.config import ASTConfig
+from ast_min.model import adapt_position_embeddings
+
+# ---- the name tables ----------------------------------------------------------------------------
+
+# Hugging Face, encoder (under `audio_spectrogram_transformer.` in a classification checkpoint).
+HF_ENCODER_NAMES = {
+    "embeddings.cls_token": "embeddings.cls_token",
+    "embeddings.distillation_token": "embeddings.distillation_token",
+    "embeddings.position_embeddings": "embeddings.position_embeddings",
+    "embeddings.patch_embeddings.projection.{w}": "embeddings.patch_embeddings.projection.{w}",
+    "encoder.layer.{i}.layernorm_before.{w}": "layers.{i}.layernorm_before.{w}",
+    "encoder.layer.{i}.attention.attention.query.{w}": "layers.{i}.attention.query.{w}",
+    "encoder.layer.{i}.attention.attention.key.{w}": "layers.{i}.attention.key.{w}",
+    "encoder.layer.{i}.attention.attention.value.{w}": "layers.{i}.attention.value.{w}",
+    "encoder.layer.{i}.attention.output.dense.{w}": "layers.{i}.attention.output.{w}",
+    "encoder.layer.{i}.layernorm_after.{w}": "layers.{i}.layernorm_after.{w}",
+    "encoder.layer.{i}.intermediate.dense.{w}": "layers.{i}.mlp.fc1.{w}",
+    "encoder.layer.{i}.output.dense.{w}": "layers.{i}.mlp.fc2.{w}",
+    "layernorm.{w}": "layernorm.{w}",
+}
+HF_HEAD_NAMES = {
+    "classifier.layernorm.{w}": "classifier.layernorm.{w}",
+    "classifier.dense.{w}": "classifier.dense.{w}",
+}
+HF_ENCODER_PREFIX = "audio_spectrogram_transformer."
+
+# Original repository (timm DeiT names, `module.` stripped). A tuple target is a fused tensor
+# split along dim 0 into equal parts.
+ORIGINAL_ENCODER_NAMES = {
+    "v.cls_token": "embeddings.cls_token",
+    "v.dist_token": "embeddings.distillation_token",
+    "v.pos_embed": "embeddings.position_embeddings",
+    "v.patch_embed.proj.{w}": "embeddings.patch_embeddings.projection.{w}",
+    "v.blocks.{i}.norm1.{w}": "layers.{i}.layernorm_before.{w}",
+    "v.blocks.{i}.attn.qkv.{w}": (
+        "layers.{i}.attention.query.{w}",
+        "layers.{i}.attention.key.{w}",
+        "layers.{i}.attention.value.{w}",
+    ),
+    "v.blocks.{i}.attn.proj.{w}": "layers.{i}.attention.output.{w}",
+    "v.blocks.{i}.norm2.{w}": "layers.{i}.layernorm_after.{w}",
+    "v.blocks.{i}.mlp.fc1.{w}": "layers.{i}.mlp.fc1.{w}",
+    "v.blocks.{i}.mlp.fc2.{w}": "layers.{i}.mlp.fc2.{w}",
+    "v.norm.{w}": "layernorm.{w}",
+}
+ORIGINAL_HEAD_NAMES = {
+    "mlp_head.0.{w}": "classifier.layernorm.{w}",
+    "mlp_head.1.{w}": "classifier.dense.{w}",
+}
+# DeiT's ImageNet heads ride along in the original files but AST never uses them.
+ORIGINAL_UNUSED = re.compile(r"^v\.(head|head_dist)\.(weight|bias)$")
+
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+HOW_TO_GET_ONE = (
+    "pass a local checkpoint directory (config.json + model.safetensors), an original-repository "
+    ".pth file, or a Hugging Face hub id such as MIT/ast-finetuned-audioset-10-10-0.4593 when online; "
+    "a transformers model saved with save_pretrained(dir) works too"
+)
+
+
+def expand(table: dict, num_layers: int) -> dict:
+    """Spell a name table out for `num_layers` layers: {checkpoint name: ast-min name or tuple of names}."""
+    out = {}
+    for src, dst in table.items():
+        layers = range(num_layers) if "{i}" in src else [None]
+        parts = ("weight", "bias") if "{w}" in src else [None]
+        for i in layers:
+            for w in parts:
+                fill = lambda s: s.replace("{i}", str(i)).replace("{w}", str(w))  # noqa: E731
+                out[fill(src)] = tuple(fill(d) for d in dst) if isinstance(dst, tuple) else fill(dst)
+    return out
+
+
+# ---- finding and reading files ------------------------------------------------------------------
+
+
+def resolve(path_or_hub_id: str | os.PathLike) -> Path:
+    """A local checkpoint directory or `.pth` file; a hub id is downloaded (config, weights, preprocessor)."""
+    path = Path(os.fspath(path_or_hub_id)).expanduser()
+    if path.exists():
+        return path
+    name = os.fspath(path_or_hub_id)
+    looks_like_hub_id = re.fullmatch(r"[\w.\-]+/[\w.\-]+", name) is not None and not name.endswith((".pth", ".pt"))
+    if not looks_like_hub_id:
+        raise FileNotFoundError(f"no checkpoint at {name!r}: {HOW_TO_GET_ONE}")
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(
+            name, allow_patterns=["config.json", "preprocessor_config.json", *HF_WEIGHT_FILES]
+        )
+    except Exception as e:  # offline, unknown repo, gated...: all mean "not available here"
+        raise FileNotFoundError(
+            f"{name!r} is not a local path and could not be downloaded from the Hugging Face hub "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); {HOW_TO_GET_ONE}"
+        ) from None
+    return Path(local)
+
+
+def read_hf_directory(directory: Path) -> tuple[ASTConfig, dict[str, torch.Tensor]]:
+    """config.json and the weights (safetensors preferred) of a Hugging Face checkpoint directory."""
+    config = ASTConfig.from_pretrained(directory)
+    for name in HF_WEIGHT_FILES:
+        file = directory / name
+        if file.is_file():
+            return config, (_read_safetensors(file) if name.endswith(".safetensors") else _read_pickle(file))
+    raise FileNotFoundError(
+        f"{str(directory)!r} has config.json but no weights ({' or '.join(HF_WEIGHT_FILES)}); "
+        "sharded checkpoints are not supported: re-save it with save_pretrained"
+    )
+
+
+def _read_safetensors(file: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(file)
+    except Exception as e:
+        raise ValueError(
+            f"{str(file)!r} is not a readable safetensors file ({e}); it may be truncated: download or save it again"
+        ) from None
+
+
+def _read_pickle(file: Path) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(
+            f"{str(file)!r} is not a readable PyTorch state dict ({type(e).__name__}: {str(e).splitlines()[0]}); "
+            "it may be truncated or not a checkpoint. Only plain tensors are loaded (weights_only=True)"
+        ) from None
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]  # training scripts often wrap the weights
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{str(file)!r} does not hold a state dict (a dict of tensors)")
+    return obj
+
+
+def original_default_config(tensors: dict[str, torch.Tensor]) -> ASTConfig:
+    """AST-Base as the released .pth files were trained (128 mel bins, 16 x 16 patches, strides 10),
+    with the label count from the head and the number of frames from the position-embedding grid."""
+    base = ASTConfig()
+    if "v.pos_embed" not in tensors or "mlp_head.1.weight" not in tensors:
+        raise ValueError(
+            "this .pth file has no v.pos_embed / mlp_head.1.weight: it is not an original-repository AST checkpoint"
+        )
+    num_patches = tensors["v.pos_embed"].shape[1] - 2
+    f = base.frequency_out_dimension
+    if num_patches % f:
+        raise ValueError(
+            f"the .pth position embeddings hold {num_patches} patches, not a multiple of {f} frequency rows: "
+            "pass config=ASTConfig(...) with this model's num_mel_bins, strides and max_length"
+        )
+    t = num_patches // f
+    max_length = (t - 1) * base.time_stride + base.patch_size
+    return ASTConfig(
+        hidden_size=tensors["v.pos_embed"].shape[2],
+        max_length=max_length,
+        num_labels=tensors["mlp_head.1.weight"].shape[0],
+    )
+
+
+# ---- converting names ---------------------------------------------------------------------------
+
+
+def hf_to_ast_min(tensors: dict[str, torch.Tensor], num_layers: int, with_head: bool) -> tuple[dict, list[str]]:
+    """Rename Hugging Face tensors to ast-min's names.
+
+    Returns ({ast-min name: tensor}, unexpected checkpoint names). Keys are those of
+    `ASTForAudioClassification` when `with_head`, else those of `ASTModel`; a checkpoint saved from
+    either class can feed either one (an ASTModel ignores a classifier).
+    """
+    encoder = expand(HF_ENCODER_NAMES, num_layers)
+    head = expand(HF_HEAD_NAMES, num_layers)
+    prefix = HF_ENCODER_PREFIX if with_head else ""
+    out, unexpected = {}, []
+    for name, tensor in tensors.items():
+        bare = name[len(HF_ENCODER_PREFIX) :] if name.startswith(HF_ENCODER_PREFIX) else name
+        if bare in encoder:
+            out[prefix + encoder[bare]] = tensor
+        elif name in head:
+            if with_head:
+                out[head[name]] = tensor
+        else:
+            unexpected.append(name)
+    return out, unexpected
+
+
+def original_to_ast_min(tensors: dict[str, torch.Tensor], num_layers: int, with_head: bool) -> tuple[dict, list[str]]:
+    """Rename original-repository (timm) tensors to ast-min's names, splitting the fused qkv."""
+    encoder = expand(ORIGINAL_ENCODER_NAMES, num_layers)
+    head = expand(ORIGINAL_HEAD_NAMES, num_layers)
+    prefix = HF_ENCODER_PREFIX if with_head else ""
+    out, unexpected = {}, []
+    for name, tensor in tensors.items():
+        if name in encoder:
+            targets = encoder[name]
+            if isinstance(targets, tuple):  # (3D, D) or (3D,) -> three (D, D) or (D,): rows q, k, v
+                if tensor.shape[0] % len(targets):
+                    unexpected.append(f"{name} {tuple(tensor.shape)} (cannot split in {len(targets)})")
+                    continue
+                for target, part in zip(targets, tensor.chunk(len(targets), dim=0)):
+                    out[prefix + target] = part
+            else:
+                out[prefix + targets] = tensor
+        elif name in head:
+            if with_head:
+                out[head[name]] = tensor
+        elif not ORIGINAL_UNUSED.match(name):
+            unexpected.append(name)
+    return out, unexpected
+
+
+def strip_module_prefix(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`module.v.cls_token` -> `v.cls_token`: the original files are torch.nn.DataParallel state dicts."""
+    return {k.removeprefix("module."): v for k, v in tensors.items()}
+
+
+# ---- loading ------------------------------------------------------------------------------------
+
+
+def load_pretrained(
+    cls,
+    path_or_hub_id: str | os.PathLike,
+    *,
+    attn_implementation: str = "auto",
+    config: ASTConfig | None = None,
+    max_length: int | None = None,
+    id2label: dict | None = None,
+):
+    """Build `cls` (ASTModel or ASTForAudioClassification) from a checkpoint; see `from_pretrained`."""
+    from ast_min.model import ASTForAudioClassification
+
+    with_head = issubclass(cls, ASTForAudioClassification)
+    path = resolve(path_or_hub_id)
+    if path.is_dir():
+        file_config, tensors = read_hf_directory(path)
+        checkpoint_config = config or file_config
+        convert, labels_stored = hf_to_ast_min, True
+    elif path.suffix in (".pth", ".pt", ".bin", ".ckpt"):
+        tensors = strip_module_prefix(_read_pickle(path))
+        checkpoint_config = config or original_default_config(tensors)
+        convert, labels_stored = original_to_ast_min, False
+    else:
+        raise ValueError(f"{str(path)!r} is not a checkpoint: {HOW_TO_GET_ONE}")
+
+    target = checkpoint_config
+    if max_length is not None and max_length != target.max_length:
+        target = target.replace(max_length=max_length)
+    fresh_head = False
+    if id2label is not None:
+        wanted = target.replace(id2label=id2label)
+        # Same labels keep the trained head. A .pth stores no label names, so there the count decides.
+        same = wanted.id2label == target.id2label if labels_stored else wanted.num_labels == target.num_labels
+        fresh_head = with_head and not same
+        target = wanted
+
+    model = cls(target)
+    state, unexpected = convert(tensors, checkpoint_config.num_hidden_layers, with_head)
+    _adapt_grid(state, checkpoint_config, target)
+    if fresh_head:
+        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+    if with_head and not fresh_head and not any(k.startswith("classifier.") for k in state):
+        raise ValueError(
+            f"{str(path)!r} has no classification head (it was saved from an ASTModel): "
+            "pass id2label={0: 'label', ...} to start a fresh head, or load it with ASTModel"
+        )
+    _load_checked(model, state, unexpected, skip_prefix="classifier." if fresh_head else None, source=str(path))
+    model.set_attn_implementation(attn_implementation)
+    return model.eval()
+
+
+def _adapt_grid(state: dict, old: ASTConfig, new: ASTConfig) -> None:
+    """Cut or interpolate the position embeddings in `state` when the patch grid changes."""
+    key = next((k for k in state if k.endswith("embeddings.position_embeddings")), None)
+    old_grid = (old.frequency_out_dimension, old.time_out_dimension)
+    new_grid = (new.frequency_out_dimension, new.time_out_dimension)
+    if key is None or old_grid == new_grid or state[key].shape[1] != old.sequence_length:
+        return  # a wrong shape is reported by _load_checked with the others
+    state[key] = adapt_position_embeddings(state[key], old_grid, new_grid)
+
+
+def _load_checked(model, state: dict, unexpected: list[str], skip_prefix: str | None, source: str) -> None:
+    expected = {k: v.shape for k, v in model.state_dict().items()}
+    if skip_prefix:
+        expected = {k: s for k, s in expected.items() if not k.startswith(skip_prefix)}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(unexpected) + sorted(set(state) - set(expected))
+    wrong = [
+        f"{k}: checkpoint {tuple(state[k].shape)}, model {tuple(expected[k])}"
+        for k in sorted(set(state) & set(expected))
+        if state[k].shape != expected[k]
+    ]
+    if missing or unexpected or wrong:
+        problems = []
+        for title, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+            if names:
+                shown = "; ".join(names[:8]) + (f"; ... ({len(names) - 8} more)" if len(names) > 8 else "")
+                problems.append(f"{len(names)} {title}: {shown}")
+        raise ValueError(
+            f"the checkpoint {source!r} does not fit this model ({' | '.join(problems)}). "
+            "Check that the config (layers, hidden size, patch grid, labels) is the checkpoint's; "
+            "for a .pth file pass config=ASTConfig(...) with its architecture"
+        )
+    model.load_state_dict(state, strict=skip_prefix is None)
+
+
+# ---- saving -------------------------------------------------------------------------------------
+
+
+def ast_min_to_hf(state: dict[str, torch.Tensor], num_layers: int) -> dict[str, torch.Tensor]:
+    """ast-min names -> Hugging Face on-disk names (the inverse of `hf_to_ast_min`)."""
+    inverse = {}
+    for table, prefixes in ((HF_ENCODER_NAMES, ("", HF_ENCODER_PREFIX)), (HF_HEAD_NAMES, ("",))):
+        for src, dst in expand(table, num_layers).items():
+            for p in prefixes:
+                inverse[p + dst] = p + src
+    return {inverse[k]: v for k, v in state.items()}
+
+
+def save_pretrained(model, directory: str | os.PathLike) -> None:
+    """Write `config.json` and `model.safetensors` that `transformers.AST*.from_pretrained` loads."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = model.config.to_dict()
+    config["architectures"] = [type(model).__name__]
+    with open(directory / "config.json", "w") as f:
+        json.dump(config, f, indent=2, sort_keys=True)
+    tensors = ast_min_to_hf(model.state_dict(), model.config.num_hidden_layers)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    save_file(tensors, directory / "model.safetensors", metadata={"format": "pt"})
