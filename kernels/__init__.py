@@ -1,1 +1,77 @@
-"""placeholder"""
+"""kernels: a fused-attention (FlashAttention-2) Triton kernel, and its pure-torch blockwise reference.
+
+This package knows nothing of AST: it takes q, k, v of shape (B, H, N, Dh) (B batch, H heads,
+N tokens, Dh head dim). Read in this order:
+
+    reference.py        the algorithm in plain torch loops (online softmax, blockwise backward)
+    fused_attention.py  the same algorithm as Triton kernels, with a checking launcher and autograd
+    tuning.py           block sizes: autotuned on GPUs, pinned in the interpreter
+    bench.py            `python -m kernels.bench`: this kernel vs torch SDPA vs eager attention
+
+`import kernels` works without triton (macOS, for instance): TRITON_AVAILABLE is then False and
+`flash_attention` raises a RuntimeError saying so. The Triton module is imported on first use, so
+TRITON_INTERPRET=1 (for CPU tensors) may be set any time before the first call.
+
+Note: `kernels` is also the import name of an unrelated PyPI package that transformers probes for;
+ast-min's version (outside 0.18.2..0.19) makes that probe answer False (see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import torch
+
+from kernels.reference import attention_math, blockwise_attention, blockwise_attention_backward
+
+TRITON_AVAILABLE: bool = importlib.util.find_spec("triton") is not None
+
+__all__ = [
+    "TRITON_AVAILABLE",
+    "flash_attention",
+    "attention_math",
+    "blockwise_attention",
+    "blockwise_attention_backward",
+]
+
+
+def flash_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    causal: bool = False,
+    sm_scale: float | None = None,
+    *,
+    input_precision: str | None = None,
+    return_lse: bool = False,
+):
+    """Fused scaled-dot-product attention, softmax(q kᵀ · sm_scale) v, in Triton; differentiable.
+
+    Args:
+        q, k, v: (B, H, N, Dh) tensors, any strides (e.g. views of one fused qkv projection), one
+            dtype among float16, bfloat16, float32 (and float64, meant for gradient checks), on a CUDA
+            device, or on the CPU with TRITON_INTERPRET=1 (bfloat16 excepted: the interpreter's bf16
+            matmul is broken). Any N >= 0; 1 <= Dh <= 128 (non-powers of two are zero-padded inside
+            the kernel, without a copy); B * H <= 65535.
+        causal: mask keys after each query (query i sees keys 0..i), as SDPA's is_causal=True.
+        sm_scale: the softmax scale; None means 1 / sqrt(Dh).
+        input_precision: float32 matmul precision: "ieee" (exact fp32), "tf32" (tensor cores, ~1e-3
+            relative error) or None, which follows torch.get_float32_matmul_precision() ("highest",
+            torch's default, means "ieee"). Ignored for other dtypes.
+        return_lse: also return the row log-sum-exp (natural log), not differentiable.
+
+    Returns:
+        O (B, H, N, Dh) in q's dtype; with return_lse, (O, LSE) where LSE is (B, H, N) float32
+        (float64 for float64 inputs).
+
+    Raises:
+        ValueError: an unsupported shape, dtype, device, head dim or argument, naming the fix.
+        RuntimeError: triton is not installed, or CPU tensors without TRITON_INTERPRET=1.
+    """
+    if not TRITON_AVAILABLE:
+        raise RuntimeError(
+            "flash_attention needs triton, which is not installed (it ships for Linux only); install it "
+            "with `pip install triton`, or use ast-min's 'sdpa' or 'eager' attention backend")
+    from kernels.fused_attention import flash_attention as _flash_attention
+
+    return _flash_attention(q, k, v, causal, sm_scale, input_precision=input_precision, return_lse=return_lse)

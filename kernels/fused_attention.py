@@ -1,0 +1,594 @@
+"""Fused attention in Triton: FlashAttention-2's forward and backward passes.
+
+What you will learn here: how softmax(Q Kᵀ · scale) V is computed one (query block, key block) tile at a
+time, without ever writing the N x N score matrix to memory, and how the backward pass recomputes
+those scores from one saved number per row (the log-sum-exp) instead of storing them.
+
+Papers: Milakov & Gimelshein 2018 (online softmax); Dao et al. 2022 (FlashAttention, §3.1 tiling,
+§3.2 recomputation); Dao 2023 (FlashAttention-2, Algorithm 1 forward with the query blocks in the
+outer loop, Algorithm 2 backward). Read `kernels/reference.py` first: it is the same algorithm in
+plain torch loops.
+
+Shape legend: B batch, H heads, N tokens (sequence length), Dh head dim; a kernel program owns one
+(batch, head) pair and one block of BLOCK_M query rows (or BLOCK_N key rows in the dK/dV kernel).
+
+Three facts shape the code (see ../shared/DESIGN.md, "The fused-attention kernel"):
+- N need not be a multiple of any block size (AST has N = 1214): the last key block is masked with
+  a large *finite* negative score (with -inf a fully masked row would give exp(-inf - -inf) = NaN),
+  and the stores of out-of-range query rows (O, LSE, dQ) and key rows (dK, dV) are masked.
+- Scores are kept in base-2 units: log2(e) is folded into the scale once, so each exponential is
+  the cheap `exp2` instruction.
+- P (and dS in the backward) are cast to the *input* dtype before the second matmul of each step, so
+  fp16, bf16, fp32 and fp64 all take the same path.
+
+Head dims that are not a power of two (80, 96, ...) are padded inside the kernel: the tile width is
+the next power of two (at least 16, tl.dot's minimum) and the loads fill the extra columns with
+zeros, which add nothing to Q Kᵀ and produce output columns that are never stored. No copy is made.
+Head dims above 128 are refused (the tiles would not fit in a GPU's shared memory).
+
+The kernels are the teaching path; block sizes and autotuning live apart, in `kernels/tuning.py`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels import tuning
+
+# `@triton.jit` reads TRITON_INTERPRET when it decorates, i.e. when this module is imported.
+INTERPRETER = os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
+
+LOG2E = tl.constexpr(1.4426950408889634)  # log2(e): exp(x) = exp2(x * log2(e))
+LN2 = tl.constexpr(0.6931471805599453)  # ln(2): converts a base-2 log-sum-exp back to natural log
+# The score given to masked (query, key) pairs: exp2 of it underflows to exactly 0, yet it is finite,
+# so (NEG_LARGE - NEG_LARGE) is 0 and never NaN. Scores live in fp32 (or fp64) accumulators.
+NEG_LARGE = tl.constexpr(-1.0e30)
+
+MAX_HEAD_DIM = 128
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+# --------------------------------------------------------------------------------------------------
+# Forward
+# --------------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _attn_fwd_step(
+    acc, l_i, m_i, q,  # running state of this query block, and its Q tile (BLOCK_M, BLOCK_D)
+    K, V, start_n,  # key/value base pointers of this (batch, head); first key of this block
+    offs_m, offs_d, N_CTX, qk_scale,
+    stride_kn, stride_kd, stride_vn, stride_vd,
+    HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
+    MASKED: tl.constexpr,  # does this key block need masking (the tail block, or the causal diagonal)?
+    CAUSAL: tl.constexpr, INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
+):
+    """One step of the online softmax: fold key block [start_n, start_n + BLOCK_N) into the state."""
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    key_ok = offs_n < N_CTX
+    d_ok = offs_d < HEAD_DIM
+    # Kᵀ is loaded transposed through its strides, so Q Kᵀ is a plain tl.dot; padded rows/columns are 0.
+    kT = tl.load(K + offs_d[:, None] * stride_kd + offs_n[None, :] * stride_kn,
+                 mask=d_ok[:, None] & key_ok[None, :], other=0.0)  # (BLOCK_D, BLOCK_N)
+    v = tl.load(V + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vd,
+                mask=key_ok[:, None] & d_ok[None, :], other=0.0)  # (BLOCK_N, BLOCK_D)
+
+    s = tl.dot(q, kT, input_precision=INPUT_PRECISION, out_dtype=ACC_DTYPE) * qk_scale  # (BLOCK_M, BLOCK_N), log2 units
+    if MASKED:
+        keep = key_ok[None, :]
+        if CAUSAL:
+            keep = keep & (offs_n[None, :] <= offs_m[:, None])
+        s = tl.where(keep, s, NEG_LARGE)
+
+    m_new = tl.maximum(m_i, tl.max(s, 1))  # the new running row maximum
+    p = tl.math.exp2(s - m_new[:, None])  # (BLOCK_M, BLOCK_N), unnormalised probabilities
+    alpha = tl.math.exp2(m_i - m_new)  # rescales everything summed so far to the new maximum
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=INPUT_PRECISION, out_dtype=ACC_DTYPE)
+    return acc, l_i, m_new
+
+
+@triton.jit
+def _attn_fwd(
+    # pointers: inputs (B, H, N, Dh), output O (B, H, N, Dh), row log-sum-exp LSE (B, H, N) contiguous
+    Q, K, V, O, LSE,
+    # strides, in elements, of each (B, H, N, Dh) tensor
+    stride_qb, stride_qh, stride_qn, stride_qd,
+    stride_kb, stride_kh, stride_kn, stride_kd,
+    stride_vb, stride_vh, stride_vn, stride_vd,
+    stride_ob, stride_oh, stride_on, stride_od,
+    # sizes and the softmax scale (already multiplied by log2(e))
+    H, N_CTX, qk_scale,
+    # compile-time parameters: problem, then numerics, then tiling (BLOCK_M/BLOCK_N come from tuning.py)
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, CAUSAL: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """O and LSE for one block of BLOCK_M query rows of one (batch, head).
+
+    Pseudo-code (FlashAttention-2, Algorithm 1), scores in base-2 units s = (q · k) · scale · log2(e):
+
+        q = Q[rows]                                   # stays in registers for the whole loop
+        m = -inf, l = 0, acc = 0                      # running max, running sum, unnormalised output
+        for each key block j (only up to the diagonal if causal):
+            s = q @ K[j]ᵀ · qk_scale                  # masked with NEG_LARGE past N (and above the diagonal)
+            m_new = max(m, rowmax(s))
+            p = exp2(s - m_new)
+            l = l · exp2(m - m_new) + rowsum(p)
+            acc = acc · exp2(m - m_new) + p @ V[j]
+            m = m_new
+        O[rows] = acc / l
+        LSE[rows] = (m + log2(l)) · ln(2)             # natural-log log-sum-exp, saved for the backward
+
+    The key loop runs in two parts so that only the blocks that need a mask pay for one: blocks
+    wholly inside [0, N) (and wholly below the diagonal if causal) first, then the rest, masked.
+    """
+    start_m = tl.program_id(0) * BLOCK_M
+    off_bh = tl.program_id(1)
+    off_b = (off_bh // H).to(tl.int64)  # int64: B·H·N·Dh can exceed 2**31 elements
+    off_h = (off_bh % H).to(tl.int64)
+    Q += off_b * stride_qb + off_h * stride_qh
+    K += off_b * stride_kb + off_h * stride_kh
+    V += off_b * stride_vb + off_h * stride_vh
+    O += off_b * stride_ob + off_h * stride_oh
+    LSE += off_bh.to(tl.int64) * N_CTX
+
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    row_ok = offs_m < N_CTX
+    tile_ok = row_ok[:, None] & (offs_d < HEAD_DIM)[None, :]
+    q = tl.load(Q + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd, mask=tile_ok, other=0.0)  # (BLOCK_M, BLOCK_D)
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=ACC_DTYPE)
+    l_i = tl.zeros([BLOCK_M], dtype=ACC_DTYPE)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=ACC_DTYPE)
+
+    # Key blocks [0, full_hi) need no mask; [full_hi, hi) do. Causal: the diagonal blocks
+    # [start_m, start_m + BLOCK_M) (BLOCK_M is a multiple of BLOCK_N, so they align).
+    if CAUSAL:
+        full_hi = start_m
+        hi = tl.minimum(start_m + BLOCK_M, N_CTX)
+    else:
+        full_hi = (N_CTX // BLOCK_N) * BLOCK_N
+        hi = N_CTX
+    for start_n in range(0, full_hi, BLOCK_N):
+        acc, l_i, m_i = _attn_fwd_step(acc, l_i, m_i, q, K, V, start_n, offs_m, offs_d, N_CTX, qk_scale,
+                                       stride_kn, stride_kd, stride_vn, stride_vd,
+                                       HEAD_DIM, BLOCK_N, False, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
+    for start_n in range(full_hi, hi, BLOCK_N):
+        acc, l_i, m_i = _attn_fwd_step(acc, l_i, m_i, q, K, V, start_n, offs_m, offs_d, N_CTX, qk_scale,
+                                       stride_kn, stride_kd, stride_vn, stride_vd,
+                                       HEAD_DIM, BLOCK_N, True, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
+
+    acc = acc / l_i[:, None]
+    tl.store(O + offs_m[:, None] * stride_on + offs_d[None, :] * stride_od, acc.to(O.dtype.element_ty), mask=tile_ok)
+    tl.store(LSE + offs_m, ((m_i + tl.math.log2(l_i)) * LN2).to(LSE.dtype.element_ty), mask=row_ok)
+
+
+# --------------------------------------------------------------------------------------------------
+# Backward
+# --------------------------------------------------------------------------------------------------
+# With P = softmax(S), S = scale · Q Kᵀ and dO the incoming gradient (FlashAttention-2, Algorithm 2):
+#     dV = Pᵀ dO        dP = dO Vᵀ        dS = P ∘ (dP - delta)        dQ = scale · dS K        dK = scale · dSᵀ Q
+# where delta = rowsum(dO ∘ O) = rowsum(P ∘ dP). P is recomputed tile by tile as exp(S - LSE).
+# dK/dV and dQ are accumulated by two kernels (one looping over query blocks for a key block, one
+# over key blocks for a query block), so no program ever writes to another's output: no atomics.
+
+
+@triton.jit
+def _attn_bwd_delta(
+    O, DO, DELTA,  # O, dO (B, H, N, Dh); DELTA (B, H, N) contiguous
+    stride_ob, stride_oh, stride_on, stride_od,
+    stride_dob, stride_doh, stride_don, stride_dod,
+    H, N_CTX,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, ACC_DTYPE: tl.constexpr, BLOCK_M: tl.constexpr,
+):
+    """delta[row] = sum_d dO[row, d] · O[row, d] for one block of BLOCK_M rows."""
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    off_bh = tl.program_id(1)
+    off_b = (off_bh // H).to(tl.int64)
+    off_h = (off_bh % H).to(tl.int64)
+    offs_d = tl.arange(0, BLOCK_D)
+    row_ok = offs_m < N_CTX
+    tile_ok = row_ok[:, None] & (offs_d < HEAD_DIM)[None, :]
+    o = tl.load(O + off_b * stride_ob + off_h * stride_oh + offs_m[:, None] * stride_on + offs_d[None, :] * stride_od,
+                mask=tile_ok, other=0.0).to(ACC_DTYPE)
+    do = tl.load(DO + off_b * stride_dob + off_h * stride_doh + offs_m[:, None] * stride_don + offs_d[None, :] * stride_dod,
+                 mask=tile_ok, other=0.0).to(ACC_DTYPE)
+    tl.store(DELTA + off_bh.to(tl.int64) * N_CTX + offs_m, tl.sum(o * do, 1), mask=row_ok)
+
+
+@triton.jit
+def _attn_bwd_dkdv_step(
+    dk, dv, k, v,  # accumulators and tiles of this key block, (BLOCK_N, BLOCK_D) each
+    Q, DO, LSE, DELTA, start_m,  # base pointers of this (batch, head); first query of this block
+    offs_n, offs_d, N_CTX, qk_scale,
+    stride_qn, stride_qd, stride_don, stride_dod,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+    MASKED: tl.constexpr, CAUSAL: tl.constexpr, INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
+):
+    """Add query block [start_m, start_m + BLOCK_M)'s contribution to dK and dV (computed transposed)."""
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    row_ok = offs_m < N_CTX
+    d_ok = offs_d < HEAD_DIM
+    qT = tl.load(Q + offs_d[:, None] * stride_qd + offs_m[None, :] * stride_qn,
+                 mask=d_ok[:, None] & row_ok[None, :], other=0.0)  # (BLOCK_D, BLOCK_M)
+    do = tl.load(DO + offs_m[:, None] * stride_don + offs_d[None, :] * stride_dod,
+                 mask=row_ok[:, None] & d_ok[None, :], other=0.0)  # (BLOCK_M, BLOCK_D)
+    lse2 = tl.load(LSE + offs_m, mask=row_ok, other=0.0) * LOG2E  # (BLOCK_M,), base-2 units
+    delta = tl.load(DELTA + offs_m, mask=row_ok, other=0.0)  # (BLOCK_M,)
+
+    sT = tl.dot(k, qT, input_precision=INPUT_PRECISION, out_dtype=ACC_DTYPE) * qk_scale  # (BLOCK_N, BLOCK_M)
+    if MASKED:
+        keep = row_ok[None, :]
+        if CAUSAL:
+            keep = keep & (offs_m[None, :] >= offs_n[:, None])
+        sT = tl.where(keep, sT, NEG_LARGE)
+    pT = tl.math.exp2(sT - lse2[None, :])  # Pᵀ, recomputed: exactly 0 where masked
+    dv += tl.dot(pT.to(do.dtype), do, input_precision=INPUT_PRECISION, out_dtype=ACC_DTYPE)
+    dpT = tl.dot(v, tl.trans(do), input_precision=INPUT_PRECISION, out_dtype=ACC_DTYPE)  # (BLOCK_N, BLOCK_M)
+    dsT = pT * (dpT - delta[None, :])
+    dk += tl.dot(dsT.to(qT.dtype), tl.trans(qT), input_precision=INPUT_PRECISION, out_dtype=ACC_DTYPE)
+    return dk, dv
+
+
+@triton.jit
+def _attn_bwd_dkdv(
+    # pointers: inputs and dO (B, H, N, Dh); LSE, DELTA (B, H, N) contiguous; outputs dK, dV (B, H, N, Dh)
+    Q, K, V, DO, LSE, DELTA, DK, DV,
+    # strides, in elements
+    stride_qb, stride_qh, stride_qn, stride_qd,
+    stride_kb, stride_kh, stride_kn, stride_kd,
+    stride_vb, stride_vh, stride_vn, stride_vd,
+    stride_dob, stride_doh, stride_don, stride_dod,
+    stride_dkb, stride_dkh, stride_dkn, stride_dkd,
+    stride_dvb, stride_dvh, stride_dvn, stride_dvd,
+    # sizes and scales: sm_scale, and sm_scale · log2(e)
+    H, N_CTX, sm_scale, qk_scale,
+    # compile-time parameters
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, CAUSAL: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """dK and dV for one block of BLOCK_N key rows of one (batch, head).
+
+        k, v = K[keys], V[keys];  dk = dv = 0
+        for each query block i (only those at or below the diagonal if causal):
+            pᵀ = exp2(k @ Q[i]ᵀ · qk_scale - LSE[i] · log2(e))        # recomputed, masked
+            dv += pᵀ @ dO[i]
+            dsᵀ = pᵀ ∘ (v @ dO[i]ᵀ - delta[i])
+            dk += dsᵀ @ Q[i]
+        dK[keys] = dk · sm_scale;  dV[keys] = dv
+
+    Query blocks that need a mask: the tail past N, and, if causal, the diagonal blocks
+    [start_n, start_n + BLOCK_N) (BLOCK_N is a multiple of BLOCK_M, so they align).
+    """
+    start_n = tl.program_id(0) * BLOCK_N
+    off_bh = tl.program_id(1)
+    off_b = (off_bh // H).to(tl.int64)
+    off_h = (off_bh % H).to(tl.int64)
+    Q += off_b * stride_qb + off_h * stride_qh
+    K += off_b * stride_kb + off_h * stride_kh
+    V += off_b * stride_vb + off_h * stride_vh
+    DO += off_b * stride_dob + off_h * stride_doh
+    DK += off_b * stride_dkb + off_h * stride_dkh
+    DV += off_b * stride_dvb + off_h * stride_dvh
+    LSE += off_bh.to(tl.int64) * N_CTX
+    DELTA += off_bh.to(tl.int64) * N_CTX
+
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    tile_ok = (offs_n < N_CTX)[:, None] & (offs_d < HEAD_DIM)[None, :]
+    k = tl.load(K + offs_n[:, None] * stride_kn + offs_d[None, :] * stride_kd, mask=tile_ok, other=0.0)  # (BLOCK_N, BLOCK_D)
+    v = tl.load(V + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vd, mask=tile_ok, other=0.0)  # (BLOCK_N, BLOCK_D)
+    dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=ACC_DTYPE)
+    dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=ACC_DTYPE)
+
+    full_m = (N_CTX // BLOCK_M) * BLOCK_M  # query blocks below this need no tail mask
+    if CAUSAL:
+        # the diagonal, masked; then the query blocks wholly below it
+        for start_m in range(start_n, tl.minimum(start_n + BLOCK_N, N_CTX), BLOCK_M):
+            dk, dv = _attn_bwd_dkdv_step(dk, dv, k, v, Q, DO, LSE, DELTA, start_m, offs_n, offs_d, N_CTX, qk_scale,
+                                         stride_qn, stride_qd, stride_don, stride_dod,
+                                         HEAD_DIM, BLOCK_M, True, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
+        full_lo = start_n + BLOCK_N
+    else:
+        full_lo = 0
+    full_hi = tl.maximum(full_lo, full_m)
+    for start_m in range(full_lo, full_hi, BLOCK_M):
+        dk, dv = _attn_bwd_dkdv_step(dk, dv, k, v, Q, DO, LSE, DELTA, start_m, offs_n, offs_d, N_CTX, qk_scale,
+                                     stride_qn, stride_qd, stride_don, stride_dod,
+                                     HEAD_DIM, BLOCK_M, False, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
+    for start_m in range(full_hi, N_CTX, BLOCK_M):  # the tail block past N, masked
+        dk, dv = _attn_bwd_dkdv_step(dk, dv, k, v, Q, DO, LSE, DELTA, start_m, offs_n, offs_d, N_CTX, qk_scale,
+                                     stride_qn, stride_qd, stride_don, stride_dod,
+                                     HEAD_DIM, BLOCK_M, True, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
+
+    dk *= sm_scale  # S = scale · Q Kᵀ, so dK carries the scale once
+    tl.store(DK + offs_n[:, None] * stride_dkn + offs_d[None, :] * stride_dkd, dk.to(DK.dtype.element_ty), mask=tile_ok)
+    tl.store(DV + offs_n[:, None] * stride_dvn + offs_d[None, :] * stride_dvd, dv.to(DV.dtype.element_ty), mask=tile_ok)
+
+
+@triton.jit
+def _attn_bwd_dq_step(
+    dq, q, do, lse2, delta,  # accumulator and tiles of this query block
+    K, V, start_n,  # base pointers of this (batch, head); first key of this block
+    offs_m, offs_d, N_CTX, qk_scale,
+    stride_kn, stride_kd, stride_vn, stride_vd,
+    HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
+    MASKED: tl.constexpr, CAUSAL: tl.constexpr, INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
+):
+    """Add key block [start_n, start_n + BLOCK_N)'s contribution to dQ."""
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    key_ok = offs_n < N_CTX
+    d_ok = offs_d < HEAD_DIM
+    kT = tl.load(K + offs_d[:, None] * stride_kd + offs_n[None, :] * stride_kn,
+                 mask=d_ok[:, None] & key_ok[None, :], other=0.0)  # (BLOCK_D, BLOCK_N)
+    vT = tl.load(V + offs_d[:, None] * stride_vd + offs_n[None, :] * stride_vn,
+                 mask=d_ok[:, None] & key_ok[None, :], other=0.0)  # (BLOCK_D, BLOCK_N)
+
+    s = tl.dot(q, kT, input_precision=INPUT_PRECISION, out_dtype=ACC_DTYPE) * qk_scale  # (BLOCK_M, BLOCK_N)
+    if MASKED:
+        keep = key_ok[None, :]
+        if CAUSAL:
+            keep = keep & (offs_n[None, :] <= offs_m[:, None])
+        s = tl.where(keep, s, NEG_LARGE)
+    p = tl.math.exp2(s - lse2[:, None])
+    dp = tl.dot(do, vT, input_precision=INPUT_PRECISION, out_dtype=ACC_DTYPE)  # (BLOCK_M, BLOCK_N)
+    ds = p * (dp - delta[:, None])
+    dq += tl.dot(ds.to(kT.dtype), tl.trans(kT), input_precision=INPUT_PRECISION, out_dtype=ACC_DTYPE)
+    return dq
+
+
+@triton.jit
+def _attn_bwd_dq(
+    # pointers: inputs and dO (B, H, N, Dh); LSE, DELTA (B, H, N) contiguous; output dQ (B, H, N, Dh)
+    Q, K, V, DO, LSE, DELTA, DQ,
+    # strides, in elements
+    stride_qb, stride_qh, stride_qn, stride_qd,
+    stride_kb, stride_kh, stride_kn, stride_kd,
+    stride_vb, stride_vh, stride_vn, stride_vd,
+    stride_dob, stride_doh, stride_don, stride_dod,
+    stride_dqb, stride_dqh, stride_dqn, stride_dqd,
+    # sizes and scales: sm_scale, and sm_scale · log2(e)
+    H, N_CTX, sm_scale, qk_scale,
+    # compile-time parameters
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, CAUSAL: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """dQ for one block of BLOCK_M query rows of one (batch, head).
+
+        q, dO_i, lse, delta = rows of this block;  dq = 0
+        for each key block j (only up to the diagonal if causal):
+            p = exp2(q @ K[j]ᵀ · qk_scale - lse · log2(e))            # recomputed, masked
+            ds = p ∘ (dO_i @ V[j]ᵀ - delta)
+            dq += ds @ K[j]
+        dQ[rows] = dq · sm_scale
+
+    The key loop is split like the forward's: unmasked blocks first, then the tail / diagonal.
+    """
+    start_m = tl.program_id(0) * BLOCK_M
+    off_bh = tl.program_id(1)
+    off_b = (off_bh // H).to(tl.int64)
+    off_h = (off_bh % H).to(tl.int64)
+    Q += off_b * stride_qb + off_h * stride_qh
+    K += off_b * stride_kb + off_h * stride_kh
+    V += off_b * stride_vb + off_h * stride_vh
+    DO += off_b * stride_dob + off_h * stride_doh
+    DQ += off_b * stride_dqb + off_h * stride_dqh
+    LSE += off_bh.to(tl.int64) * N_CTX
+    DELTA += off_bh.to(tl.int64) * N_CTX
+
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    row_ok = offs_m < N_CTX
+    tile_ok = row_ok[:, None] & (offs_d < HEAD_DIM)[None, :]
+    q = tl.load(Q + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd, mask=tile_ok, other=0.0)  # (BLOCK_M, BLOCK_D)
+    do = tl.load(DO + offs_m[:, None] * stride_don + offs_d[None, :] * stride_dod, mask=tile_ok, other=0.0)  # (BLOCK_M, BLOCK_D)
+    lse2 = tl.load(LSE + offs_m, mask=row_ok, other=0.0) * LOG2E  # (BLOCK_M,)
+    delta = tl.load(DELTA + offs_m, mask=row_ok, other=0.0)  # (BLOCK_M,)
+    dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=ACC_DTYPE)
+
+    if CAUSAL:
+        full_hi = start_m
+        hi = tl.minimum(start_m + BLOCK_M, N_CTX)
+    else:
+        full_hi = (N_CTX // BLOCK_N) * BLOCK_N
+        hi = N_CTX
+    for start_n in range(0, full_hi, BLOCK_N):
+        dq = _attn_bwd_dq_step(dq, q, do, lse2, delta, K, V, start_n, offs_m, offs_d, N_CTX, qk_scale,
+                               stride_kn, stride_kd, stride_vn, stride_vd,
+                               HEAD_DIM, BLOCK_N, False, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
+    for start_n in range(full_hi, hi, BLOCK_N):
+        dq = _attn_bwd_dq_step(dq, q, do, lse2, delta, K, V, start_n, offs_m, offs_d, N_CTX, qk_scale,
+                               stride_kn, stride_kd, stride_vn, stride_vd,
+                               HEAD_DIM, BLOCK_N, True, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
+
+    dq *= sm_scale
+    tl.store(DQ + offs_m[:, None] * stride_dqn + offs_d[None, :] * stride_dqd, dq.to(DQ.dtype.element_ty), mask=tile_ok)
+
+
+# Autotuned (GPU) or pinned (interpreter) versions of the kernels above; see tuning.py.
+_attn_fwd_tuned = tuning.autotune_forward(_attn_fwd, INTERPRETER)
+_attn_bwd_dkdv_tuned = tuning.autotune_backward_dkdv(_attn_bwd_dkdv, INTERPRETER)
+_attn_bwd_dq_tuned = tuning.autotune_backward_dq(_attn_bwd_dq, INTERPRETER)
+
+
+# --------------------------------------------------------------------------------------------------
+# Launchers
+# --------------------------------------------------------------------------------------------------
+
+
+def _new_buffer(shape, dtype, device) -> torch.Tensor:
+    """Every buffer a kernel writes is allocated here (tests replace it to poison the buffers)."""
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
+def _strides(t: torch.Tensor) -> tuple[int, ...]:
+    return tuple(t.stride())
+
+
+def _block_d(head_dim: int) -> int:
+    # tl.dot needs every tile side >= 16; non-powers of two are padded with zero columns in the loads.
+    return max(16, triton.next_power_of_2(head_dim))
+
+
+def _acc_dtype(dtype: torch.dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def _input_precision(dtype: torch.dtype, input_precision: str | None) -> str:
+    # Only fp32 operands have a choice (TF32 tensor cores or exact IEEE fp32); others are exact.
+    if dtype != torch.float32:
+        return "ieee"
+    if input_precision is not None:
+        return input_precision
+    # Follow torch's own fp32 matmul setting ("highest" is torch's default: no TF32).
+    return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
+
+
+def check_inputs(q, k, v, causal, sm_scale, input_precision) -> None:
+    """Raise a ValueError (bad arguments) or RuntimeError (environment) naming what is unsupported."""
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"flash_attention: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(
+                f"flash_attention: {name} must have 4 dimensions (B, H, N, Dh), got shape {tuple(t.shape)}; "
+                "reshape (B, N, H*Dh) activations with .view(B, N, H, Dh).transpose(1, 2)")
+    if not (q.shape == k.shape == v.shape):
+        raise ValueError(
+            f"flash_attention: q, k and v must have the same shape (B, H, N, Dh), got {tuple(q.shape)}, "
+            f"{tuple(k.shape)}, {tuple(v.shape)}; different query and key lengths are not supported")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise ValueError(f"flash_attention: q, k and v must have one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if q.dtype not in SUPPORTED_DTYPES:
+        raise ValueError(f"flash_attention: dtype {q.dtype} is not supported; use float16, bfloat16 or float32 "
+                         "(float64 for gradient checks)")
+    if not (q.device == k.device == v.device):
+        raise ValueError(f"flash_attention: q, k and v must be on one device, got {q.device}, {k.device}, {v.device}")
+    head_dim = q.shape[-1]
+    if not 1 <= head_dim <= MAX_HEAD_DIM:
+        raise ValueError(f"flash_attention: head dim {head_dim} is not supported: it must be between 1 and "
+                         f"{MAX_HEAD_DIM} (larger tiles do not fit a GPU's shared memory); use more heads")
+    if q.shape[0] * q.shape[1] > 65535:
+        raise ValueError(f"flash_attention: batch x heads = {q.shape[0] * q.shape[1]} exceeds the grid limit "
+                         "65535; split the batch into chunks")
+    if not isinstance(causal, bool):
+        raise ValueError(f"flash_attention: causal must be True or False, got {causal!r}")
+    if sm_scale is not None and not (isinstance(sm_scale, (int, float)) and math.isfinite(sm_scale)):
+        raise ValueError(f"flash_attention: sm_scale must be a finite number or None (1/sqrt(Dh)), got {sm_scale!r}")
+    if input_precision not in (None, "ieee", "tf32"):
+        raise ValueError(f"flash_attention: input_precision must be None, 'ieee' or 'tf32', got {input_precision!r}")
+    if q.device.type == "cpu":
+        if not INTERPRETER:
+            raise RuntimeError(
+                "flash_attention: the tensors are on the CPU, where Triton kernels run only through its "
+                "interpreter; set the environment variable TRITON_INTERPRET=1 before `kernels` is first used "
+                "(e.g. `TRITON_INTERPRET=1 python ...`, or os.environ['TRITON_INTERPRET'] = '1' at the top of "
+                "your script), or move the tensors to a CUDA device")
+        if q.dtype == torch.bfloat16:
+            raise ValueError(
+                "flash_attention: bfloat16 is not supported by Triton's CPU interpreter (its tl.dot multiplies "
+                "bf16 bit patterns as integers); use float32 or float16 on the CPU, or a CUDA device for bf16")
+    elif q.device.type != "cuda":
+        raise ValueError(f"flash_attention: tensors on {q.device.type} are not supported; use a CUDA device "
+                         "(or the CPU with TRITON_INTERPRET=1)")
+
+
+def _common_meta(q: torch.Tensor, causal: bool, input_precision: str | None) -> dict:
+    head_dim = q.shape[-1]
+    return dict(HEAD_DIM=head_dim, BLOCK_D=_block_d(head_dim), CAUSAL=causal,
+                INPUT_PRECISION=_input_precision(q.dtype, input_precision), ACC_DTYPE=_acc_dtype(q.dtype))
+
+
+def attention_forward(q, k, v, causal: bool, sm_scale: float, input_precision: str | None):
+    """Launch the forward kernel. q, k, v: (B, H, N, Dh), checked. Returns O (B, H, N, Dh), LSE (B, H, N)."""
+    B, H, N, Dh = q.shape
+    o = _new_buffer((B, H, N, Dh), q.dtype, q.device)
+    lse_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
+    lse = _new_buffer((B, H, N), lse_dtype, q.device)
+    if o.numel() == 0:
+        return o, lse
+    grid = lambda meta: (triton.cdiv(N, meta["BLOCK_M"]), B * H)  # noqa: E731
+    with torch.cuda.device(q.device) if q.is_cuda else contextlib.nullcontext():
+        _attn_fwd_tuned[grid](
+            q, k, v, o, lse,
+            *_strides(q), *_strides(k), *_strides(v), *_strides(o),
+            H, N, sm_scale * 1.4426950408889634,
+            **_common_meta(q, causal, input_precision),
+        )
+    return o, lse
+
+
+def attention_backward(do, q, k, v, o, lse, causal: bool, sm_scale: float, input_precision: str | None):
+    """Launch the backward kernels. All (B, H, N, Dh) but lse (B, H, N). Returns dq, dk, dv."""
+    B, H, N, Dh = q.shape
+    dq = _new_buffer((B, H, N, Dh), q.dtype, q.device)
+    dk = _new_buffer((B, H, N, Dh), q.dtype, q.device)
+    dv = _new_buffer((B, H, N, Dh), q.dtype, q.device)
+    if q.numel() == 0:
+        return dq, dk, dv
+    delta = _new_buffer((B, H, N), lse.dtype, q.device)
+    meta = _common_meta(q, causal, input_precision)
+    with torch.cuda.device(q.device) if q.is_cuda else contextlib.nullcontext():
+        block_m = tuning.DELTA_BLOCK_M
+        _attn_bwd_delta[(triton.cdiv(N, block_m), B * H)](
+            o, do, delta, *_strides(o), *_strides(do), H, N,
+            HEAD_DIM=Dh, BLOCK_D=meta["BLOCK_D"], ACC_DTYPE=meta["ACC_DTYPE"], BLOCK_M=block_m,
+        )
+        scales = (sm_scale, sm_scale * 1.4426950408889634)
+        _attn_bwd_dkdv_tuned[lambda m: (triton.cdiv(N, m["BLOCK_N"]), B * H)](
+            q, k, v, do, lse, delta, dk, dv,
+            *_strides(q), *_strides(k), *_strides(v), *_strides(do), *_strides(dk), *_strides(dv),
+            H, N, *scales, **meta,
+        )
+        _attn_bwd_dq_tuned[lambda m: (triton.cdiv(N, m["BLOCK_M"]), B * H)](
+            q, k, v, do, lse, delta, dq,
+            *_strides(q), *_strides(k), *_strides(v), *_strides(do), *_strides(dq),
+            H, N, *scales, **meta,
+        )
+    return dq, dk, dv
+
+
+class FlashAttentionFunction(torch.autograd.Function):
+    """autograd wrapper: forward saves (q, k, v, O, LSE); backward runs the Triton backward kernels."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, causal, sm_scale, input_precision):
+        o, lse = attention_forward(q, k, v, causal, sm_scale, input_precision)
+        ctx.save_for_backward(q, k, v, o, lse)
+        ctx.causal, ctx.sm_scale, ctx.input_precision = causal, sm_scale, input_precision
+        ctx.mark_non_differentiable(lse)
+        return o, lse
+
+    @staticmethod
+    def backward(ctx, do, _dlse):
+        q, k, v, o, lse = ctx.saved_tensors
+        dq, dk, dv = attention_backward(do, q, k, v, o, lse, ctx.causal, ctx.sm_scale, ctx.input_precision)
+        return dq, dk, dv, None, None, None
+
+
+def flash_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    causal: bool = False,
+    sm_scale: float | None = None,
+    *,
+    input_precision: str | None = None,
+    return_lse: bool = False,
+):
+    """softmax(q kᵀ · sm_scale) v, fused, differentiable. See `kernels.flash_attention` for the contract."""
+    check_inputs(q, k, v, causal, sm_scale, input_precision)
+    if sm_scale is None:
+        sm_scale = 1.0 / math.sqrt(q.shape[-1])
+    o, lse = FlashAttentionFunction.apply(q, k, v, causal, float(sm_scale), input_precision)
+    return (o, lse) if return_lse else o

@@ -1,0 +1,63 @@
+"""Block sizes for the fused-attention kernels: autotuned on GPUs, pinned in the interpreter.
+
+This is the architecture-specific part, kept apart from the teaching kernels in `fused_attention.py`.
+
+GPU candidates (chosen for Hopper/Ampere, head dims 16..128; see NOTES.md for the reasoning):
+- forward and dQ: a query block of 64 or 128 rows stays in registers while key blocks of 32..128
+  stream past it; 128 x 64 with 4 warps and 3 stages is Triton's tutorial choice for Dh 64 on H100.
+- dK/dV: the transpose, a key block of 64..128 rows against query blocks of 32..64.
+The causal split of the loops needs the outer block to be a multiple of the inner one; every
+candidate obeys that. Configurations that exceed a card's shared memory are skipped by the autotuner
+(it catches the compiler's OutOfResources).
+
+Interpreter: autotuning would run every configuration through the (slow) interpreter, so one small
+configuration is pinned; its small blocks make tests with N of a few dozen cross several block
+boundaries (full blocks, the diagonal and the masked tail all get exercised).
+
+Shape legend: B batch, H heads, N tokens, Dh head dim.
+"""
+
+from __future__ import annotations
+
+import triton
+
+# Tuning is keyed by the problem's compile-time shape; tensor dtypes are added by the autotuner itself.
+TUNING_KEY = ["N_CTX", "HEAD_DIM", "CAUSAL", "INPUT_PRECISION"]
+
+DELTA_BLOCK_M = 64  # rows per program of the tiny delta = rowsum(dO * O) kernel; memory-bound, not tuned
+
+
+def _configs(blocks: list[tuple[int, int, int, int]]) -> list[triton.Config]:
+    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in blocks]
+
+
+# (BLOCK_M, BLOCK_N, num_warps, num_stages)
+FORWARD_GPU = _configs([
+    (128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (128, 32, 4, 4),
+    (64, 64, 4, 3), (64, 32, 4, 4), (128, 64, 4, 4), (128, 128, 8, 2),
+])
+BACKWARD_DKDV_GPU = _configs([
+    (32, 128, 4, 3), (32, 128, 8, 3), (64, 128, 8, 3), (32, 64, 4, 3), (64, 64, 4, 2), (16, 64, 4, 4),
+])
+BACKWARD_DQ_GPU = _configs([
+    (128, 32, 4, 3), (128, 32, 8, 3), (128, 64, 8, 3), (64, 32, 4, 3), (64, 64, 4, 2), (64, 16, 4, 4),
+])
+
+FORWARD_INTERPRETER = _configs([(32, 16, 4, 1)])
+BACKWARD_DKDV_INTERPRETER = _configs([(16, 32, 4, 1)])
+BACKWARD_DQ_INTERPRETER = _configs([(32, 16, 4, 1)])
+
+
+def autotune_forward(kernel, interpreter: bool):
+    """The forward kernel wrapped in triton.autotune over the GPU list, or the pinned interpreter config."""
+    return triton.autotune(FORWARD_INTERPRETER if interpreter else FORWARD_GPU, key=TUNING_KEY)(kernel)
+
+
+def autotune_backward_dkdv(kernel, interpreter: bool):
+    """The dK/dV kernel, autotuned (GPU) or pinned (interpreter). It writes dK, dV whole: re-runs are safe."""
+    return triton.autotune(BACKWARD_DKDV_INTERPRETER if interpreter else BACKWARD_DKDV_GPU, key=TUNING_KEY)(kernel)
+
+
+def autotune_backward_dq(kernel, interpreter: bool):
+    """The dQ kernel, autotuned (GPU) or pinned (interpreter)."""
+    return triton.autotune(BACKWARD_DQ_INTERPRETER if interpreter else BACKWARD_DQ_GPU, key=TUNING_KEY)(kernel)
