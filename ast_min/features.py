@@ -57,6 +57,8 @@ def frame_signal(waveform: torch.Tensor, frame_length: int = FRAME_LENGTH, frame
 
     `unfold` returns a strided view, so the 2.5x overlap costs no copy until a later step writes.
     """
+    if waveform.shape[-1] < frame_length:  # no whole frame: (..., 0, L), as Kaldi
+        return waveform.new_zeros(*waveform.shape[:-1], 0, frame_length)
     return waveform.unfold(-1, frame_length, frame_shift)  # (..., T, 400)
 
 
