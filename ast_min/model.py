@@ -234,8 +234,10 @@ class SelfAttention(nn.Module):
         probs = None
         if output_attentions or attn_implementation == "eager":
             scores = (q @ k.transpose(-2, -1)) * self.scale  # (B, H, L, L)
-            # softmax in float32 even for half inputs: exp overflows/underflows early in fp16/bf16
-            probs = scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype)
+            # half inputs take their softmax in float32 (exp over- and underflows early in fp16/bf16);
+            # float32 and float64 keep their own precision
+            softmax_dtype = torch.promote_types(q.dtype, torch.float32)
+            probs = scores.softmax(dim=-1, dtype=softmax_dtype).to(q.dtype)
             y = F.dropout(probs, p=dropout, training=self.training) @ v  # (B, H, L, Dh)
         elif attn_implementation == "sdpa":
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=self.scale)  # (B, H, L, Dh)
