@@ -168,8 +168,9 @@ def _read_pickle(file: Path) -> dict[str, torch.Tensor]:
 
 
 def original_default_config(tensors: dict[str, torch.Tensor]) -> ASTConfig:
-    """AST-Base as the released .pth files were trained (128 mel bins, 16 x 16 patches, strides 10),
-    with the label count from the head and the number of frames from the position-embedding grid."""
+    """AST-Base as the released .pth files were trained (128 mel bins, 16 x 16 patches, strides 10,
+    12 heads), with what the tensors do tell: hidden size, MLP width, depth, label count, and the
+    number of frames from the position-embedding grid."""
     base = ASTConfig()
     if "v.pos_embed" not in tensors or "mlp_head.1.weight" not in tensors:
         raise ValueError(
@@ -183,9 +184,17 @@ def original_default_config(tensors: dict[str, torch.Tensor]) -> ASTConfig:
             "pass config=ASTConfig(...) with this model's num_mel_bins, strides and max_length"
         )
     t = num_patches // f
-    max_length = (t - 1) * base.time_stride + base.patch_size
+    # Every T in [shortest, shortest + stride) gives t time patches; the released models use powers
+    # of two (1024 AudioSet, 512 ESC-50, 128 Speech Commands), so prefer one of those.
+    shortest = (t - 1) * base.time_stride + base.patch_size
+    candidates = range(shortest, shortest + base.time_stride)
+    max_length = next((T for T in candidates if T & (T - 1) == 0), shortest)
+    depth = len({k.split(".")[2] for k in tensors if k.startswith("v.blocks.")})
+    fc1 = tensors.get("v.blocks.0.mlp.fc1.weight")
     return ASTConfig(
         hidden_size=tensors["v.pos_embed"].shape[2],
+        intermediate_size=fc1.shape[0] if fc1 is not None else base.intermediate_size,
+        num_hidden_layers=depth,
         max_length=max_length,
         num_labels=tensors["mlp_head.1.weight"].shape[0],
     )

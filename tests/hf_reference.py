@@ -37,7 +37,10 @@ TINY = dict(
 
 def tiny_config(**overrides) -> dict:
     """Keyword arguments of a small AST (4 x 10 patches, 2 layers): milliseconds per forward on a CPU."""
-    return {**TINY, **overrides}
+    base = dict(TINY)
+    if "id2label" in overrides or "label2id" in overrides:
+        base.pop("num_labels")  # the label names decide the count
+    return {**base, **overrides}
 
 
 def _config_kwargs(config) -> dict:

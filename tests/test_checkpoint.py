@@ -1,0 +1,301 @@
+"""Checkpoints: round trips with transformers, the original repository's .pth format, and bad files.
+
+References: transformers' own `from_pretrained`/`save_pretrained` for the Hugging Face format; for
+the original format, a .pth written here from a random transformers model with timm's names and a
+fused qkv, by a mapping restated in this file (not imported from ast_min.checkpoint).
+
+Tolerance: both sides run the same float32 operations; reordering alone gives ~1e-7 relative on
+these small models, so 1e-5 is loose for noise and tight for any mis-mapped tensor (which moves
+logits by O(1)).
+"""
+
+import json
+import os
+
+import pytest
+import torch
+import transformers
+from safetensors.torch import load_file, save_file
+
+from ast_min import ASTConfig, ASTForAudioClassification, ASTModel
+from hf_reference import random_hf_model, save_random_hf_checkpoint, tiny_config
+
+TOL = dict(atol=1e-5, rtol=1e-5)
+
+
+def _x(cfg, batch=2, seed=0):
+    return torch.randn(batch, cfg["max_length"], cfg["num_mel_bins"], generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_transformers_save_then_ast_min_load_gives_the_same_logits(tmp_path, seed):
+    cfg = tiny_config(id2label={0: "dog", 1: "cat", 2: "bird"})
+    hf = random_hf_model(seed=seed, **cfg)
+    hf.save_pretrained(tmp_path)
+    ours = ASTForAudioClassification.from_pretrained(tmp_path)
+    assert ours.config.id2label == {0: "dog", 1: "cat", 2: "bird"}
+    assert not ours.training  # eval mode, as transformers returns it
+    with torch.no_grad():
+        torch.testing.assert_close(ours(_x(cfg)).logits, hf(_x(cfg)).logits, **TOL)
+
+
+@pytest.mark.parametrize("cls_ours, cls_hf", [(ASTForAudioClassification, "ASTForAudioClassification"), (ASTModel, "ASTModel")])
+def test_ast_min_save_then_transformers_load_gives_the_same_outputs(tmp_path, cls_ours, cls_hf):
+    cfg = tiny_config()
+    save_random_hf_checkpoint(tmp_path / "src", cfg, seed=4, head=cls_ours is ASTForAudioClassification)
+    ours = cls_ours.from_pretrained(tmp_path / "src")
+    ours.save_pretrained(tmp_path / "out")
+    assert sorted(os.listdir(tmp_path / "out")) == ["config.json", "model.safetensors"]
+    theirs = getattr(transformers, cls_hf).from_pretrained(tmp_path / "out").eval()
+    with torch.no_grad():
+        a, b = ours(_x(cfg)), theirs(_x(cfg))
+    if cls_ours is ASTForAudioClassification:
+        torch.testing.assert_close(a.logits, b.logits, **TOL)
+    torch.testing.assert_close(a.pooler_output if a.logits is None else a.logits, b.pooler_output if a.logits is None else b.logits, **TOL)
+    # and the file names are the ones transformers writes itself
+    ref = transformers.ASTForAudioClassification if cls_ours is ASTForAudioClassification else transformers.ASTModel
+    ref.from_pretrained(tmp_path / "src").save_pretrained(tmp_path / "ref")
+    assert sorted(load_file(tmp_path / "out" / "model.safetensors")) == sorted(load_file(tmp_path / "ref" / "model.safetensors"))
+
+
+def test_encoder_loads_from_a_classification_checkpoint_and_matches(tmp_path):
+    cfg = tiny_config()
+    hf = random_hf_model(seed=2, **cfg)
+    hf.save_pretrained(tmp_path)
+    enc = ASTModel.from_pretrained(tmp_path)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            enc(_x(cfg)).last_hidden_state, hf.audio_spectrogram_transformer(_x(cfg)).last_hidden_state, **TOL
+        )
+
+
+def test_pytorch_model_bin_directories_load(tmp_path):
+    cfg = tiny_config()
+    hf = random_hf_model(seed=5, **cfg)
+    hf.save_pretrained(tmp_path)
+    tensors = load_file(tmp_path / "model.safetensors")
+    os.remove(tmp_path / "model.safetensors")
+    torch.save(tensors, tmp_path / "pytorch_model.bin")
+    ours = ASTForAudioClassification.from_pretrained(tmp_path)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(_x(cfg)).logits, hf(_x(cfg)).logits, **TOL)
+
+
+# ---- label sets ---------------------------------------------------------------------------------
+
+
+def test_new_label_set_gets_a_fresh_head_and_keeps_the_encoder(tmp_path):
+    cfg = tiny_config()
+    hf = random_hf_model(seed=6, **cfg)
+    hf.save_pretrained(tmp_path)
+    same = ASTForAudioClassification.from_pretrained(tmp_path, id2label=dict(hf.config.id2label))
+    new = ASTForAudioClassification.from_pretrained(tmp_path, id2label={0: "yes", 1: "no"})
+    assert new.config.num_labels == 2 and new.config.id2label == {0: "yes", 1: "no"}
+    with torch.no_grad():
+        torch.testing.assert_close(same(_x(cfg)).logits, hf(_x(cfg)).logits, **TOL)  # same labels: trained head
+        torch.testing.assert_close(new(_x(cfg)).pooler_output, hf.audio_spectrogram_transformer(_x(cfg)).pooler_output, **TOL)
+    head = new.classifier
+    assert torch.equal(head.layernorm.weight, torch.ones_like(head.layernorm.weight))  # freshly initialised
+    assert head.dense.weight.std() < 0.05  # initializer_range 0.02, not the checkpoint's unit-scale weights
+    renamed = ASTForAudioClassification.from_pretrained(tmp_path, id2label={i: f"c{i}" for i in range(5)})
+    # the checkpoint stores its label names: other names for as many classes are a new task, a new head
+    assert torch.equal(renamed.classifier.layernorm.weight, torch.ones(cfg["hidden_size"]))
+
+
+def test_encoder_only_checkpoint_needs_id2label_for_a_classifier(tmp_path):
+    save_random_hf_checkpoint(tmp_path, tiny_config(), seed=7, head=False)
+    with pytest.raises(ValueError, match="no classification head.*id2label"):
+        ASTForAudioClassification.from_pretrained(tmp_path)
+    model = ASTForAudioClassification.from_pretrained(tmp_path, id2label={0: "a", 1: "b", 2: "c"})
+    assert model.config.num_labels == 3
+
+
+# ---- the original repository's format -------------------------------------------------------------
+
+
+def to_original_format(hf_model) -> dict:
+    """A transformers AST's weights under the names YuanGongND/ast's .pth files use (timm DeiT in
+    `self.v`, head in `mlp_head`, DataParallel's `module.`), q/k/v fused into one qkv matrix.
+    Written from the original repository's module layout, independently of ast_min.checkpoint."""
+    sd = hf_model.state_dict()
+    base = "audio_spectrogram_transformer."
+    n_layers = hf_model.config.num_hidden_layers
+    out = {
+        "v.cls_token": sd[base + "embeddings.cls_token"],
+        "v.dist_token": sd[base + "embeddings.distillation_token"],
+        "v.pos_embed": sd[base + "embeddings.position_embeddings"],
+        "v.patch_embed.proj.weight": sd[base + "embeddings.patch_embeddings.projection.weight"],
+        "v.patch_embed.proj.bias": sd[base + "embeddings.patch_embeddings.projection.bias"],
+        "v.norm.weight": sd[base + "layernorm.weight"],
+        "v.norm.bias": sd[base + "layernorm.bias"],
+        "mlp_head.0.weight": sd["classifier.layernorm.weight"],
+        "mlp_head.0.bias": sd["classifier.layernorm.bias"],
+        "mlp_head.1.weight": sd["classifier.dense.weight"],
+        "mlp_head.1.bias": sd["classifier.dense.bias"],
+        # DeiT's unused ImageNet heads travel in the real files
+        "v.head.weight": torch.randn(1000, hf_model.config.hidden_size),
+        "v.head.bias": torch.randn(1000),
+        "v.head_dist.weight": torch.randn(1000, hf_model.config.hidden_size),
+        "v.head_dist.bias": torch.randn(1000),
+    }
+    for i in range(n_layers):
+        hf, v = f"{base}layers.{i}.", f"v.blocks.{i}."  # transformers 5.x in-memory names
+        for w in ("weight", "bias"):
+            out[v + f"norm1.{w}"] = sd[hf + f"layernorm_before.{w}"]
+            out[v + f"norm2.{w}"] = sd[hf + f"layernorm_after.{w}"]
+            out[v + f"attn.qkv.{w}"] = torch.cat([sd[hf + f"attention.{p}_proj.{w}"] for p in "qkv"], dim=0)
+            out[v + f"attn.proj.{w}"] = sd[hf + f"attention.o_proj.{w}"]
+            out[v + f"mlp.fc1.{w}"] = sd[hf + f"mlp.fc1.{w}"]
+            out[v + f"mlp.fc2.{w}"] = sd[hf + f"mlp.fc2.{w}"]
+    return {"module." + k: t.clone() for k, t in out.items()}
+
+
+def test_original_pth_with_explicit_config_gives_transformers_logits(tmp_path):
+    cfg = tiny_config()
+    hf = random_hf_model(seed=8, **cfg)
+    torch.save(to_original_format(hf), tmp_path / "audioset_small.pth")
+    ours = ASTForAudioClassification.from_pretrained(tmp_path / "audioset_small.pth", config=ASTConfig(**cfg))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(_x(cfg)).logits, hf(_x(cfg)).logits, **TOL)
+
+
+@pytest.mark.parametrize("max_length", [1024, 512, 128])
+def test_original_pth_default_config_reads_the_grid_off_the_weights(tmp_path, max_length):
+    """No config given: AST-Base geometry (12 layers and heads, 128 bins, strides 10), with the
+    hidden size, label count and frame count read off the tensors (ESC-50: 512, Speech Commands: 128)."""
+    cfg = dict(hidden_size=24, intermediate_size=24, num_hidden_layers=12, num_attention_heads=12,
+               max_length=max_length, num_labels=3)  # fmt: skip
+    hf = random_hf_model(seed=9, **cfg)
+    torch.save(to_original_format(hf), tmp_path / "m.pth")
+    ours = ASTForAudioClassification.from_pretrained(tmp_path / "m.pth")
+    assert (ours.config.max_length, ours.config.num_labels, ours.config.hidden_size) == (max_length, 3, 24)
+    x = torch.randn(1, max_length, 128)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x).logits, hf(x).logits, **TOL)
+
+
+def test_original_pth_saved_as_hf_loads_in_transformers(tmp_path):
+    cfg = tiny_config()
+    hf = random_hf_model(seed=10, **cfg)
+    torch.save(to_original_format(hf), tmp_path / "m.pth")
+    ASTForAudioClassification.from_pretrained(tmp_path / "m.pth", config=ASTConfig(**cfg)).save_pretrained(tmp_path / "hf")
+    back = transformers.ASTForAudioClassification.from_pretrained(tmp_path / "hf").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(back(_x(cfg)).logits, hf(_x(cfg)).logits, **TOL)
+
+
+# ---- bad checkpoints ----------------------------------------------------------------------------
+
+
+def test_missing_path_says_how_to_get_a_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint at.*config.json"):
+        ASTForAudioClassification.from_pretrained(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        ASTForAudioClassification.from_pretrained(str(tmp_path / "missing.pth"))
+
+
+def test_unreachable_hub_id_is_a_clear_error(monkeypatch):
+    import huggingface_hub
+
+    def offline(*args, **kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co'")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(FileNotFoundError, match="could not be downloaded.*local checkpoint directory"):
+        ASTForAudioClassification.from_pretrained("someone/some-ast-model")
+
+
+def test_directory_without_weights_or_config(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        ASTForAudioClassification.from_pretrained(tmp_path)
+    ASTConfig(**tiny_config()).save_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no weights"):
+        ASTForAudioClassification.from_pretrained(tmp_path)
+
+
+def test_corrupt_files_fail_with_a_clear_message(tmp_path):
+    save_random_hf_checkpoint(tmp_path / "a", tiny_config(), seed=11)
+    data = (tmp_path / "a" / "model.safetensors").read_bytes()
+    (tmp_path / "a" / "model.safetensors").write_bytes(data[: len(data) // 2])  # truncated download
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        ASTForAudioClassification.from_pretrained(tmp_path / "a")
+    (tmp_path / "junk.pth").write_bytes(b"this is not a pickle")
+    with pytest.raises(ValueError, match="not a readable PyTorch state dict"):
+        ASTForAudioClassification.from_pretrained(tmp_path / "junk.pth")
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        ASTForAudioClassification.from_pretrained(tmp_path / "cfg")
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_pickles_with_code_are_refused(tmp_path):
+    torch.save({"module.v.cls_token": torch.zeros(1), "x": Evil()}, tmp_path / "evil.pth")
+    with pytest.raises(ValueError, match="weights_only"):
+        ASTForAudioClassification.from_pretrained(tmp_path / "evil.pth")
+
+
+def test_mismatched_tensors_are_listed(tmp_path):
+    cfg = tiny_config()
+    save_random_hf_checkpoint(tmp_path, cfg, seed=12)
+    # wrong architecture: one more layer than the file has -> missing tensors
+    with pytest.raises(ValueError, match=r"missing: audio_spectrogram_transformer\.layers\.2\."):
+        ASTForAudioClassification.from_pretrained(tmp_path, config=ASTConfig(**{**cfg, "num_hidden_layers": 3}))
+    # an extra tensor and a wrongly shaped one
+    tensors = load_file(tmp_path / "model.safetensors")
+    tensors["audio_spectrogram_transformer.pooler.dense.weight"] = torch.zeros(2, 2)
+    tensors["classifier.dense.bias"] = torch.zeros(7)
+    save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError) as err:
+        ASTForAudioClassification.from_pretrained(tmp_path)
+    msg = str(err.value)
+    assert "1 unexpected: audio_spectrogram_transformer.pooler.dense.weight" in msg
+    assert "classifier.dense.bias: checkpoint (7,), model (5,)" in msg
+
+
+def test_original_pth_with_unknown_tensors_or_wrong_grid(tmp_path):
+    cfg = tiny_config()
+    sd = to_original_format(random_hf_model(seed=13, **cfg))
+    sd["module.v.blocks.0.ls1.gamma"] = torch.ones(cfg["hidden_size"])
+    torch.save(sd, tmp_path / "m.pth")
+    with pytest.raises(ValueError, match="unexpected: v.blocks.0.ls1.gamma"):
+        ASTForAudioClassification.from_pretrained(tmp_path / "m.pth", config=ASTConfig(**cfg))
+    with pytest.raises(ValueError, match="pass config=ASTConfig"):
+        ASTForAudioClassification.from_pretrained(tmp_path / "m.pth")  # 4 x 10 grid is not AST-Base's 12 rows
+
+
+def test_saved_config_is_transformers_config(tmp_path):
+    cfg = tiny_config(id2label={0: "a", 1: "b"})
+    ASTForAudioClassification(ASTConfig(**cfg)).save_pretrained(tmp_path)
+    d = json.loads((tmp_path / "config.json").read_text())
+    assert d["architectures"] == ["ASTForAudioClassification"]
+    hf_cfg = transformers.ASTConfig.from_pretrained(tmp_path)
+    assert hf_cfg.id2label == {0: "a", 1: "b"} and hf_cfg.time_stride == cfg["time_stride"]
+
+
+# ---- the released checkpoint (opt-in) -------------------------------------------------------------
+
+REAL_CHECKPOINT = os.environ.get("AST_MIN_REAL_CHECKPOINT")  # dir of MIT/ast-finetuned-audioset-10-10-0.4593
+REAL_SAMPLE = os.environ.get("AST_MIN_REAL_SAMPLE")  # transformers' integration sample (sample_audio.flac)
+
+
+@pytest.mark.skipif(
+    not (REAL_CHECKPOINT and REAL_SAMPLE and os.path.exists(REAL_CHECKPOINT) and os.path.exists(REAL_SAMPLE)),
+    reason="opt-in: set AST_MIN_REAL_CHECKPOINT (local MIT/ast-finetuned-audioset-10-10-0.4593) and "
+    "AST_MIN_REAL_SAMPLE (transformers' sample_audio.flac)",
+)
+def test_released_checkpoint_reproduces_transformers_integration_logits():
+    from ast_min import ASTFeatureExtractor, load_audio
+
+    model = ASTForAudioClassification.from_pretrained(REAL_CHECKPOINT, attn_implementation="sdpa")
+    extractor = ASTFeatureExtractor.from_pretrained(REAL_CHECKPOINT)
+    inputs = extractor(load_audio(REAL_SAMPLE), sampling_rate=16000, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(inputs.input_values).logits
+    assert logits.shape == (1, 527)
+    # transformers' tests/models/audio_spectrogram_transformer integration test values
+    torch.testing.assert_close(logits[0, :3], torch.tensor([-0.8760, -7.0042, -8.6602]), atol=1e-4, rtol=0)
