@@ -38,6 +38,7 @@ import os
 import torch
 import triton
 import triton.language as tl
+from torch.autograd.function import once_differentiable
 
 from kernels import tuning
 
@@ -570,6 +571,7 @@ class FlashAttentionFunction(torch.autograd.Function):
         return o, lse
 
     @staticmethod
+    @once_differentiable  # the backward kernels are not themselves differentiable: fail loudly on double backward
     def backward(ctx, do, _dlse):
         q, k, v, o, lse = ctx.saved_tensors
         dq, dk, dv = attention_backward(do, q, k, v, o, lse, ctx.causal, ctx.sm_scale, ctx.input_precision)

@@ -1,0 +1,383 @@
+"""The fused-attention kernel (kernels/) against independent references.
+
+References: float64 attention written out here with torch ops (softmax(q kᵀ s) v, torch.logsumexp),
+torch.nn.functional.scaled_dot_product_attention (values, and gradients through autograd),
+torch.autograd.gradcheck (finite differences, float64), and for the model test the same AST with
+torch's SDPA backend. Without CUDA everything runs through Triton's interpreter (conftest.py sets
+TRITON_INTERPRET=1), which is slow, so the drawn shapes are tiny: N up to 70 (the interpreter's
+pinned blocks are 32 x 16 / 16 x 32, so that crosses several block boundaries, full, diagonal and
+masked-tail blocks alike), B * H up to 4. GPU tests at AST's real shape are skipped without CUDA.
+
+Every buffer the kernels write (O, LSE, delta, dQ, dK, dV) is poisoned with NaN before each launch
+(module fixture below), so a test also fails if any element is left unwritten.
+
+Shape legend: B batch, H heads, N tokens, Dh head dim.
+"""
+
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import kernels
+from kernels import fused_attention, tuning
+
+CUDA = torch.cuda.is_available()
+DEVICE = "cuda" if CUDA else "cpu"
+gpu = pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def poisoned_buffers():
+    """Fill every kernel output buffer with NaN (or the dtype's max) instead of leaving torch.empty's garbage."""
+    original = fused_attention._new_buffer
+
+    def poisoned(shape, dtype, device):
+        return torch.full(shape, float("nan"), dtype=dtype, device=device)
+
+    fused_attention._new_buffer = poisoned
+    yield
+    fused_attention._new_buffer = original
+
+
+# ---- independent references ----------------------------------------------------------------------
+
+
+def reference_attention(q, k, v, causal, sm_scale):
+    """float64 attention written out: returns O (B, H, N, Dh) and LSE (B, H, N)."""
+    q, k, v = q.double(), k.double(), v.double()
+    s = q @ k.transpose(-2, -1) * sm_scale  # (B, H, N, N)
+    if causal:
+        n = q.shape[-2]
+        s = s.masked_fill(torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1), float("-inf"))
+    return torch.softmax(s, -1) @ v, torch.logsumexp(s, -1)
+
+
+def sdpa_with_grads(q, k, v, do, causal, sm_scale):
+    """SDPA in float64 on the same values, and its autograd gradients for the upstream gradient do."""
+    q, k, v = (t.detach().double().requires_grad_() for t in (q, k, v))
+    o = F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=sm_scale)
+    return (o.detach(), *torch.autograd.grad(o, (q, k, v), do.double()))
+
+
+# ---- drawing inputs ------------------------------------------------------------------------------
+
+# lengths: 1, primes, and the neighbours of the interpreter's block sizes (16, 32) and of 64
+LENGTHS = [1, 2, 3, 5, 7, 13, 15, 16, 17, 23, 31, 32, 33, 37, 47, 48, 49, 61, 63, 64, 65, 67, 70]
+LAYOUTS = ["contiguous", "bnhd", "fused_qkv", "strided_d", "expanded_batch"]
+
+
+def make_qkv(B, H, N, Dh, dtype, layout, generator):
+    """q, k, v of shape (B, H, N, Dh) with the memory layout named by `layout` (all but the first are views)."""
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=generator, dtype=torch.float32).to(dtype).to(DEVICE)
+
+    if layout == "contiguous":
+        return [randn(B, H, N, Dh) for _ in range(3)]
+    if layout == "bnhd":  # (B, N, H, Dh) activations viewed as heads, as a model does
+        return [randn(B, N, H, Dh).transpose(1, 2) for _ in range(3)]
+    if layout == "fused_qkv":  # one (B, N, 3, H, Dh) projection split into q, k, v: AST's case
+        qkv = randn(B, N, 3, H, Dh)
+        return [qkv[:, :, i].transpose(1, 2) for i in range(3)]
+    if layout == "strided_d":  # every other element of the last dim: stride 2 where Dh is
+        return [randn(B, H, N, 2 * Dh)[..., ::2] for _ in range(3)]
+    if layout == "expanded_batch":  # one batch element broadcast: batch stride 0
+        return [randn(1, H, N, Dh).expand(B, H, N, Dh) for _ in range(3)]
+    raise AssertionError(layout)
+
+
+def make_grad(shape, dtype, transposed, generator):
+    do = torch.randn(*shape, generator=generator).to(dtype).to(DEVICE)
+    return do.transpose(1, 2).contiguous().transpose(1, 2) if transposed else do  # same values, other strides
+
+
+# ---- tolerances ----------------------------------------------------------------------------------
+# The references see exactly the kernel's input values (fp16 inputs are upcast), so only the kernel's
+# own rounding is measured. With IEEE fp32 matmuls (fp32 inputs) the kernel differs from float64 by
+# accumulation-order rounding: scores of size |s| <= ~10 carry errors ~Dh * 2^-24 * |s| ~ 1e-6, which
+# move softmax outputs by about as much times max|v|; 2e-5 leaves ~10x margin over what we observe
+# (<= 1e-6). fp16: P is rounded to fp16 before P @ V (relative 2^-11 per weight, so up to 2^-11 *
+# max|v| absolute) and O is stored in fp16 (another half-ulp, 2^-11 relative): 4 * 2^-11 * max|v|
+# bounds both with 2x slack. The LSE is always accumulated and stored in fp32: 2e-5 absolute.
+# Gradients chain three roundings in fp16 (P, dS, the stored result) on values of size max|ref|:
+# 8 * 2^-11 of that scale; in fp32 the same 2e-5-relative argument as O. Every score's rounding
+# error is proportional to scale * sum_d |q_d k_d| (smax below), not to |s|, so when smax exceeds
+# ~16 (large inputs or scale) all tolerances grow in proportion.
+
+
+def assert_close_scaled(actual, expected, rel, scale, what):
+    """|actual - expected| <= rel * scale everywhere, with `scale` the magnitude of the quantity (>= 1)."""
+    assert torch.isfinite(actual).all(), f"{what}: non-finite elements (unwritten, poisoned buffer?)"
+    err = (actual.double() - expected.double()).abs().max().item() if actual.numel() else 0.0
+    assert err <= rel * scale, f"{what}: max error {err:.3g} > {rel:.3g} * {scale:.3g}"
+
+
+def rel_tolerance(dtype, grads=False):
+    if dtype == torch.float16:
+        return (8 if grads else 4) * 2.0**-11
+    if dtype == torch.bfloat16:
+        return (8 if grads else 4) * 2.0**-8
+    return 2e-5
+
+
+def magnitude(t):
+    return max(1.0, t.abs().max().item()) if t.numel() else 1.0
+
+
+def check_forward_backward(q, k, v, do, causal, sm_scale, dtype):
+    """The kernel's O, LSE, dQ, dK, dV against float64 math and float64 SDPA, all at once."""
+    q, k, v = (t.detach().requires_grad_() for t in (q, k, v))
+    scale = 1.0 / math.sqrt(q.shape[-1]) if sm_scale is None else sm_scale
+    o, lse = kernels.flash_attention(q, k, v, causal=causal, sm_scale=sm_scale, input_precision="ieee", return_lse=True)
+    assert o.shape == q.shape and o.dtype == dtype and lse.shape == q.shape[:3]
+    dq, dk, dv = torch.autograd.grad(o, (q, k, v), do)
+
+    o_math, lse_math = reference_attention(q, k, v, causal, scale)
+    o_sdpa, dq_ref, dk_ref, dv_ref = sdpa_with_grads(q, k, v, do, causal, scale)
+    smax = ((q.detach().double().abs() @ k.detach().double().abs().transpose(-2, -1)) * abs(scale)).max().item() if q.numel() else 0.0
+    growth = max(1.0, smax / 16)
+    rel = rel_tolerance(dtype) * growth
+    vmax = magnitude(v)
+    assert_close_scaled(o, o_math, rel, vmax, "O vs float64 math")
+    assert_close_scaled(o, o_sdpa, rel, vmax, "O vs SDPA")
+    assert_close_scaled(lse, lse_math, 2e-5 * growth, magnitude(lse_math), "LSE vs float64 logsumexp")
+    rel_g = rel_tolerance(dtype, grads=True) * growth
+    for name, got, ref in (("dq", dq, dq_ref), ("dk", dk, dk_ref), ("dv", dv, dv_ref)):
+        assert got.shape == ref.shape and got.dtype == dtype
+        assert_close_scaled(got, ref, rel_g, magnitude(ref), f"{name} vs SDPA autograd")
+
+
+# ---- forward and backward, drawn -----------------------------------------------------------------
+
+
+@settings(max_examples=30)
+@given(
+    bh=st.sampled_from([(1, 1), (1, 2), (2, 1), (2, 2), (1, 4), (4, 1)]),
+    n=st.sampled_from(LENGTHS),
+    head_dim=st.sampled_from([16, 32, 64]),
+    causal=st.booleans(),
+    sm_scale=st.one_of(st.none(), st.floats(0.02, 0.5)),
+    dtype=st.sampled_from([torch.float32, torch.float16] + ([torch.bfloat16] if CUDA else [])),
+    layout=st.sampled_from(LAYOUTS),
+    grad_transposed=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_forward_and_gradients_match_float64_and_sdpa(bh, n, head_dim, causal, sm_scale, dtype, layout, grad_transposed, seed):
+    B, H = bh
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = make_qkv(B, H, n, head_dim, dtype, layout, g)
+    do = make_grad((B, H, n, head_dim), dtype, grad_transposed, g)
+    check_forward_backward(q, k, v, do, causal, sm_scale, dtype)
+
+
+@pytest.mark.parametrize("head_dim", [1, 8, 24, 40, 80, 96, 100, 128])
+def test_head_dims_that_are_not_16_32_64_are_padded_inside_the_kernel(head_dim):
+    # Decision (documented in kernels/__init__.py and NOTES.md): any Dh in 1..128 works; the tile is
+    # the next power of two >= 16 and the loads zero the extra columns. 80 and 96 are the common ones.
+    g = torch.Generator().manual_seed(head_dim)
+    q, k, v = make_qkv(1, 2, 37, head_dim, torch.float32, "bnhd", g)
+    do = make_grad((1, 2, 37, head_dim), torch.float32, False, g)
+    for causal in (False, True):
+        check_forward_backward(q, k, v, do, causal, None, torch.float32)
+
+
+def test_large_scores_do_not_overflow():
+    # Scores of several hundred: exp would overflow fp32 without the running-max subtraction.
+    g = torch.Generator().manual_seed(0)
+    q, k, v = make_qkv(1, 1, 33, 32, torch.float32, "contiguous", g)
+    check_forward_backward(q * 6, k * 6, v, make_grad(q.shape, torch.float32, False, g), False, 1.0, torch.float32)
+
+
+@settings(max_examples=4)
+@given(causal=st.booleans(), n=st.sampled_from([17, 33, 40]), seed=st.integers(0, 2**31 - 1))
+def test_gradcheck_float64(causal, n, seed):
+    # float64 runs the same kernels with fp64 tiles, so finite differences can check the backward.
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (t.double().requires_grad_() for t in make_qkv(1, 2, n, 16, torch.float32, "contiguous", g))
+    fn = lambda q, k, v: kernels.flash_attention(q, k, v, causal=causal)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (q, k, v), eps=1e-6, atol=1e-7, rtol=1e-5, fast_mode=True)
+
+
+def test_tf32_precision_is_selectable_and_default_follows_torch():
+    # On the CPU interpreter both are exact; on a GPU "tf32" is ~1e-3 off (checked in the GPU test).
+    g = torch.Generator().manual_seed(1)
+    q, k, v = make_qkv(1, 1, 20, 16, torch.float32, "contiguous", g)
+    o_math, _ = reference_attention(q, k, v, False, 0.25)
+    for precision in (None, "ieee", "tf32"):
+        o = kernels.flash_attention(q, k, v, input_precision=precision)
+        tol = 2e-2 if (CUDA and precision == "tf32") else 2e-5
+        assert_close_scaled(o, o_math, tol, magnitude(v), f"input_precision={precision}")
+    assert fused_attention._input_precision(torch.float32, None) == (
+        "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32")
+    assert fused_attention._input_precision(torch.float16, "tf32") == "ieee"  # only fp32 has the choice
+
+
+def test_empty_inputs():
+    for shape in [(2, 3, 0, 16), (0, 3, 5, 16)]:
+        q = torch.randn(shape, device=DEVICE, requires_grad=True)
+        o = kernels.flash_attention(q, q, q)
+        assert o.shape == shape
+        (dq,) = torch.autograd.grad(o.sum(), q, allow_unused=True)
+        assert dq is None or dq.shape == shape
+
+
+def test_double_backward_is_refused():
+    q = torch.randn(1, 1, 5, 16, device=DEVICE, dtype=torch.float64, requires_grad=True)
+    w = torch.randn_like(q, requires_grad=True)  # an upstream gradient that itself needs a gradient
+    o = kernels.flash_attention(q, q, q)
+    (dq,) = torch.autograd.grad(o, q, grad_outputs=w, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        dq.sum().backward()
+
+
+# ---- the pure-torch blockwise reference (kernels/reference.py) -----------------------------------
+
+
+@settings(max_examples=20)
+@given(
+    b=st.integers(1, 2), h=st.integers(1, 2), n=st.integers(1, 70), head_dim=st.sampled_from([3, 16, 33]),
+    causal=st.booleans(), block_m=st.sampled_from([1, 7, 16, 64]), block_n=st.sampled_from([1, 5, 16, 64]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_blockwise_reference_matches_sdpa(b, h, n, head_dim, causal, block_m, block_n, seed):
+    # float64 throughout: the loops must equal SDPA to rounding (1e-12), values and gradients.
+    g = torch.Generator().manual_seed(seed)
+    q, k, v, do = (torch.randn(b, h, n, head_dim, generator=g, dtype=torch.float64) for _ in range(4))
+    o, lse = kernels.blockwise_attention(q, k, v, causal, 0.3, block_m, block_n)
+    o_ref, dq_ref, dk_ref, dv_ref = sdpa_with_grads(q, k, v, do, causal, 0.3)
+    torch.testing.assert_close(o, o_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(lse, reference_attention(q, k, v, causal, 0.3)[1], rtol=1e-12, atol=1e-12)
+    grads = kernels.blockwise_attention_backward(do, q, k, v, o, lse, causal, 0.3, block_m, block_n)
+    for got, ref in zip(grads, (dq_ref, dk_ref, dv_ref)):
+        torch.testing.assert_close(got, ref, rtol=1e-11, atol=1e-11)
+    o_math, lse_math = kernels.attention_math(q, k, v, causal, 0.3)
+    torch.testing.assert_close(o_math, o_ref, rtol=1e-12, atol=1e-12)
+
+
+# ---- tuning invariants ---------------------------------------------------------------------------
+
+
+def test_every_config_aligns_the_causal_diagonal():
+    # The loops split at the diagonal, which needs the outer block to be a multiple of the inner one.
+    for cfg in tuning.FORWARD_GPU + tuning.FORWARD_INTERPRETER + tuning.BACKWARD_DQ_GPU + tuning.BACKWARD_DQ_INTERPRETER:
+        assert cfg.kwargs["BLOCK_M"] % cfg.kwargs["BLOCK_N"] == 0, cfg
+    for cfg in tuning.BACKWARD_DKDV_GPU + tuning.BACKWARD_DKDV_INTERPRETER:
+        assert cfg.kwargs["BLOCK_N"] % cfg.kwargs["BLOCK_M"] == 0, cfg
+    assert len(tuning.FORWARD_INTERPRETER) == len(tuning.BACKWARD_DKDV_INTERPRETER) == len(tuning.BACKWARD_DQ_INTERPRETER) == 1
+
+
+# ---- clear errors --------------------------------------------------------------------------------
+
+
+def _t(*shape, dtype=torch.float32):
+    return torch.randn(*shape, device=DEVICE).to(dtype)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, match",
+    [
+        ((_t(2, 5, 16), _t(2, 5, 16), _t(2, 5, 16)), {}, "4 dimensions"),
+        ((_t(1, 2, 5, 16), _t(1, 2, 6, 16), _t(1, 2, 6, 16)), {}, "same shape"),
+        ((_t(1, 2, 5, 16), _t(1, 2, 5, 16, dtype=torch.float16), _t(1, 2, 5, 16)), {}, "one dtype"),
+        ((_t(1, 2, 5, 16).int(),) * 3, {}, "dtype torch.int32 is not supported"),
+        ((_t(1, 2, 5, 256),) * 3, {}, "head dim 256"),
+        ((torch.empty(1, 2, 5, 0, device=DEVICE),) * 3, {}, "head dim 0"),
+        ((torch.empty(1, 1, 1, 16, device=DEVICE).expand(65536, 1, 1, 16),) * 3, {}, "65535"),
+        ((_t(1, 2, 5, 16),) * 3, {"causal": 1}, "causal must be True or False"),
+        ((_t(1, 2, 5, 16),) * 3, {"sm_scale": float("nan")}, "sm_scale"),
+        ((_t(1, 2, 5, 16),) * 3, {"input_precision": "tf32x3"}, "input_precision"),
+        (("q", "k", "v"), {}, "must be a torch.Tensor"),
+    ],
+    ids=["ndim", "shapes", "dtypes", "int", "dh256", "dh0", "grid", "causal", "scale", "precision", "not-tensor"],
+)
+def test_unsupported_inputs_raise_clear_value_errors(args, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        kernels.flash_attention(*args, **kwargs)
+
+
+def test_mixed_devices_are_refused():
+    q = torch.randn(1, 1, 4, 16)
+    with pytest.raises(ValueError, match="one device"):
+        kernels.flash_attention(q, q.to("meta"), q)
+
+
+def test_unsupported_device_is_refused():
+    q = torch.randn(1, 1, 4, 16, device="meta")
+    with pytest.raises(ValueError, match="use a CUDA device"):
+        kernels.flash_attention(q, q, q)
+
+
+@pytest.mark.skipif(CUDA, reason="the interpreter's bf16 limitation is a CPU matter")
+def test_bfloat16_on_the_interpreter_is_refused():
+    q = torch.randn(1, 1, 4, 16, dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="bfloat16 is not supported by Triton's CPU interpreter"):
+        kernels.flash_attention(q, q, q)
+
+
+def test_cpu_tensors_without_the_interpreter_say_how_to_enable_it(monkeypatch):
+    monkeypatch.setattr(fused_attention, "INTERPRETER", False)
+    q = torch.randn(1, 1, 4, 16)
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+        kernels.flash_attention(q, q, q)
+
+
+def test_missing_triton_is_reported_and_imports_still_work():
+    # A fresh interpreter in which `import triton` fails, as on macOS.
+    code = (
+        "import sys; sys.modules['triton'] = None\n"
+        "import kernels, ast_min, torch\n"
+        "assert kernels.TRITON_AVAILABLE is False\n"
+        "q = torch.zeros(1, 1, 4, 16)\n"
+        "try:\n"
+        "    kernels.flash_attention(q, q, q)\n"
+        "except RuntimeError as e:\n"
+        "    assert 'triton' in str(e) and 'not installed' in str(e), e\n"
+        "else:\n"
+        "    raise SystemExit('no error')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_transformers_does_not_mistake_us_for_the_kernels_package():
+    # transformers probes the import name `kernels` (an unrelated hub package); ast-min's version must
+    # stay outside the range it accepts, or transformers would try to use our package as that one.
+    import_utils = pytest.importorskip("transformers.utils.import_utils")
+    assert import_utils.is_kernels_available.__wrapped__() is False
+
+
+# ---- GPU: AST's real shape -----------------------------------------------------------------------
+
+
+@gpu
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("causal", [False, True])
+def test_gpu_ast_shape(dtype, causal):
+    # AST: B x 12 heads x 1214 tokens x 64, no block size divides 1214. The model's q, k, v layout.
+    g = torch.Generator().manual_seed(0)
+    q, k, v = make_qkv(2, 12, 1214, 64, dtype, "fused_qkv", g)
+    do = make_grad((2, 12, 1214, 64), dtype, True, g)
+    check_forward_backward(q, k, v, do, causal, None, dtype)
+
+
+@gpu
+def test_gpu_tf32_default_is_close_but_not_exact():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = make_qkv(1, 12, 1214, 64, torch.float32, "bnhd", g)
+    o = kernels.flash_attention(q, k, v, input_precision="tf32")
+    o_math, _ = reference_attention(q, k, v, False, 0.125)
+    assert_close_scaled(o, o_math, 1e-2, magnitude(v), "tf32")  # TF32 has a 10-bit mantissa: ~1e-3 relative
+
+
+@gpu
+@pytest.mark.parametrize("head_dim", [16, 32, 80, 96, 128])
+def test_gpu_head_dims(head_dim):
+    g = torch.Generator().manual_seed(head_dim)
+    q, k, v = make_qkv(2, 4, 1000, head_dim, torch.float16, "bnhd", g)
+    check_forward_backward(q, k, v, make_grad(q.shape, torch.float16, False, g), False, None, torch.float16)
