@@ -72,11 +72,15 @@ class ClipDataset(torch.utils.data.Dataset):
             raise ValueError(f"{source}: every file needs at least one label")
         self.multi_label = any(len(row) > 1 for row in self.targets) if multi_label is None else multi_label
         self.sampling_rate = sampling_rate
-        self.num_skipped = 0
-        self.skipped_files: list[str] = []
+        self.skipped_files: list[str] = []  # each unreadable file once, in the order met
 
     def __len__(self) -> int:
         return len(self.files)
+
+    @property
+    def num_skipped(self) -> int:
+        """How many distinct files could not be read so far (each was skipped with a warning)."""
+        return len(self.skipped_files)
 
     def __getitem__(self, index: int) -> dict | None:
         """The clip at `index`, or None (with a warning) when its file cannot be read."""
@@ -86,9 +90,9 @@ class ClipDataset(torch.utils.data.Dataset):
         try:
             waveform = load_audio(path, sampling_rate=self.sampling_rate)
         except Exception as e:  # noqa: BLE001 - any unreadable file is skipped, whatever the library raises
-            self.num_skipped += 1
-            self.skipped_files.append(path)
-            warnings.warn(f"skipping unreadable audio file {path!r} ({type(e).__name__}: {e})", stacklevel=2)
+            if path not in self.skipped_files:  # warn and count each bad file once, not once per epoch
+                self.skipped_files.append(path)
+                warnings.warn(f"skipping unreadable audio file {path!r} ({type(e).__name__}: {e})", stacklevel=2)
             return None
         target = np.zeros(len(self.labels), dtype=np.float32)
         target[self.targets[index]] = 1.0
