@@ -1,0 +1,274 @@
+"""`ast-min classify` end to end, on audio files written here, against a transformers pipeline.
+
+Reference: the file read with soundfile, channels averaged, resampled with soxr when needed (the
+steps written out here), featurised by `transformers.ASTFeatureExtractor` with the checkpoint's
+normalisation, classified by `transformers.ASTForAudioClassification`, sigmoid/softmax applied
+here. Tolerance 2e-3 on probabilities: transformers' numpy front end and ast-min's agree to ~1e-3
+on the normalised features (float32 FFT/log differences; DESIGN.md measures 8e-4), and a
+probability moves by at most 1/4 of a logit change, which a tiny random model keeps near that size.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+import torch
+import transformers
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ast_min import classify
+from ast_min.cli import main as cli_main
+from ast_min.classify import window_starts
+from hf_reference import save_random_hf_checkpoint, tiny_config
+
+TOL = dict(atol=2e-3, rtol=0)
+LABELS = {i: f"sound {i}" for i in range(6)}
+# tiny model: 64 frames = 400 + 63 * 160 samples = 0.655 s per window at 16 kHz
+WINDOW = 400 + 63 * 160
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpt")
+    multi = save_random_hf_checkpoint(
+        root / "multi", tiny_config(id2label=LABELS, problem_type="multi_label_classification"), seed=1, preprocessor=True
+    )
+    single = save_random_hf_checkpoint(root / "single", tiny_config(id2label=LABELS), seed=2)  # softmax, AudioSet stats
+    custom = save_random_hf_checkpoint(root / "custom", tiny_config(id2label=LABELS), seed=3)
+    transformers.ASTFeatureExtractor(num_mel_bins=32, max_length=64, mean=-6.6, std=5.4).save_pretrained(custom)
+    return {"multi": multi, "single": single, "custom": custom}
+
+
+def write(path, seconds, rate=16000, channels=1, seed=0, **kwargs):
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * rate))
+    t = np.arange(n) / rate
+    tone = 0.3 * np.sin(2 * np.pi * 440 * t)[:, None] + 0.05 * rng.standard_normal((n, channels))
+    sf.write(path, tone.astype(np.float32) if channels > 1 else tone[:, 0].astype(np.float32), rate, **kwargs)
+    return path
+
+
+def reference_scores(checkpoint, waveforms, activation, audioset_stats=False):
+    """transformers' extractor and model on 16 kHz mono waveforms -> (W, C) probabilities."""
+    if (checkpoint / "preprocessor_config.json").is_file() and not audioset_stats:
+        extractor = transformers.ASTFeatureExtractor.from_pretrained(checkpoint)
+    else:  # AudioSet statistics
+        extractor = transformers.ASTFeatureExtractor(num_mel_bins=32, max_length=64)
+    model = transformers.ASTForAudioClassification.from_pretrained(checkpoint).eval()
+    feats = extractor(list(waveforms), sampling_rate=16000, return_tensors="pt").input_values
+    with torch.no_grad():
+        logits = model(feats).logits
+    return (logits.sigmoid() if activation == "sigmoid" else logits.softmax(-1)).numpy()
+
+
+def read_16k_mono(path):
+    data, rate = sf.read(path, dtype="float32", always_2d=True)
+    mono = data.mean(axis=1)
+    return mono if rate == 16000 else soxr.resample(mono, rate, 16000, quality="HQ").astype(np.float32)
+
+
+def run_json(capsys, *argv):
+    code = cli_main(["classify", *map(str, argv), "--json"])
+    out = capsys.readouterr()
+    return code, (json.loads(out.out) if out.out.strip() else None), out.err
+
+
+def scores_of(entry):
+    return {p["label"]: p["score"] for p in entry["predictions"]}
+
+
+# ---- predictions equal the reference -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "rate, channels, fmt",
+    [(16000, 1, "wav"), (44100, 2, "flac"), (8000, 1, "ogg"), (48000, 2, "wav"), (22050, 1, "flac")],
+)
+def test_scores_equal_a_transformers_pipeline(tmp_path, capsys, checkpoints, rate, channels, fmt):
+    path = write(tmp_path / f"clip.{fmt}", 0.5, rate, channels, seed=rate)
+    code, out, err = run_json(capsys, path, "--checkpoint", checkpoints["multi"], "--top-k", "6")
+    assert code == 0, err
+    (entry,) = out
+    assert entry["file"] == str(path) and entry["model"] == str(checkpoints["multi"])
+    ref = reference_scores(checkpoints["multi"], [read_16k_mono(path)], "sigmoid")[0]
+    got = scores_of(entry)
+    np.testing.assert_allclose([got[LABELS[i]] for i in range(6)], ref, **TOL)
+
+
+def test_single_label_heads_use_softmax_and_list_scores_descending(tmp_path, capsys, checkpoints):
+    path = write(tmp_path / "a.wav", 0.4)
+    code, out, _ = run_json(capsys, path, "--checkpoint", checkpoints["single"], "--top-k", "6")
+    assert code == 0
+    scores = [p["score"] for p in out[0]["predictions"]]
+    assert scores == sorted(scores, reverse=True) and sum(scores) == pytest.approx(1, abs=1e-5)
+    ref = reference_scores(checkpoints["single"], [read_16k_mono(path)], "softmax")[0]
+    np.testing.assert_allclose([scores_of(out[0])[LABELS[i]] for i in range(6)], ref, **TOL)
+
+
+def test_the_checkpoints_preprocessor_config_sets_the_normalisation(tmp_path, capsys, checkpoints):
+    path = write(tmp_path / "a.wav", 0.4, seed=5)
+    _, out, _ = run_json(capsys, path, "--checkpoint", checkpoints["custom"], "--top-k", "6")
+    ref = reference_scores(checkpoints["custom"], [read_16k_mono(path)], "softmax")[0]  # mean -6.6, std 5.4
+    np.testing.assert_allclose([scores_of(out[0])[LABELS[i]] for i in range(6)], ref, **TOL)
+    audioset = reference_scores(checkpoints["custom"], [read_16k_mono(path)], "softmax", audioset_stats=True)[0]
+    assert np.abs(audioset - ref).max() > 10 * TOL["atol"]  # the statistics matter: this test can tell
+
+
+def test_top_k_and_several_files_in_order(tmp_path, capsys, checkpoints):
+    paths = [write(tmp_path / f"{i}.wav", 0.3 + 0.1 * i, seed=i) for i in range(3)]
+    code, out, _ = run_json(capsys, *paths, "--checkpoint", checkpoints["multi"], "--top-k", "2")
+    assert code == 0 and [e["file"] for e in out] == list(map(str, paths))
+    assert all(len(e["predictions"]) == 2 for e in out)
+
+
+def test_text_output_names_file_model_and_labels(tmp_path, capsys, checkpoints):
+    path = write(tmp_path / "a.wav", 0.3)
+    assert cli_main(["classify", str(path), "--checkpoint", str(checkpoints["multi"]), "--top-k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert str(path) in out and str(checkpoints["multi"]) in out
+    assert sum(label in out for label in LABELS.values()) == 3
+
+
+# ---- short and long files ------------------------------------------------------------------------
+
+
+def test_a_single_frame_is_enough_and_less_is_refused(tmp_path, capsys, checkpoints):
+    one_frame = tmp_path / "frame.wav"
+    sf.write(one_frame, np.full(400, 0.1, dtype=np.float32), 16000)
+    too_short = tmp_path / "short.wav"
+    sf.write(too_short, np.full(399, 0.1, dtype=np.float32), 16000)
+    code, out, err = run_json(capsys, too_short, one_frame, "--checkpoint", checkpoints["multi"])
+    assert code == 2  # a failure is reported ...
+    assert "short.wav" in err and "shorter than one 25 ms frame" in err
+    assert [e["file"] for e in out] == [str(one_frame)]  # ... and the other file still classified
+    ref = reference_scores(checkpoints["multi"], [np.full(400, 0.1, dtype=np.float32)], "sigmoid")[0]
+    np.testing.assert_allclose(sorted(scores_of(out[0]).values(), reverse=True), sorted(ref, reverse=True)[:5], **TOL)
+
+
+def test_long_files_use_the_first_window_and_say_so(tmp_path, capsys, checkpoints):
+    path = write(tmp_path / "long.wav", 3.0, seed=7)
+    code, out, err = run_json(capsys, path, "--checkpoint", checkpoints["multi"], "--top-k", "6")
+    assert code == 0 and "classified its first 0.66 s" in err and "--window" in err
+    first = read_16k_mono(path)[:WINDOW]
+    ref = reference_scores(checkpoints["multi"], [first], "sigmoid")[0]
+    np.testing.assert_allclose([scores_of(out[0])[LABELS[i]] for i in range(6)], ref, **TOL)
+
+
+@pytest.mark.parametrize("hop, pool", [(None, "auto"), ("0.25", "mean"), ("1.0", "max")])
+def test_window_reports_each_window_and_pools_them(tmp_path, capsys, checkpoints, hop, pool):
+    path = write(tmp_path / "long.flac", 2.3, rate=44100, channels=2, seed=8)
+    argv = [path, "--checkpoint", checkpoints["multi"], "--top-k", "6", "--window", "--pool", pool]
+    code, out, err = run_json(capsys, *argv, *(["--hop", hop] if hop else []))
+    assert code == 0, err
+    wave = read_16k_mono(path)
+    hop_samples = WINDOW // 2 if hop is None else int(float(hop) * 16000)
+    starts = list(range(0, len(wave) - WINDOW + 1, hop_samples))
+    if starts[-1] + WINDOW < len(wave):
+        starts.append(len(wave) - WINDOW)  # the tail gets a window flush with the end
+    entry = out[0]
+    assert [w["start"] for w in entry["windows"]] == [round(s / 16000, 3) for s in starts]
+    ref = reference_scores(checkpoints["multi"], [wave[s : s + WINDOW] for s in starts], "sigmoid")  # (W, C)
+    for window, row in zip(entry["windows"], ref):
+        np.testing.assert_allclose([scores_of(window)[LABELS[i]] for i in range(6)], row, **TOL)
+    pooled = ref.mean(0) if pool == "mean" else ref.max(0)  # auto = max for a multi-label head
+    assert entry["pool"] == ("max" if pool == "auto" else pool)
+    np.testing.assert_allclose([scores_of(entry)[LABELS[i]] for i in range(6)], pooled, **TOL)
+
+
+@settings(max_examples=200)
+@given(n=st.integers(1, 5000), window=st.integers(1, 600), hop=st.integers(1, 700))
+def test_window_starts_cover_the_file_with_full_windows(n, window, hop):
+    starts = window_starts(n, window, hop)
+    if n <= window:
+        assert starts == [0]
+        return
+    assert starts[0] == 0 and starts[-1] + window == n  # from the start, and the tail always classified
+    assert all(0 <= s <= n - window for s in starts)  # every window is full
+    assert all(b - a <= hop for a, b in zip(starts, starts[1:])) and starts == sorted(set(starts))
+    covered = np.zeros(n, bool)
+    for s in starts:
+        covered[s : s + window] = True
+    assert covered.all() or hop > window  # with hop > window gaps are the user's choice
+
+
+# ---- models ----------------------------------------------------------------------------------------
+
+
+def test_default_model_is_used_and_named_when_installed(tmp_path, capsys, checkpoints, monkeypatch):
+    monkeypatch.setattr(classify, "DEFAULT_MODEL_DIR", checkpoints["multi"])
+    path = write(tmp_path / "a.wav", 0.3)
+    code, out, _ = run_json(capsys, path)
+    assert code == 0 and "default model" in out[0]["model"]
+
+
+def test_no_checkpoint_and_no_default_model_says_how_to_get_one(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(classify, "DEFAULT_MODEL_DIR", tmp_path / "absent")
+    path = write(tmp_path / "a.wav", 0.3)
+    code, _, err = run_json(capsys, path)
+    assert code == 2 and "no default model" in err and "--checkpoint" in err and "ast-min train" in err
+
+
+def test_original_pth_with_a_labels_file(tmp_path, capsys, checkpoints):
+    from ast_min import ASTConfig, ASTForAudioClassification
+    from test_checkpoint import to_original_format
+
+    hf = transformers.ASTForAudioClassification.from_pretrained(checkpoints["multi"])
+    torch.save(to_original_format(hf), tmp_path / "m.pth")
+    names = [f"class {i}" for i in range(6)]
+    (tmp_path / "labels.csv").write_text("index,mid,display_name\n" + "".join(f'{i},/m/{i},"{n}"\n' for i, n in enumerate(names)))
+    # the .pth carries no architecture: this one is not AST-Base, so the CLI cannot load it ...
+    code, _, err = run_json(capsys, write(tmp_path / "a.wav", 0.3), "--checkpoint", tmp_path / "m.pth")
+    assert code == 2 and "config=ASTConfig" in err
+    # ... while the library can, given the config; the CLI reads AST-Base .pth files (tested in test_checkpoint)
+    model = ASTForAudioClassification.from_pretrained(tmp_path / "m.pth", config=ASTConfig(**tiny_config(num_labels=6)))
+    assert model.config.num_labels == 6
+    assert classify.read_labels(tmp_path / "labels.csv", 6) == dict(enumerate(names))
+    (tmp_path / "labels.txt").write_text("\n".join(names))
+    assert classify.read_labels(tmp_path / "labels.txt", 6) == dict(enumerate(names))
+    with pytest.raises(ValueError, match="names 6 labels but the model has 5"):
+        classify.read_labels(tmp_path / "labels.txt", 5)
+
+
+def test_labels_option_renames_the_output(tmp_path, capsys, checkpoints):
+    (tmp_path / "names.json").write_text(json.dumps([f"n{i}" for i in range(6)]))
+    code, out, _ = run_json(capsys, write(tmp_path / "a.wav", 0.3), "--checkpoint", checkpoints["multi"],
+                            "--labels", tmp_path / "names.json", "--top-k", "6")  # fmt: skip
+    assert code == 0 and set(scores_of(out[0])) == {f"n{i}" for i in range(6)}
+
+
+# ---- bad input ---------------------------------------------------------------------------------------
+
+
+def test_missing_and_undecodable_files_are_reported_per_file(tmp_path, capsys, checkpoints):
+    good = write(tmp_path / "good.wav", 0.3)
+    fake = tmp_path / "fake.wav"
+    fake.write_text("this is not audio")
+    code, out, err = run_json(capsys, tmp_path / "missing.wav", fake, good, "--checkpoint", checkpoints["multi"])
+    assert code == 2
+    assert "no audio file at" in err and "missing.wav" in err
+    assert "cannot decode" in err and "fake.wav" in err
+    assert [e["file"] for e in out] == [str(good)]
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty_dir", "corrupt"])
+def test_bad_checkpoints_exit_2_with_a_message(tmp_path, capsys, checkpoints, kind):
+    ckpt = tmp_path / "ckpt"
+    if kind == "empty_dir":
+        ckpt.mkdir()
+    elif kind == "corrupt":
+        save_random_hf_checkpoint(ckpt, tiny_config(), seed=4)
+        (ckpt / "model.safetensors").write_bytes(b"\x00" * 64)
+    code, _, err = run_json(capsys, write(tmp_path / "a.wav", 0.3), "--checkpoint", ckpt)
+    assert code == 2
+    expected = {"missing": "no checkpoint at", "empty_dir": "no config.json", "corrupt": "not a readable safetensors"}
+    assert expected[kind] in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, message", [(["--top-k", "0"], "--top-k"), (["--hop", "0"], "--hop"),
+                                           (["--device", "tpu9"], "--device")])  # fmt: skip
+def test_bad_options_are_explained(tmp_path, capsys, checkpoints, argv, message):
+    code, _, err = run_json(capsys, write(tmp_path / "a.wav", 0.3), "--checkpoint", checkpoints["multi"], *argv)
+    assert code == 2 and message in err
