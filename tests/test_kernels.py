@@ -435,3 +435,20 @@ def test_ast_with_triton_backend_equals_sdpa_backend_forward_and_gradients(batch
     assert_close_scaled(hidden_t, hidden_s, 1e-4, magnitude(hidden_s), "last_hidden_state")
     for name, grad in grads_s.items():
         assert_close_scaled(grads_t[name], grad, 1e-4, magnitude(grad), f"grad of {name}")
+
+
+# ---- the benchmark command -----------------------------------------------------------------------
+
+
+@pytest.mark.skipif(CUDA, reason="on a GPU this would run the full benchmark")
+def test_bench_on_cpu_runs_the_interpreter_and_reports_agreement(tmp_path, capsys):
+    from kernels import bench
+
+    out = tmp_path / "table.md"
+    assert bench.main(["--out", str(out)]) == 0
+    text = out.read_text()
+    assert "TIMINGS ARE MEANINGLESS" in text
+    rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| tiny")]
+    assert {(r[5].strip(), r[6].strip()) for r in rows} == {(d, p) for d in ("fp32", "fp16") for p in ("triton", "sdpa", "eager")}
+    for r in rows:  # max |O - SDPA fp32|: the kernel agrees to rounding (fp16: 4 * 2^-11 * max|v| ~ 8e-3)
+        assert float(r[-1]) < (2e-5 if r[5].strip() == "fp32" else 8e-3), r

@@ -1,0 +1,227 @@
+"""Benchmark: the fused-attention kernel vs torch SDPA's backends vs eager attention.
+
+    python -m kernels.bench                      # GPU: AST's shape and standard shapes, fp16 and bf16
+    python -m kernels.bench --shapes ast --dtypes bf16 --out results.md
+
+On a GPU it times, with `triton.testing.do_bench` medians, the forward and the forward+backward of
+- triton:     kernels.flash_attention (autotuned on first use; the tuning run is not timed)
+- sdpa-flash, sdpa-cudnn, sdpa-efficient: torch.nn.functional.scaled_dot_product_attention pinned to
+  each backend the card offers (one that refuses the inputs is reported "n/a")
+- eager:      softmax(q kᵀ · scale) v written out in torch (materialises the N x N matrix)
+at AST's shape (B in 1, 8, 64, 128; H 12; N 1214; Dh 64), at N 1280 (the next multiple of 128: the
+same work without a masked tail, so the pair shows what masking costs), and at the standard shapes of
+FlashAttention's own benchmarks (N 512..8192 with B·N = 16k tokens and H·Dh = 2048, Dh 64 and 128).
+
+FLOPs: forward 4·B·H·N²·Dh (two matmuls of 2·N²·Dh per head); forward+backward 3.5x that (the
+backward's five matmuls, one a recomputation, count 2.5x), as FlashAttention's benchmarks count.
+The ratio column is SDPA's best backend time / this provider's time (> 1: faster than SDPA).
+
+On a CPU (no CUDA) the kernel runs through Triton's interpreter at a tiny shape: the command then
+only shows that everything runs and agrees; its timings are meaningless.
+
+Shape legend: B batch, H heads, N tokens, Dh head dim.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+@dataclass(frozen=True)
+class Shape:
+    label: str
+    B: int
+    H: int
+    N: int
+    Dh: int
+
+    def forward_flops(self) -> float:
+        return 4.0 * self.B * self.H * self.N**2 * self.Dh
+
+
+def ast_shapes() -> list[Shape]:
+    shapes = []
+    for B in (1, 8, 64, 128):
+        shapes.append(Shape("AST", B, 12, 1214, 64))
+        shapes.append(Shape("AST, N padded to 1280 (no tail)", B, 12, 1280, 64))
+    return shapes
+
+
+def standard_shapes() -> list[Shape]:
+    return [Shape("standard", 16384 // N, 2048 // Dh, N, Dh) for Dh in (64, 128) for N in (512, 1024, 2048, 4096, 8192)]
+
+
+def eager_attention(q, k, v):
+    s = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)  # (B, H, N, N)
+    return torch.softmax(s.float(), dim=-1).to(q.dtype) @ v
+
+
+def providers(device: str) -> dict:
+    """name -> attention function (q, k, v) -> o. SDPA backends only on CUDA (on the CPU: SDPA's default)."""
+    import kernels
+
+    result = {"triton": lambda q, k, v: kernels.flash_attention(q, k, v)}
+    if device == "cuda":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        def pinned(backend):
+            def run(q, k, v):
+                with sdpa_kernel(backend):
+                    return F.scaled_dot_product_attention(q, k, v)
+            return run
+
+        result["sdpa-flash"] = pinned(SDPBackend.FLASH_ATTENTION)
+        result["sdpa-cudnn"] = pinned(SDPBackend.CUDNN_ATTENTION)
+        result["sdpa-efficient"] = pinned(SDPBackend.EFFICIENT_ATTENTION)
+    else:
+        result["sdpa"] = lambda q, k, v: F.scaled_dot_product_attention(q, k, v)
+    result["eager"] = eager_attention
+    return result
+
+
+def _cpu_median_ms(fn, reps: int = 3) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def time_ms(fn, device: str) -> float:
+    if device == "cuda":
+        import triton.testing
+
+        return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+    return _cpu_median_ms(fn)
+
+
+def bench_one(shape: Shape, dtype: torch.dtype, device: str, attention_fns: dict) -> list[dict]:
+    """Time every provider at one shape and dtype; each row also records the max |O - O_sdpa-reference|."""
+    g = torch.Generator().manual_seed(0)
+    # q, k, v as views of one (B, N, 3, H, Dh) projection, like the model's
+    qkv = torch.randn(shape.B, shape.N, 3, shape.H, shape.Dh, generator=g).to(device=device, dtype=dtype)
+    q, k, v = (qkv[:, :, i].transpose(1, 2).requires_grad_() for i in range(3))  # (B, H, N, Dh) each
+    do = torch.randn(shape.B, shape.H, shape.N, shape.Dh, generator=g).to(device=device, dtype=dtype)
+    with torch.no_grad():
+        reference = F.scaled_dot_product_attention(q.float(), k.float(), v.float())
+    rows = []
+    for name, fn in attention_fns.items():
+        row = {"shape": shape, "dtype": dtype, "provider": name}
+        try:
+            with torch.no_grad():
+                row["max_err"] = (fn(q, k, v).float() - reference).abs().max().item()
+            torch.autograd.grad(fn(q, k, v), (q, k, v), do)  # first use autotunes: keep it out of the timings
+            row["fwd_ms"] = time_ms(lambda: fn(q, k, v), device)
+            row["fwdbwd_ms"] = time_ms(lambda: torch.autograd.grad(fn(q, k, v), (q, k, v), do), device)
+        except torch.cuda.OutOfMemoryError:
+            row["note"] = "out of memory"
+        except RuntimeError as e:  # an SDPA backend that refuses these inputs on this card
+            row["note"] = "n/a: " + str(e).splitlines()[0][:60]
+        if device == "cuda":
+            torch.cuda.empty_cache()
+        rows.append(row)
+    sdpa_rows = [r for r in rows if r["provider"].startswith("sdpa") and "fwd_ms" in r]
+    for key in ("fwd_ms", "fwdbwd_ms"):
+        best = min((r[key] for r in sdpa_rows), default=None)
+        for r in rows:
+            if key in r and best is not None:
+                r[key.replace("_ms", "_vs_sdpa")] = best / r[key]
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    header = ("| shape | B | H | N | Dh | dtype | provider | fwd ms | fwd TFLOP/s | fwd vs SDPA best "
+              "| fwd+bwd ms | fwd+bwd TFLOP/s | fwd+bwd vs SDPA best | max abs err vs SDPA fp32 |")
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    dtype_names = {v: k for k, v in DTYPES.items()}
+    for r in rows:
+        s = r["shape"]
+        cells = [s.label, s.B, s.H, s.N, s.Dh, dtype_names.get(r["dtype"], str(r["dtype"])), r["provider"]]
+        if "fwd_ms" in r:
+            flops = s.forward_flops()
+            cells += [f"{r['fwd_ms']:.3f}", f"{flops / r['fwd_ms'] / 1e9:.1f}", _ratio(r.get("fwd_vs_sdpa")),
+                      f"{r['fwdbwd_ms']:.3f}", f"{3.5 * flops / r['fwdbwd_ms'] / 1e9:.1f}", _ratio(r.get("fwdbwd_vs_sdpa")),
+                      f"{r['max_err']:.1e}"]
+        else:
+            cells += [r.get("note", "")] + [""] * 6
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def _ratio(x):
+    return "" if x is None else f"{x:.2f}x"
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m kernels.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", choices=["ast", "standard", "all"], default="all")
+    parser.add_argument("--dtypes", default="fp16,bf16", help="comma-separated among fp16, bf16, fp32 (GPU)")
+    parser.add_argument("--providers", default=None, help="comma-separated subset of the provider names")
+    parser.add_argument("--out", default="kernels_bench.md", help="markdown file the table is written to")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        # The interpreter must be chosen before the kernel module is imported (kernels imports it lazily).
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+    import kernels
+
+    if not kernels.TRITON_AVAILABLE:
+        print("triton is not installed: nothing to benchmark", file=sys.stderr)
+        return 2
+    try:
+        dtypes = [DTYPES[d.strip()] for d in args.dtypes.split(",")]
+    except KeyError as e:
+        print(f"unknown dtype {e}; use a comma-separated list among {sorted(DTYPES)}", file=sys.stderr)
+        return 2
+    fns = providers(device)
+    if args.providers:
+        unknown = set(args.providers.split(",")) - set(fns)
+        if unknown:
+            print(f"unknown providers {sorted(unknown)}; choose among {sorted(fns)}", file=sys.stderr)
+            return 2
+        fns = {k: v for k, v in fns.items() if k in args.providers.split(",")}
+
+    if device == "cuda":
+        shapes = {"ast": ast_shapes(), "standard": standard_shapes(), "all": ast_shapes() + standard_shapes()}[args.shapes]
+        title = f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
+    else:
+        shapes = [Shape("tiny (CPU interpreter)", 1, 2, 70, 16)]
+        dtypes = [torch.float32, torch.float16]  # the interpreter cannot do bf16 matmuls
+        title = "CPU, Triton interpreter: TIMINGS ARE MEANINGLESS (correctness smoke run only)"
+        print(f"no CUDA device: running the Triton interpreter at a tiny shape; {title.split(': ')[1]}")
+
+    rows = []
+    for shape in shapes:
+        for dtype in dtypes:
+            new_rows = bench_one(shape, dtype, device, fns)
+            rows += new_rows
+            print("\n".join(format_table(new_rows).splitlines()[2:]), flush=True)  # progress, without the header
+
+    table = format_table(rows)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    with open(args.out, "w") as f:
+        f.write(f"# kernels.bench: {title}, {stamp}\n\n{table}\n")
+    print(f"\n{table}\n\nwritten to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
