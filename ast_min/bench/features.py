@@ -1,0 +1,139 @@
+"""`python -m ast_min.bench features`: clips/s of the log-mel front end, measured side by side in one run.
+
+Rows: ast-min's batched front end (`ast_min.features.extract_input_values`, the CPU fast path),
+ast-min's step-by-step functions vectorised over the whole batch (the readable reference),
+`transformers.ASTFeatureExtractor` (its numpy path) and `kaldi-native-fbank` (Kaldi's C++, at the
+largest bin count it accepts: it refuses AST's 128). All produce AST's (max_length, F) input from
+the same random ten-second clips; each is timed `--repeats` times and the best run is kept. Before
+timing, the fast path's output is checked against the step-by-step functions.
+
+Run it on a quiet machine: the numbers are only as good as the cores are idle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from ast_min import features as F
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m ast_min.bench features", description=__doc__.split("\n")[0])
+    parser.add_argument("--clips", type=int, default=64, help="clips per batch (default: 64)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="clip length in seconds (default: 10)")
+    parser.add_argument("--num-mel-bins", type=int, default=128)
+    parser.add_argument("--max-length", type=int, default=1024)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per row; the best is kept (default: 3)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["reference", "transformers", "kaldi"],
+                        help="rows to leave out")
+    return parser.parse_args(argv)
+
+
+def best_time(fn, repeats: int) -> float:
+    fn()  # warm-up: caches, allocator, lazy imports
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def largest_kaldi_bins(num_mel_bins: int) -> int:
+    """The largest bin count <= num_mel_bins that kaldi-native-fbank accepts (it refuses empty filters)."""
+    import kaldi_native_fbank as knf
+
+    for bins in range(num_mel_bins, 2, -1):
+        options = kaldi_options(bins)
+        try:
+            knf.OnlineFbank(options)
+            return bins
+        except Exception:  # "You may have set num_mel_bins too large"
+            continue
+    raise RuntimeError("kaldi-native-fbank accepts no bin count here")
+
+
+def kaldi_options(bins: int):
+    import kaldi_native_fbank as knf
+
+    options = knf.FbankOptions()
+    options.frame_opts.dither = 0.0
+    options.frame_opts.window_type = "hanning"
+    options.mel_opts.num_bins = bins
+    return options
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    n = int(args.seconds * F.SAMPLING_RATE)
+    rng = np.random.default_rng(0)
+    clips = (rng.standard_normal((args.clips, n)) * 0.1).astype(np.float32)  # (B, N)
+    batch = torch.from_numpy(clips)
+    options = dict(num_mel_bins=args.num_mel_bins, max_length=args.max_length)
+
+    # Correctness first: the fast path against the step-by-step functions on these very clips.
+    fast, _ = F.extract_input_values(batch[:4], **options)
+    reference = F.normalize(F.pad_or_truncate(F.log_mel_spectrogram(batch[:4].double(), num_mel_bins=args.num_mel_bins), args.max_length))
+    worst = (fast.double() - reference).abs().max().item()
+    print(f"fast path vs step-by-step reference (float64), 4 clips: max |difference| = {worst:.2e} (normalised units)")
+    if worst > 1e-2:
+        print("error: the fast path disagrees with the reference; not timing it")
+        return 1
+
+    rows = []  # (name, seconds)
+    rows.append(("ast-min extract_input_values (fast path)", best_time(lambda: F.extract_input_values(batch, **options), args.repeats)))
+    if "reference" not in args.skip:
+
+        def step_by_step():
+            for part in batch.split(16):  # 16 clips at a time keeps the (B, T, 400) frames in memory
+                F.normalize(F.pad_or_truncate(F.log_mel_spectrogram(part, num_mel_bins=args.num_mel_bins), args.max_length))
+
+        rows.append(("ast-min step-by-step, vectorised over the batch", best_time(step_by_step, args.repeats)))
+    if "transformers" not in args.skip:
+        from transformers import ASTFeatureExtractor
+
+        extractor = ASTFeatureExtractor(**options)
+        listed = list(clips)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rows.append(("transformers ASTFeatureExtractor (numpy)",
+                         best_time(lambda: extractor(listed, sampling_rate=16000, return_tensors="np"), args.repeats)))
+    kaldi_bins = None
+    if "kaldi" not in args.skip:
+        import kaldi_native_fbank as knf
+
+        kaldi_bins = largest_kaldi_bins(args.num_mel_bins)
+        kopts = kaldi_options(kaldi_bins)
+
+        def kaldi():
+            out = np.zeros((len(clips), args.max_length, kaldi_bins), np.float32)
+            for clip, o in zip(clips, out):
+                fb = knf.OnlineFbank(kopts)
+                fb.accept_waveform(16000, clip)
+                fb.input_finished()
+                t = min(fb.num_frames_ready, args.max_length)
+                o[:t] = np.stack([fb.get_frame(i) for i in range(t)])
+                o[:t] = (o[:t] - F.AUDIOSET_MEAN) / (2 * F.AUDIOSET_STD)
+
+        rows.append((f"kaldi-native-fbank ({kaldi_bins} bins, one thread)", best_time(kaldi, args.repeats)))
+
+    ours = args.clips / rows[0][1]
+    print(f"\n{args.clips} clips of {args.seconds:g} s, {args.num_mel_bins} mel bins, max_length {args.max_length}; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}; "
+          f"best of {args.repeats}\n")
+    print("| front end | clips/s | ast-min fast path is |")
+    print("| --- | ---: | ---: |")
+    for name, seconds in rows:
+        rate = args.clips / seconds
+        print(f"| {name} | {rate:,.1f} | {ours / rate:.1f}x |")
+    return 0
