@@ -194,6 +194,16 @@ def test_large_scores_do_not_overflow():
     check_forward_backward(q * 6, k * 6, v, make_grad(q.shape, torch.float32, False, g), False, 1.0, torch.float32)
 
 
+def test_upstream_gradient_with_zero_strides():
+    # o.sum().backward() hands the kernel an expanded tensor of ones: every stride of dO is 0.
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (t.requires_grad_() for t in make_qkv(2, 2, 29, 32, torch.float32, "contiguous", g))
+    kernels.flash_attention(q, k, v).sum().backward()
+    _, *refs = sdpa_with_grads(q, k, v, torch.ones(q.shape, dtype=torch.float64, device=DEVICE), False, 32**-0.5)
+    for got, ref in zip((q.grad, k.grad, v.grad), refs):
+        assert_close_scaled(got, ref, 2e-5, magnitude(ref), "gradient of o.sum()")
+
+
 @settings(max_examples=4)
 @given(causal=st.booleans(), n=st.sampled_from([17, 33, 40]), seed=st.integers(0, 2**31 - 1))
 def test_gradcheck_float64(causal, n, seed):
