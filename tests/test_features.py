@@ -336,3 +336,10 @@ def test_cuda_input_stays_on_cuda_and_matches_cpu():
     assert gpu.device.type == "cuda" and frames.device.type == "cuda"
     assert_energy_close(gpu.cpu().double() * 2 * F.AUDIOSET_STD + F.AUDIOSET_MEAN,
                         cpu.double() * 2 * F.AUDIOSET_STD + F.AUDIOSET_MEAN)
+
+
+def test_strided_and_float64_inputs_take_the_fast_path_correctly():
+    base = torch.randn(30_000, 2, dtype=torch.float64)
+    column = base[:, 1]  # non-contiguous (stride 2)
+    expected = F.log_mel_spectrogram(column.contiguous())
+    np.testing.assert_allclose(F.fbank([column], dtype=torch.float64)[0].numpy(), expected.numpy(), atol=1e-9)
