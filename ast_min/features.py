@@ -204,7 +204,8 @@ def _check_clip(clip: torch.Tensor, index: int) -> None:
         )
 
 
-def _check_finite(clip: torch.Tensor, index: int) -> None:
+def check_finite(clip: torch.Tensor, index: int) -> None:
+    """Refuse a clip with NaN or Inf samples, naming the clip and the first bad sample."""
     finite = torch.isfinite(clip)
     if not bool(finite.all()):
         first = int((~finite).nonzero()[0, -1])
@@ -240,8 +241,7 @@ def _as_clips(waveforms, dtype: torch.dtype) -> tuple[list[torch.Tensor], bool]:
                 "(ASTFeatureExtractor scales int16/int32 PCM for you)"
             )
         _check_clip(clip, i)
-        _check_finite(clip, i)
-        checked.append(clip.to(dtype))
+        checked.append(clip)  # finiteness is checked by the worker that computes the clip
     return checked, is_list
 
 
@@ -261,11 +261,8 @@ def fbank(
     device. Raises ValueError for empty clips, clips under 400 samples and NaN/Inf samples.
     """
     clips, is_list = _as_clips(waveforms, dtype)
-    out = []
-    for clip in clips:
-        features = torch.empty(num_frames(clip.shape[-1]), num_mel_bins, dtype=dtype, device=clip.device)
-        _log_mel_into(features, clip, num_mel_bins, sampling_rate)
-        out.append(features)
+    out = [torch.empty(num_frames(c.shape[-1]), num_mel_bins, dtype=dtype, device=c.device) for c in clips]
+    _log_mel_batch(out, clips, num_mel_bins, sampling_rate, norm=None, padding_value=0.0)
     return out if is_list else torch.stack(out)
 
 
@@ -293,34 +290,31 @@ def extract_input_values(
     clips, _ = _as_clips(waveforms, dtype)
     device = clips[0].device
     padding = normalize(torch.tensor(0.0, dtype=torch.float64), mean, std).item() if do_normalize else 0.0
-    lengths = torch.tensor([num_frames(c.shape[-1]) for c in clips], dtype=torch.int64)
+    lengths = torch.tensor([num_frames(c.shape[-1]) for c in clips], dtype=torch.int64, device=device)
+    # Uninitialised: every row is written once, by the worker computing its clip (features or padding).
+    input_values = torch.empty(len(clips), max_length, num_mel_bins, dtype=dtype, device=device)
     norm = (mean, std) if do_normalize else None
-    if device.type == "cpu":
+    _log_mel_batch(list(input_values), clips, num_mel_bins, sampling_rate, norm=norm, padding_value=padding)
+    return input_values, lengths
+
+
+def _log_mel_batch(outs: list[torch.Tensor], clips: list[torch.Tensor], num_mel_bins, sampling_rate, norm, padding_value):
+    """For each clip (N_i,), its first min(T_i, len(out)) frames into outs[i] (T_out, F), the rest padding."""
+    if clips[0].device.type == "cpu":
         from ast_min import features_fast
 
-        input_values = torch.empty(len(clips), max_length, num_mel_bins, dtype=dtype)
         features_fast.log_mel_batch_into(
-            input_values, clips, num_mel_bins=num_mel_bins, sampling_rate=sampling_rate, norm=norm, padding_value=padding
+            outs, clips, num_mel_bins=num_mel_bins, sampling_rate=sampling_rate, norm=norm, padding_value=padding_value
         )
-    else:
-        input_values = torch.full((len(clips), max_length, num_mel_bins), padding, dtype=dtype, device=device)
-        for clip, out in zip(clips, input_values):
-            _log_mel_into(out, clip, num_mel_bins, sampling_rate, norm=norm)
-    return input_values, lengths.to(device)
-
-
-def _log_mel_into(out: torch.Tensor, clip: torch.Tensor, num_mel_bins: int, sampling_rate: int, norm=None) -> None:
-    """Write the first min(T, len(out)) log-mel frames of one clip (N,) into out (T_out, F)."""
-    if clip.device.type == "cpu":
-        from ast_min import features_fast
-
-        features_fast.log_mel_into(out, clip, num_mel_bins=num_mel_bins, sampling_rate=sampling_rate, norm=norm)
         return
-    # On an accelerator one vectorised pass over the clip beats a cache-blocked loop.
-    t = min(out.shape[0], num_frames(clip.shape[-1]))
-    needed = clip[: (t - 1) * FRAME_SHIFT + FRAME_LENGTH]  # only the samples of the frames kept
-    features = log_mel_spectrogram(needed, num_mel_bins=num_mel_bins, sampling_rate=sampling_rate)
-    out[:t] = normalize(features, *norm) if norm is not None else features
+    # On an accelerator: the reference, vectorised over each clip's frames.
+    for i, (clip, out) in enumerate(zip(clips, outs)):
+        check_finite(clip, i)
+        t = min(out.shape[0], num_frames(clip.shape[-1]))
+        needed = clip[: (t - 1) * FRAME_SHIFT + FRAME_LENGTH].to(out.dtype)  # only the samples of the frames kept
+        features = log_mel_spectrogram(needed, num_mel_bins=num_mel_bins, sampling_rate=sampling_rate)
+        out[:t] = normalize(features, *norm) if norm is not None else features
+        out[t:] = padding_value
 
 
 # ---- the transformers-compatible extractor ----------------------------------------------------------------------------

@@ -114,7 +114,7 @@ def log_mel_into(
     of out's dtype. Returns T'.
     """
     dtype = out.dtype
-    waveform = waveform.contiguous()  # the block sums view it as (-1, 80)
+    waveform = waveform.to(dtype).contiguous()  # the block sums view it as (-1, 80)
     t_total = min(out.shape[0], num_frames(waveform.shape[-1]))
     space = _workspace(dtype)
     window = _window(dtype)
@@ -158,7 +158,7 @@ def log_mel_into(
 
 
 def log_mel_batch_into(
-    out: torch.Tensor,
+    outs: list[torch.Tensor],
     clips: list[torch.Tensor],
     *,
     num_mel_bins: int,
@@ -166,30 +166,31 @@ def log_mel_batch_into(
     norm: tuple[float, float] | None = None,
     padding_value: float = 0.0,
 ) -> None:
-    """For each clip i, `log_mel_into(out[i], clip)` and fill out[i]'s remaining rows with padding_value.
+    """For each clip i: check it is finite, `log_mel_into(outs[i], clip)`, and fill the remaining rows with padding_value.
 
-    out (B, T_out, F) may be uninitialised (torch.empty): each worker writes its clips' rows
-    first-hand, so the page faults of a fresh output are spread over the threads too. Clips are spread
-    over torch's CPU threads; each clip's operations are small (one chunk), so torch runs each on one
-    core (its intra-op threads are set to 1 for the call and restored afterwards: otherwise both
-    levels of parallelism fight for the same cores).
+    outs[i] (T_out, F) may be uninitialised (torch.empty): the worker computing clip i writes every
+    row of it, so the page faults of a fresh output are spread over the threads too. With more
+    than one torch thread, clips are spread over that many worker threads (torch releases the GIL
+    inside each operation), each running its operations on one intra-op thread.
     """
-    workers = min(len(clips), max(1, torch.get_num_threads()))
+    from ast_min.features import check_finite
 
     def work(i: int) -> None:
-        t = log_mel_into(out[i], clips[i], num_mel_bins=num_mel_bins, sampling_rate=sampling_rate, norm=norm)
-        out[i, t:].fill_(padding_value)
+        check_finite(clips[i], i)
+        t = log_mel_into(outs[i], clips[i], num_mel_bins=num_mel_bins, sampling_rate=sampling_rate, norm=norm)
+        outs[i][t:].fill_(padding_value)
 
-    if workers == 1:
+    threads = torch.get_num_threads()
+    if threads == 1:
         for i in range(len(clips)):
             work(i)
         return
-    threads = torch.get_num_threads()
     try:
-        # Each worker asks for one intra-op thread. OpenMP gives every calling thread its own team,
-        # so without this two workers would each start a team of `threads`: 4 spinning threads on
-        # 2 cores measured 20x slower. (MKL's setting is process-wide, hence the restore below.)
-        with ThreadPoolExecutor(max_workers=workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        # One intra-op thread per worker. OpenMP gives every calling thread its own team, so two
+        # workers would each start a team of `threads`; and on a loaded machine every parallel
+        # region waits for its slowest (descheduled) thread: measured up to 20x slower.
+        # (MKL's thread setting is process-wide, hence the restore below.)
+        with ThreadPoolExecutor(max_workers=min(len(clips), threads), initializer=torch.set_num_threads, initargs=(1,)) as pool:
             list(pool.map(work, range(len(clips))))
     finally:
         torch.set_num_threads(threads)
