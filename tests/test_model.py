@@ -387,3 +387,22 @@ def original_repo_adapt_any_d(pos_embed, t_dim):
     new = pos_embed[:, 2:, :].reshape(1, 1212, D).transpose(1, 2).reshape(1, D, 12, 101)
     new = new[:, :, :, 50 - int(t_dim / 2) : 50 - int(t_dim / 2) + t_dim]
     return torch.cat([pos_embed[:, :2, :], new.reshape(1, D, 12 * t_dim).transpose(1, 2)], dim=1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_cuda_auto_backend_matches_cpu_float64(dtype):
+    """On a GPU "auto" picks the Triton kernel when it is available; any backend and dtype there
+    stays within its precision of a float64 CPU run (TF32/bf16/fp16 matmuls: 1e-2 relative)."""
+    import kernels
+
+    torch.manual_seed(0)
+    model = ASTForAudioClassification(ASTConfig(**tiny_config())).eval()
+    x = torch.randn(2, 64, 32)
+    with torch.no_grad():
+        ref = model.double()(x.double()).logits
+        expected = "triton" if kernels.TRITON_AVAILABLE else "sdpa"
+        assert resolve_attn_implementation("auto", torch.device("cuda")) == expected
+        out = model.to("cuda", dtype)(x.cuda()).logits
+    tol = 1e-2 if dtype == torch.float32 else 5e-2
+    torch.testing.assert_close(out.double().cpu(), ref, atol=tol, rtol=tol)
