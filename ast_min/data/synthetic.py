@@ -172,8 +172,10 @@ class SyntheticDataset(torch.utils.data.Dataset):
         return {"waveform": waveform, "target": target, "index": index}
 
 
-def write_examples(directory: str | os.PathLike, seed: int = 12345, per_class: int = 1, num_frames: int = 128) -> list[str]:
-    """Write `per_class` 16-bit 16 kHz wav files of each class to `directory` as `<class>_<k>.wav`.
+def write_examples(
+    directory: str | os.PathLike, seed: int = 12345, per_class: int = 1, num_frames: int = 128, classes=CLASSES
+) -> list[str]:
+    """Write `per_class` 16-bit 16 kHz wav files of each of `classes` to `directory` as `<class>_<k>.wav`.
 
     These are the README's example files (`ast-min classify examples/rising_chirp_0.wav`). Returns
     their paths. For a training folder (one sub-folder per class) use `write_class_folders`.
@@ -183,7 +185,8 @@ def write_examples(directory: str | os.PathLike, seed: int = 12345, per_class: i
     os.makedirs(directory, exist_ok=True)
     paths = []
     for k in range(per_class):
-        for label, name in enumerate(CLASSES):
+        for name in classes:
+            label = CLASSES.index(name)
             waveform, _ = make_clip(seed, k * len(CLASSES) + label, samples_for_frames(num_frames))
             path = os.path.join(directory, f"{name}_{k}.wav")
             sf.write(path, waveform, SAMPLING_RATE, subtype="PCM_16")
