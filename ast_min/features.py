@@ -306,13 +306,20 @@ def _log_mel_batch(outs: list[torch.Tensor], clips: list[torch.Tensor], num_mel_
         features_fast.log_mel_batch_into(
             outs, clips, num_mel_bins=num_mel_bins, sampling_rate=sampling_rate, norm=norm, padding_value=padding_value
         )
-        return
-    # On an accelerator: the reference, vectorised over each clip's frames.
+    else:
+        _log_mel_batch_vectorised(outs, clips, num_mel_bins, sampling_rate, norm, padding_value)
+
+
+def _log_mel_batch_vectorised(outs, clips, num_mel_bins, sampling_rate, norm, padding_value):
+    """`_log_mel_batch` for accelerators: the step-by-step reference, vectorised over each clip's frames.
+
+    On a GPU one wide kernel per step beats the CPU path's per-thread loop; works on any device.
+    """
     for i, (clip, out) in enumerate(zip(clips, outs)):
         check_finite(clip, i)
         t = min(out.shape[0], num_frames(clip.shape[-1]))
         needed = clip[: (t - 1) * FRAME_SHIFT + FRAME_LENGTH].to(out.dtype)  # only the samples of the frames kept
-        features = log_mel_spectrogram(needed, num_mel_bins=num_mel_bins, sampling_rate=sampling_rate)
+        features = log_mel_spectrogram(needed, num_mel_bins=num_mel_bins, sampling_rate=sampling_rate)  # (t, F)
         out[:t] = normalize(features, *norm) if norm is not None else features
         out[t:] = padding_value
 

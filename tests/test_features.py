@@ -343,3 +343,25 @@ def test_strided_and_float64_inputs_take_the_fast_path_correctly():
     column = base[:, 1]  # non-contiguous (stride 2)
     expected = F.log_mel_spectrogram(column.contiguous())
     np.testing.assert_allclose(F.fbank([column], dtype=torch.float64)[0].numpy(), expected.numpy(), atol=1e-9)
+
+
+@given(seed=st.integers(0, 2**32 - 1), lengths=st.lists(st.integers(400, 20_000), min_size=1, max_size=3),
+       max_length=st.integers(1, 150), dtype=st.sampled_from([torch.float32, torch.float64]))
+@settings(max_examples=10)
+def test_accelerator_path_equals_the_cpu_fast_path(seed, lengths, max_length, dtype):
+    # The branch CUDA tensors take, run here on the CPU (it is device-agnostic torch).
+    rng = np.random.default_rng(seed)
+    clips = [torch.from_numpy(rng.standard_normal(n) * 0.1).to(dtype) for n in lengths]
+    norm, padding = (F.AUDIOSET_MEAN, F.AUDIOSET_STD), 0.467
+    vectorised = [torch.empty(max_length, 128, dtype=dtype) for _ in clips]
+    F._log_mel_batch_vectorised(vectorised, clips, 128, 16000, norm, padding)
+    fast = [torch.empty(max_length, 128, dtype=dtype) for _ in clips]
+    F._log_mel_batch(fast, clips, 128, 16000, norm, padding)
+    for n, v, f in zip(lengths, vectorised, fast):
+        t = min(F.num_frames(n), max_length)
+        assert torch.all(v[t:] == padding) and torch.all(f[t:] == padding)
+        log_mel = lambda x: x[:t].double() * 2 * norm[1] + norm[0]  # noqa: E731
+        if dtype == torch.float64:
+            np.testing.assert_allclose(v[:t].numpy(), f[:t].numpy(), atol=1e-9)
+        else:
+            assert_energy_close(log_mel(v), log_mel(f))
