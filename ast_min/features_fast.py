@@ -90,6 +90,7 @@ class _Workspace:
 
 
 _local = threading.local()
+_BATCH_LOCK = threading.Lock()
 
 
 def _workspace(dtype: torch.dtype) -> _Workspace:
@@ -180,17 +181,20 @@ def log_mel_batch_into(
         t = log_mel_into(outs[i], clips[i], num_mel_bins=num_mel_bins, sampling_rate=sampling_rate, norm=norm)
         outs[i][t:].fill_(padding_value)
 
-    threads = torch.get_num_threads()
-    if threads == 1:
+    # Every clip runs on one intra-op thread, a single clip too: the same bits whatever the batch.
+    if torch.get_num_threads() == 1:
         for i in range(len(clips)):
             work(i)
         return
-    try:
-        # One intra-op thread per worker. OpenMP gives every calling thread its own team, so two
-        # workers would each start a team of `threads`; and on a loaded machine every parallel
-        # region waits for its slowest (descheduled) thread: measured up to 20x slower.
-        # (MKL's thread setting is process-wide, hence the restore below.)
-        with ThreadPoolExecutor(max_workers=min(len(clips), threads), initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            list(pool.map(work, range(len(clips))))
-    finally:
-        torch.set_num_threads(threads)
+    # One batch at a time: the thread setting below is process-wide, and two overlapping batches
+    # would restore each other's values in the wrong order (they would share the cores anyway).
+    with _BATCH_LOCK:
+        threads = torch.get_num_threads()
+        try:
+            # One intra-op thread per worker. OpenMP gives every calling thread its own team, so two
+            # workers would each start a team of `threads`; and on a loaded machine every parallel
+            # region waits for its slowest (descheduled) thread: measured up to 20x slower.
+            with ThreadPoolExecutor(min(len(clips), threads), initializer=torch.set_num_threads, initargs=(1,)) as pool:
+                list(pool.map(work, range(len(clips))))
+        finally:
+            torch.set_num_threads(threads)  # torch's count and MKL's are process-wide: put them back

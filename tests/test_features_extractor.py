@@ -46,7 +46,7 @@ def to_log_mel(values, do_normalize, mean, std):
     mean=st.floats(-8, 0),
     std=st.floats(1, 8),
 )
-@settings(max_examples=15)
+@settings(max_examples=25)
 def test_extractor_equals_transformers(seeds, lengths, amplitude, num_mel_bins, max_length, do_normalize, mean, std):
     clips = [make_clip(s, n, amplitude).astype(np.float32) for s, n in zip(seeds, lengths)]
     options = dict(num_mel_bins=num_mel_bins, max_length=max_length, do_normalize=do_normalize, mean=mean, std=std)
