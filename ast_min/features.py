@@ -27,8 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from functools import lru_cache
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -239,6 +238,10 @@ def _as_clips(waveforms, dtype: torch.dtype) -> tuple[list[torch.Tensor], bool]:
             raise ValueError(
                 f"clip {i} has dtype {clip.dtype}: pass float samples in [-1, 1) "
                 "(ASTFeatureExtractor scales int16/int32 PCM for you)"
+            )
+        if clip.device != clips[0].device:
+            raise ValueError(
+                f"clip {i} is on {clip.device} but clip 0 is on {clips[0].device}: move all clips to one device"
             )
         _check_clip(clip, i)
         checked.append(clip)  # finiteness is checked by the worker that computes the clip

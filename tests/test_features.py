@@ -377,3 +377,9 @@ def test_batches_from_several_threads_leave_torch_thread_count_alone():
         results = list(pool.map(lambda _: F.extract_input_values(x)[0], range(6)))
     assert all(torch.equal(r, expected) for r in results)
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_clips_on_two_devices_are_refused():
+    with pytest.raises(ValueError, match="move all clips to one device"):
+        F.fbank([torch.zeros(1000), torch.zeros(1000, device="cuda")])
