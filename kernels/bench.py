@@ -171,7 +171,7 @@ def parse_args(argv):
     parser.add_argument("--shapes", choices=["ast", "standard", "all"], default="all")
     parser.add_argument("--dtypes", default="fp16,bf16", help="comma-separated among fp16, bf16, fp32 (GPU)")
     parser.add_argument("--providers", default=None, help="comma-separated subset of the provider names")
-    parser.add_argument("--out", default="kernels_bench.md", help="markdown file the table is written to")
+    parser.add_argument("--out", default="bench-kernels.txt", help="file the markdown table is written to (bench-*.txt is git-ignored)")
     return parser.parse_args(argv)
 
 
