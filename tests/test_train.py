@@ -225,3 +225,38 @@ def test_cli_help_explains_every_option(capsys):
         assert action.help, f"{action.option_strings} has no help"
         assert action.option_strings[-1] in text
     assert "95.6 %" in text and "torchrun" in text
+
+
+def test_fine_tune_from_a_transformers_checkpoint_with_other_frames_and_labels(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    # A checkpoint written by transformers for 64 frames and 3 labels, every weight random.
+    config = transformers.ASTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                                    max_length=64, num_mel_bins=32, num_labels=3)
+    torch.manual_seed(1)
+    theirs = transformers.ASTForAudioClassification(config)
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.normal_(0, 0.5)
+    theirs.save_pretrained(tmp_path / "init")
+    from safetensors.torch import load_file
+
+    start = load_file(tmp_path / "init" / "model.safetensors")  # the names on disk (DESIGN.md)
+
+    recipe = TINY.replace(epochs=1, batch_size=16, warmup_steps=0)  # 32 frames, 10 labels: 4 Adam steps
+    summary = _run(tmp_path / "run", recipe, train_size=64, init=str(tmp_path / "init"))
+    model = summary["model"]
+    assert model.config.max_length == 32 and model.config.id2label[9] == "tone_bursts"
+    # Each Adam step moves a weight by at most ~lr * (1 - b1) / sqrt(1 - b2) = 1.6 lr: the encoder
+    # must sit within 4 such steps of the checkpoint (a random start would be ~0.5 away).
+    bound = 4 * 1.6 * recipe.lr
+    ours = model.state_dict()
+    key = "audio_spectrogram_transformer.encoder.layer.0.attention.attention.query.weight"
+    ours_key = next(k for k in ours if ours[k].shape == start[key].shape and (ours[k] - start[key]).abs().max() < bound)
+    assert ours_key  # found the query weight, near its starting value
+    # Position embeddings: the original repo's rule for fewer frames cuts the middle columns of the
+    # (f, t) grid: t = (64 - 16) // 10 + 1 = 5 -> t' = (32 - 16) // 10 + 1 = 2, from column 5 // 2 - 2 // 2 = 1.
+    pos = start["audio_spectrogram_transformer.embeddings.position_embeddings"]  # (1, 2 + 2 * 5, D)
+    grid = pos[0, 2:].reshape(2, 5, -1)[:, 1:3].reshape(4, -1)
+    expected = torch.cat([pos[0, :2], grid])[None]
+    got = next(v for k, v in ours.items() if k.endswith("position_embeddings"))
+    torch.testing.assert_close(got, expected, rtol=0, atol=bound)
