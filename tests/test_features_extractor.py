@@ -26,10 +26,10 @@ def transformers_extractor(**kwargs):
     return ASTFeatureExtractor(**kwargs)
 
 
-def run_transformers(extractor, clips):
+def run_transformers(extractor, clips, sampling_rate=16000):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # its empty-filter warning at 128 bins
-        return extractor(clips, sampling_rate=16000, return_tensors="np")["input_values"]
+        return extractor(clips, sampling_rate=sampling_rate, return_tensors="np")["input_values"]
 
 
 def to_log_mel(values, do_normalize, mean, std):
@@ -45,13 +45,16 @@ def to_log_mel(values, do_normalize, mean, std):
     do_normalize=st.booleans(),
     mean=st.floats(-8, 0),
     std=st.floats(1, 8),
+    sampling_rate=st.sampled_from([16000, 16000, 8000, 22050]),  # frames stay 400/160 samples, as transformers
 )
 @settings(max_examples=25)
-def test_extractor_equals_transformers(seeds, lengths, amplitude, num_mel_bins, max_length, do_normalize, mean, std):
+def test_extractor_equals_transformers(seeds, lengths, amplitude, num_mel_bins, max_length, do_normalize, mean, std,
+                                       sampling_rate):
     clips = [make_clip(s, n, amplitude).astype(np.float32) for s, n in zip(seeds, lengths)]
-    options = dict(num_mel_bins=num_mel_bins, max_length=max_length, do_normalize=do_normalize, mean=mean, std=std)
-    expected = run_transformers(transformers_extractor(**options), clips)
-    actual = ast_min.ASTFeatureExtractor(**options)(clips, sampling_rate=16000, return_tensors="np")["input_values"]
+    options = dict(num_mel_bins=num_mel_bins, max_length=max_length, do_normalize=do_normalize, mean=mean, std=std,
+                   sampling_rate=sampling_rate)
+    expected = run_transformers(transformers_extractor(**options), clips, sampling_rate)
+    actual = ast_min.ASTFeatureExtractor(**options)(clips, sampling_rate=sampling_rate, return_tensors="np")["input_values"]
     assert actual.shape == expected.shape == (len(clips), max_length, num_mel_bins) and actual.dtype == np.float32
     for clip, a, e in zip(clips, actual, expected):
         t = min(F.num_frames(len(clip)), max_length)
