@@ -505,6 +505,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes that load and mix clips")
     run.add_argument("--attn-implementation", default="auto", choices=["auto", "eager", "sdpa", "triton"],
                      help="attention backend; auto: triton on CUDA when available, else sdpa")
+    run.add_argument("--threads", type=int, default=None,
+                     help="CPU threads per process for torch (default: torch's choice, all cores); on a machine "
+                     "shared with other jobs, 1 avoids the thread oversubscription that can make training several times slower")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
     hyper = parser.add_argument_group("hyper-parameters (default: the recipe's)")
     for name, help_text in _RECIPE_OPTIONS.items():
@@ -541,6 +544,10 @@ def _datasets(args, recipe: Recipe):
 
 def run(args: argparse.Namespace) -> int:
     """`ast-min train`: build the recipe, the data and the run, train, and print where the model went."""
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     recipe = get_recipe(args.recipe)
     overrides = {name: getattr(args, name) for name in [*_RECIPE_OPTIONS, "noise"] if getattr(args, name) is not None}
     recipe = recipe.replace(**overrides)
