@@ -83,7 +83,11 @@ for c in (1.0, 2.5, 6.0):  # clicks
     sound[int(c * sr) : int(c * sr) + 80] += 0.8
 sound = sound.astype(np.float32)
 
-extractor = ast_min.ASTFeatureExtractor(num_mel_bins=config.num_mel_bins, max_length=config.max_length)
+shape = dict(num_mel_bins=config.num_mel_bins, max_length=config.max_length)
+if (checkpoint / "preprocessor_config.json").is_file():  # the model's own normalisation statistics
+    extractor = ast_min.ASTFeatureExtractor.from_pretrained(checkpoint, **shape)
+else:  # AudioSet's
+    extractor = ast_min.ASTFeatureExtractor(**shape)
 x = extractor(sound, sampling_rate=sr, return_tensors="pt").input_values  # (1, T, F)
 print("input_values", tuple(x.shape))
 
@@ -91,7 +95,7 @@ plt.figure(figsize=(12, 3))
 plt.imshow(x[0].T, origin="lower", aspect="auto", cmap="magma")
 plt.xlabel("frame (10 ms)")
 plt.ylabel("mel bin")
-plt.title("input_values: 8 s of sound, zero-padded (before normalisation) to 10.24 s")
+plt.title(f"input_values: 8 s of sound as {config.max_length} frames (padded or cut) x {config.num_mel_bins} mel bins")
 plt.colorbar()
 plt.show()
 
@@ -134,7 +138,7 @@ plt.show()
 spec = x.transpose(1, 2)  # (B, F, T)
 patches = spec.unfold(1, p, sf_).unfold(2, p, st_)  # (B, f, t, p, p)
 patches = patches.reshape(1, f * t_, p * p)  # (B, P, p*p)
-for i, j in [(0, 0), (0, 1), (1, 0), (f - 1, t_ - 1), (5, 42)]:
+for i, j in [(0, 0), (0, 1), (1, 0), (f - 1, t_ - 1), (f // 2, t_ // 2)]:
     by_hand = spec[0, i * sf_ : i * sf_ + p, j * st_ : j * st_ + p].reshape(-1)
     assert torch.equal(patches[0, i * t_ + j], by_hand)
 assert torch.equal(patches, patchify(x, p, sf_, st_))  # ast_min.model.patchify does the same
@@ -184,7 +188,7 @@ print("tokens", tuple(h0.shape))
 # %%
 grid = emb.position_embeddings[0, 2:].reshape(f, t_, -1)  # (f, t, D): row i, column j
 fig, axes = plt.subplots(1, 3, figsize=(15, 2.5))
-for ax, (i, j) in zip(axes, [(2, 10), (6, 50), (10, 90)]):
+for ax, (i, j) in zip(axes, [(f // 6, t_ // 10), (f // 2, t_ // 2), (f - 1 - f // 6, t_ - 1 - t_ // 10)]):
     sim = F.cosine_similarity(grid, grid[i, j], dim=-1)  # (f, t)
     ax.imshow(sim, origin="lower", aspect="auto", cmap="viridis")
     ax.plot(j, i, "r+", ms=12)
@@ -208,7 +212,7 @@ H, Dh = config.num_attention_heads, config.head_dim
 z = F.layer_norm(h0, (config.hidden_size,), block.layernorm_before.weight, block.layernorm_before.bias, config.layer_norm_eps)
 torch.testing.assert_close(z, block.layernorm_before(h0))
 
-h = 3  # one head
+h = min(3, H - 1)  # one head
 sl = slice(h * Dh, (h + 1) * Dh)
 q = z @ attn.query.weight[sl].T + attn.query.bias[sl]  # (B, L, Dh)
 k = z @ attn.key.weight[sl].T + attn.key.bias[sl]
