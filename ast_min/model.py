@@ -177,7 +177,7 @@ def _triton_available() -> bool:
 
 
 def resolve_attn_implementation(name: str, device: torch.device) -> str:
-    """"auto" -> "triton" on a CUDA device when the kernel is available, else "sdpa"; others unchanged."""
+    """Resolve "auto": "triton" on a CUDA device when the kernel is available, else "sdpa"; other names pass through."""
     if name == "auto":
         return "triton" if device.type == "cuda" and _triton_available() else "sdpa"
     return name
