@@ -476,6 +476,14 @@ _RECIPE_OPTIONS = {
 }
 
 
+_MODEL_OPTIONS = {
+    "hidden_size": "width D of the transformer",
+    "num_hidden_layers": "number of transformer blocks",
+    "num_attention_heads": "attention heads per block (must divide --hidden-size)",
+    "intermediate_size": "width of each block's MLP (usually 4 x --hidden-size)",
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `ast-min train`."""
     parser.description = (
@@ -516,6 +524,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         hyper.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=help_text)
     hyper.add_argument("--noise", action=argparse.BooleanOptionalAction, default=None,
                        help="add noise and roll the frames by up to 10 (the Speech Commands recipe)")
+    size = parser.add_argument_group("model size when training from scratch (default: the recipe's; ignored with --init)")
+    for name, help_text in _MODEL_OPTIONS.items():
+        size.add_argument(f"--{name.replace('_', '-')}", type=int, default=None, help=help_text)
 
 
 def _datasets(args, recipe: Recipe):
@@ -550,7 +561,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     recipe = get_recipe(args.recipe)
     overrides = {name: getattr(args, name) for name in [*_RECIPE_OPTIONS, "noise"] if getattr(args, name) is not None}
-    recipe = recipe.replace(**overrides)
+    model_overrides = {name: getattr(args, name) for name in _MODEL_OPTIONS if getattr(args, name) is not None}
+    recipe = recipe.replace(**overrides, model={**recipe.model, **model_overrides})
     train_set, eval_set = _datasets(args, recipe)
     options = RunOptions(
         output_dir=args.output_dir, init=args.init, seed=args.seed, precision=args.precision,
