@@ -69,7 +69,8 @@ def test_synthetic_classes_have_their_spectral_signature():
 
 def test_example_files_round_trip(tmp_path):
     paths = synthetic.write_examples(tmp_path)
-    assert len(paths) == 10
+    assert len(paths) == 10 and paths[1].endswith("rising_chirp.wav")
+    assert len(synthetic.write_examples(tmp_path / "two", per_class=2, classes=("square_wave",))) == 2
     data, rate = sf.read(paths[1], dtype="float32")
     assert rate == 16000
     clip, _ = synthetic.make_clip(12345, 1)

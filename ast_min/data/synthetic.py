@@ -175,9 +175,10 @@ class SyntheticDataset(torch.utils.data.Dataset):
 def write_examples(
     directory: str | os.PathLike, seed: int = 12345, per_class: int = 1, num_frames: int = 128, classes=CLASSES
 ) -> list[str]:
-    """Write `per_class` 16-bit 16 kHz wav files of each of `classes` to `directory` as `<class>_<k>.wav`.
+    """Write `per_class` 16-bit 16 kHz wav files of each of `classes` to `directory` as `<class>_<k>.wav`
+    (`<class>.wav` when `per_class` is 1).
 
-    These are the README's example files (`ast-min classify examples/rising_chirp_0.wav`). Returns
+    These are the README's example files (`ast-min classify examples/rising_chirp.wav`). Returns
     their paths. For a training folder (one sub-folder per class) use `write_class_folders`.
     """
     import soundfile as sf
@@ -188,7 +189,7 @@ def write_examples(
         for name in classes:
             label = CLASSES.index(name)
             waveform, _ = make_clip(seed, k * len(CLASSES) + label, samples_for_frames(num_frames))
-            path = os.path.join(directory, f"{name}_{k}.wav")
+            path = os.path.join(directory, f"{name}.wav" if per_class == 1 else f"{name}_{k}.wav")
             sf.write(path, waveform, SAMPLING_RATE, subtype="PCM_16")
             paths.append(path)
     return paths
