@@ -24,6 +24,7 @@ Shape legend: B clips, T frames, F mel bins, C classes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -318,68 +319,27 @@ def train(recipe: Recipe, train_set, eval_set, options: RunOptions | None = None
 
     if world.is_main:
         os.makedirs(options.output_dir, exist_ok=True)
+    show = options.progress and world.is_main
     epochs = tqdm(range(state["epoch"] + 1, recipe.epochs + 1), desc="epochs", initial=state["epoch"],
-                  total=recipe.epochs, disable=not (options.progress and world.is_main))
+                  total=recipe.epochs, disable=not show)
     for epoch in epochs:
         started = time.time()
         for part in (sampler, train_data, train_collate):
             part.set_epoch(epoch)
         torch.manual_seed(options.seed * 100_003 + epoch)  # dropout draws: the same after a resume
-        ddp_model.train()
-        total_loss, batches, micro, lr = torch.zeros((), dtype=torch.float64), 0, 0, None
-        steps = tqdm(train_loader, desc=f"epoch {epoch}", leave=False, disable=not (options.progress and world.is_main))
-        for batch in steps:
-            if batch is None:  # every clip of this batch was unreadable (already warned)
-                continue
-            lr = learning_rate(recipe, state["step"], epoch)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            micro += 1
-            last_micro = micro % options.grad_accum == 0
-            # DDP averages gradients across ranks on backward; skip that on all but the last micro-batch.
-            sync = ddp_model.no_sync() if (world.world_size > 1 and not last_micro) else _nullcontext()
-            with sync:
-                with _autocast(device, precision):
-                    logits = ddp_model(batch["input_values"].to(device)).logits
-                loss = compute_loss(logits, batch["targets"].to(device), loss_kind)
-                scaler.scale(loss / options.grad_accum).backward()
-            if not torch.isfinite(loss):
-                _diverged(epoch, state["step"], loss, precision)
-            if last_micro:
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                state["step"] += 1
-                if precision == "fp16" and scaler.get_scale() < 1e-4:
-                    _diverged(epoch, state["step"], loss, precision)
-            total_loss += loss.detach().double().cpu()
-            batches += 1
-            steps.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
-        if micro % options.grad_accum:  # a last, incomplete accumulation: apply what was gathered
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            state["step"] += 1
-
-        # Weight averaging (the original's "wa"): a running mean of the end-of-epoch weights.
+        steps = tqdm(train_loader, desc=f"epoch {epoch}", leave=False, disable=not show)
+        train_loss, lr = _train_one_epoch(ddp_model, steps, optimizer, scaler, recipe, options, state, epoch,
+                                          device, precision, loss_kind, world)
         if recipe.wa_start and recipe.wa_start <= epoch <= recipe.wa_end:
-            weights = {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()}
-            state["wa_count"] += 1
-            if state["wa"] is None:
-                state["wa"] = weights
-            else:
-                for k, v in weights.items():
-                    state["wa"][k] += (v - state["wa"][k]) / state["wa_count"]
-
+            _update_average(state, model)
         if world.is_main:
             metrics = evaluate(model, eval_loader, device, precision, loss_kind)
-            record = {"epoch": epoch, "train_loss": (total_loss / max(batches, 1)).item(), "lr": lr,
-                      "seconds": time.time() - started, "skipped_files": getattr(train_set, "num_skipped", 0),
+            record = {"epoch": epoch, "train_loss": train_loss, "lr": lr, "seconds": time.time() - started,
+                      "skipped_files": getattr(train_set, "num_skipped", 0),
                       **{f"eval_{k}": v for k, v in metrics.items() if k != "confusion_matrix"}}
             state["history"].append(record)
             state["epoch"] = epoch
-            improved = state["best"] is None or metrics[main_metric] > state["best"]["metrics"][main_metric]
-            if improved:
+            if state["best"] is None or metrics[main_metric] > state["best"]["metrics"][main_metric]:
                 state["best"] = {"epoch": epoch, "metrics": metrics}
                 _save_model(model, feature_extractor, os.path.join(options.output_dir, "best"))
             _save_model(model, feature_extractor, os.path.join(options.output_dir, "last"), {
@@ -395,23 +355,70 @@ def train(recipe: Recipe, train_set, eval_set, options: RunOptions | None = None
     summary = {"history": state["history"], "best": state["best"], "output_dir": options.output_dir,
                "main_metric": main_metric, "labels": [id2label[i] for i in range(len(id2label))],
                "model": model, "feature_extractor": feature_extractor}
-    if state["wa"] is not None and world.is_main:
+    if state["wa"] is not None:  # every rank ends with the averaged weights; rank 0 scores and saves them
         model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in state["wa"].items()})
-        metrics = evaluate(model, eval_loader, device, precision, loss_kind)
-        _save_model(model, feature_extractor, os.path.join(options.output_dir, "averaged"))
-        summary["averaged"] = {"epochs": [recipe.wa_start, recipe.wa_end], "metrics": metrics}
-        tqdm.write(f"weight-averaged model (epochs {recipe.wa_start}-{recipe.wa_end}): {main_metric} {metrics[main_metric]:.4f}")
-    if world.world_size > 1:
-        world.barrier()
+        if world.is_main:
+            metrics = evaluate(model, eval_loader, device, precision, loss_kind)
+            _save_model(model, feature_extractor, os.path.join(options.output_dir, "averaged"))
+            summary["averaged"] = {"epochs": [recipe.wa_start, recipe.wa_end], "metrics": metrics}
+            tqdm.write(f"weight-averaged model (epochs {recipe.wa_start}-{recipe.wa_end}): "
+                       f"{main_metric} {metrics[main_metric]:.4f} -> {os.path.join(options.output_dir, 'averaged')}")
+    world.barrier()
     return summary
 
 
-class _nullcontext:
-    def __enter__(self):
-        return None
+def _train_one_epoch(ddp_model, steps, optimizer, scaler, recipe: Recipe, options: RunOptions, state: dict, epoch: int,
+                     device: str, precision: str, loss_kind: str, world: Distributed) -> tuple[float, float | None]:
+    """One pass over the training batches; returns the mean training loss and the last learning rate."""
+    ddp_model.train()
+    total_loss, batches, micro, lr = torch.zeros((), dtype=torch.float64), 0, 0, None
+    for batch in steps:
+        if batch is None:  # every clip of this batch was unreadable (already warned)
+            continue
+        lr = learning_rate(recipe, state["step"], epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        micro += 1
+        last_micro = micro % options.grad_accum == 0
+        # DDP averages gradients across ranks on backward; skip that on all but the last micro-batch.
+        sync = ddp_model.no_sync() if (world.world_size > 1 and not last_micro) else contextlib.nullcontext()
+        with sync:
+            with _autocast(device, precision):
+                logits = ddp_model(batch["input_values"].to(device)).logits
+            loss = compute_loss(logits, batch["targets"].to(device), loss_kind)
+            scaler.scale(loss / options.grad_accum).backward()
+        if not torch.isfinite(loss):
+            _diverged(epoch, state["step"], loss, precision)
+        if last_micro:
+            _optimizer_step(optimizer, scaler, state, epoch, loss, precision)
+        total_loss += loss.detach().double().cpu()
+        batches += 1
+        steps.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
+    if micro % options.grad_accum:  # a last, incomplete accumulation: apply what was gathered
+        _optimizer_step(optimizer, scaler, state, epoch, loss, precision)
+    return (total_loss / max(batches, 1)).item(), lr
 
-    def __exit__(self, *exc):
-        return False
+
+def _optimizer_step(optimizer, scaler, state: dict, epoch: int, loss: torch.Tensor, precision: str) -> None:
+    # With fp16 the scaler skips steps whose gradients overflowed and halves its scale; a scale
+    # that keeps falling means the gradients are inf/NaN at any scale: the run has diverged.
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    state["step"] += 1
+    if precision == "fp16" and scaler.get_scale() < 1e-4:
+        _diverged(epoch, state["step"], loss, precision)
+
+
+def _update_average(state: dict, model) -> None:
+    """Weight averaging (the original's "wa"): a running mean of the end-of-epoch weights."""
+    weights = {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()}
+    state["wa_count"] += 1
+    if state["wa"] is None:
+        state["wa"] = weights
+    else:
+        for k, v in weights.items():
+            state["wa"][k] += (v - state["wa"][k]) / state["wa_count"]
 
 
 def _diverged(epoch: int, step: int, loss: torch.Tensor, precision: str):
