@@ -33,6 +33,7 @@ Shape legend: N samples, T frames, C frames in a chunk, K FFT bins (257), F mel 
 from __future__ import annotations
 
 import math
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -172,11 +173,16 @@ def log_mel_batch_into(
     outs[i] (T_out, F) may be uninitialised (torch.empty): the worker computing clip i writes every
     row of it, so the page faults of a fresh output are spread over the threads too. With more
     than one torch thread, clips are spread over that many worker threads (torch releases the GIL
-    inside each operation), each running its operations on one intra-op thread.
+    inside each operation), each running its operations on one intra-op thread, one batch at a time.
     """
     from ast_min.features import check_finite
 
     def work(i: int) -> None:
+        # One intra-op thread per worker. OpenMP gives every calling thread its own team, so two
+        # workers would otherwise each start a team of `threads`; and on a loaded machine every
+        # parallel region waits for its slowest (descheduled) thread: measured up to 20x slower.
+        if torch.get_num_threads() != 1:
+            torch.set_num_threads(1)
         check_finite(clips[i], i)
         t = log_mel_into(outs[i], clips[i], num_mel_bins=num_mel_bins, sampling_rate=sampling_rate, norm=norm)
         outs[i][t:].fill_(padding_value)
@@ -186,15 +192,33 @@ def log_mel_batch_into(
         for i in range(len(clips)):
             work(i)
         return
-    # One batch at a time: the thread setting below is process-wide, and two overlapping batches
-    # would restore each other's values in the wrong order (they would share the cores anyway).
+    # One batch at a time: torch's thread count is partly process-wide (the workers' setting leaks
+    # into it), and two overlapping batches would restore each other's values in the wrong order.
     with _BATCH_LOCK:
         threads = torch.get_num_threads()
         try:
-            # One intra-op thread per worker. OpenMP gives every calling thread its own team, so two
-            # workers would each start a team of `threads`; and on a loaded machine every parallel
-            # region waits for its slowest (descheduled) thread: measured up to 20x slower.
-            with ThreadPoolExecutor(min(len(clips), threads), initializer=torch.set_num_threads, initargs=(1,)) as pool:
-                list(pool.map(work, range(len(clips))))
+            list(_pool(threads).map(work, range(len(clips))))
         finally:
-            torch.set_num_threads(threads)  # torch's count and MKL's are process-wide: put them back
+            torch.set_num_threads(threads)  # put the caller's setting back
+
+
+_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (workers, pool)
+
+
+def _pool(size: int) -> ThreadPoolExecutor:
+    """`size` worker threads, kept between batches (starting threads cost ~1 ms a call). Call under _BATCH_LOCK."""
+    global _POOL
+    if _POOL is None or _POOL[0] != size:
+        if _POOL is not None:
+            _POOL[1].shutdown(wait=True)
+        _POOL = (size, ThreadPoolExecutor(size, thread_name_prefix="ast-min-fbank"))
+    return _POOL[1]
+
+
+def _forget_pool_after_fork() -> None:
+    # A forked child (a DataLoader worker, say) inherits the pool object but not its threads.
+    global _POOL, _BATCH_LOCK
+    _POOL, _BATCH_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool_after_fork)

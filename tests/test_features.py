@@ -383,3 +383,4 @@ def test_batches_from_several_threads_leave_torch_thread_count_alone():
 def test_clips_on_two_devices_are_refused():
     with pytest.raises(ValueError, match="move all clips to one device"):
         F.fbank([torch.zeros(1000), torch.zeros(1000, device="cuda")])
+
