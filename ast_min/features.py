@@ -204,14 +204,24 @@ def _check_clip(clip: torch.Tensor, index: int) -> None:
 
 
 def check_finite(clip: torch.Tensor, index: int) -> None:
-    """Refuse a clip with NaN or Inf samples, naming the clip and the first bad sample."""
-    finite = torch.isfinite(clip)
-    if not bool(finite.all()):
-        first = int((~finite).nonzero()[0, -1])
+    """Refuse a clip with NaN or Inf samples, naming the clip and the first bad sample.
+
+    One sum decides: NaN or +-Inf anywhere makes it non-finite (so would finite samples beyond
+    ~1e34, which are refused too). Only then is the clip searched; `isfinite(clip).all()` on every
+    clip cost 20x the sum.
+    """
+    if math.isfinite(float(clip.sum())):
+        return
+    bad = (~torch.isfinite(clip)).nonzero()
+    if len(bad) == 0:
         raise ValueError(
-            f"clip {index} has NaN or Inf samples (the first at sample {first}): "
-            "fix or drop the clip (e.g. numpy.nan_to_num) before computing features"
+            f"clip {index} has samples up to {float(clip.abs().max()):.3g}, too large to sum: "
+            "scale the audio to [-1, 1) (divide integer PCM by its full scale, e.g. 32768)"
         )
+    raise ValueError(
+        f"clip {index} has NaN or Inf samples (the first at sample {int(bad[0, -1])}): "
+        "fix or drop the clip (e.g. numpy.nan_to_num) before computing features"
+    )
 
 
 def _as_clips(waveforms, dtype: torch.dtype) -> tuple[list[torch.Tensor], bool]:

@@ -384,3 +384,9 @@ def test_clips_on_two_devices_are_refused():
     with pytest.raises(ValueError, match="move all clips to one device"):
         F.fbank([torch.zeros(1000), torch.zeros(1000, device="cuda")])
 
+
+
+def test_finite_but_absurd_samples_are_refused_too():
+    with pytest.raises(ValueError, match="too large to sum: scale the audio"):
+        F.fbank(torch.full((1, 1000), 3e38))
+    F.fbank(torch.full((1, 1000), 32767.0))  # int16-scale audio is fine (Kaldi's own convention)
