@@ -51,6 +51,7 @@ class ClipDataset(torch.utils.data.Dataset):
         sampling_rate: int = 16000,
         multi_label: bool | None = None,
         source: str = "dataset",
+        display_names: list[str] | None = None,
     ):
         if len(files) != len(labels_per_file):
             raise ValueError(f"{len(files)} files but {len(labels_per_file)} label lists")
@@ -72,6 +73,9 @@ class ClipDataset(torch.utils.data.Dataset):
             raise ValueError(f"{source}: every file needs at least one label")
         self.multi_label = any(len(row) > 1 for row in self.targets) if multi_label is None else multi_label
         self.sampling_rate = sampling_rate
+        # The names a model should print for each class (class_labels_indices.csv's display_name);
+        # default: the labels themselves.
+        self.display_names = tuple(display_names) if display_names is not None else self.labels
         self.skipped_files: list[str] = []  # each unreadable file once, in the order met
 
     def __len__(self) -> int:
@@ -145,16 +149,13 @@ class ClipDataset(torch.utils.data.Dataset):
             # Manifests may name classes by id (AudioSet MIDs) or by display name; map both to the id.
             by_name = dict(zip(names, ids))
             rows = [[by_name.get(label, label) for label in row] for row in rows]
-            dataset = cls(files, rows, labels=ids, source=f"manifest {path!r}", **kwargs)
-            dataset.display_names = tuple(names)
-            return dataset
+            return cls(files, rows, labels=ids, source=f"manifest {path!r}", display_names=names, **kwargs)
         return cls(files, rows, source=f"manifest {path!r}", **kwargs)
 
     @property
     def id2label(self) -> dict[int, str]:
         """Class index -> the name a model should print (display names when a class list gave them)."""
-        names = getattr(self, "display_names", self.labels)
-        return {i: str(name) for i, name in enumerate(names)}
+        return {i: str(name) for i, name in enumerate(self.display_names)}
 
 
 def _split_labels(text: str) -> list[str]:
