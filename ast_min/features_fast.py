@@ -53,7 +53,7 @@ from ast_min.features import (
 
 CHUNK_FRAMES = 1024  # C: frames per chunk, a whole 10 s clip (see trick 5)
 BLOCK = 80  # samples: the largest divisor of both the frame shift (160) and the frame length (400)
-FILTERS_PER_BAND = 16  # filters per banded matmul: 16 columns fill one AVX-512 register row (measured best)
+FILTERS_PER_BAND = 16  # filters per banded matmul: the fastest of 8, 16, 24, 32, 64 measured here
 
 
 @lru_cache(maxsize=16)
@@ -113,7 +113,7 @@ def log_mel_into(
 
     norm = (mean, std) also normalises, (x - mean) / (2 std). Rows of out past T' are left untouched
     (the caller fills them with the padding value). waveform must have at least 400 finite samples
-    of out's dtype. Returns T'.
+    (see `features.check_finite`); it is computed in out's dtype. Returns T'.
     """
     dtype = out.dtype
     waveform = waveform.to(dtype).contiguous()  # the block sums view it as (-1, 80)
@@ -133,12 +133,12 @@ def log_mel_into(
         # Trick 1: pre-emphasis once per sample; e[0] is never used (window weight 0 there).
         e = space.signal[: x.shape[0]]  # e[0] stays 0 from allocation
         torch.add(x[1:], x[:-1], alpha=-PREEMPHASIS, out=e[1:])
-        # Trick 2: frame sums from 80-sample block sums. 160 = 2 x 80 and 400 = 5 x 80, so frame t
+        # Trick 2a: frame sums from 80-sample block sums. 160 = 2 x 80 and 400 = 5 x 80, so frame t
         # is blocks 2t .. 2t + 4: one contiguous pass over the samples instead of over 2.5x as many.
         blocks = torch.sum(x.view(-1, BLOCK), dim=1, out=space.blocks[: x.shape[0] // BLOCK])  # (2C + 3,)
         dc = torch.sum(blocks.unfold(0, FRAME_LENGTH // BLOCK, FRAME_SHIFT // BLOCK), dim=1, out=space.dc[:c])  # (C,)
         dc.mul_((1 - PREEMPHASIS) / FRAME_LENGTH)  # 0.03 m (trick 1)
-        # Trick 2: window, then DC removal as a rank-one update, h * e_frame - (0.03 m) h.
+        # Trick 2b: window, then DC removal as a rank-one update, h * e_frame - (0.03 m) h.
         frames = space.frames[:c]  # (C, 512)
         torch.mul(e.unfold(0, FRAME_LENGTH, FRAME_SHIFT), window, out=frames[:, :FRAME_LENGTH])  # (C, 400)
         frames[:, :FRAME_LENGTH].addr_(dc, window, alpha=-1)
