@@ -553,7 +553,7 @@ def _datasets(args, recipe: Recipe):
     def load(path, labels=None):
         if os.path.isdir(path):
             return ClipDataset.from_folder(path, labels=labels)
-        return ClipDataset.from_manifest(path, class_labels=args.class_labels)
+        return ClipDataset.from_manifest(path, class_labels=args.class_labels, labels=labels)
 
     train_set = load(args.data)
     eval_set = load(args.eval_data, labels=list(train_set.labels))

@@ -202,6 +202,9 @@ def test_csv_manifest(tmp_path):
     dataset = ClipDataset.from_manifest(tmp_path / "m.csv")
     assert dataset.labels == ("cat", "dog") and dataset.multi_label
     assert dataset[0]["target"].tolist() == [1.0, 1.0]
+    # an evaluation manifest takes the training set's label list, even if it names fewer labels
+    (tmp_path / "e.csv").write_text("path,labels\nx.flac,dog\n")
+    assert ClipDataset.from_manifest(tmp_path / "e.csv", labels=["cat", "dog"])[0]["target"].tolist() == [0.0, 1.0]
 
 
 def test_unknown_label_is_a_clear_error(tmp_path):

@@ -130,9 +130,14 @@ class ClipDataset(torch.utils.data.Dataset):
 
     @classmethod
     def from_manifest(
-        cls, path: str | os.PathLike, class_labels: str | os.PathLike | None = None, **kwargs
+        cls, path: str | os.PathLike, class_labels: str | os.PathLike | None = None, labels: list[str] | None = None,
+        **kwargs,
     ) -> "ClipDataset":
-        """A JSON (the original repo's) or CSV manifest; `class_labels` is a class_labels_indices.csv."""
+        """A JSON (the original repo's) or CSV manifest.
+
+        `class_labels` (a class_labels_indices.csv) or `labels` gives the label list; without either
+        it is the sorted set of labels the manifest names.
+        """
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"no manifest at {path!r}")
@@ -150,7 +155,7 @@ class ClipDataset(torch.utils.data.Dataset):
             by_name = dict(zip(names, ids))
             rows = [[by_name.get(label, label) for label in row] for row in rows]
             return cls(files, rows, labels=ids, source=f"manifest {path!r}", display_names=names, **kwargs)
-        return cls(files, rows, source=f"manifest {path!r}", **kwargs)
+        return cls(files, rows, labels=labels, source=f"manifest {path!r}", **kwargs)
 
     @property
     def id2label(self) -> dict[int, str]:
