@@ -74,7 +74,9 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "audioset-full": Recipe(
         name="audioset-full",
-        description="AudioSet full (~2M clips, 527 classes), from ImageNet DeiT-B/384; balanced sampling",
+        # The original also draws clips with class-balancing weights (a WeightedRandomSampler); ast-min's
+        # sampler is uniform, so expect to fall somewhat short of the paper here.
+        description="AudioSet full (~2M clips, 527 classes), from ImageNet DeiT-B/384 (the original's class-balanced sampler is not implemented)",
         expected="0.459 mAP (single model, weight-averaged; 0.485 ensemble)",
         max_length=1024, norm_mean=AUDIOSET_STATS[0], norm_std=AUDIOSET_STATS[1], multi_label=True,
         lr=1e-5, epochs=5, batch_size=12, warmup_steps=1000, lr_decay_start=2, lr_decay_every=1, lr_decay=0.5,

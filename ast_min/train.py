@@ -499,7 +499,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "one sub-folder per class, or a CSV/JSON manifest; without --data the synthetic set is generated. "
         "Run under `torchrun --nproc_per_node N` to train on N processes (DistributedDataParallel)."
     )
-    parser.epilog = "recipes: " + "; ".join(f"{r.name}: {r.description} (paper: {r.expected})" for r in RECIPES.values())
+    parser.epilog = "recipes: " + "; ".join(f"{r.name}: {r.description} (expected: {r.expected})" for r in RECIPES.values())
     data = parser.add_argument_group("data")
     data.add_argument("--recipe", default="synthetic", choices=sorted(RECIPES), help="hyper-parameter preset")
     data.add_argument("--data", help="training data: a class-folder tree, or a .csv/.json manifest (default: the synthetic set)")
