@@ -13,6 +13,10 @@ order (DESIGN.md, "The log-mel front end", lists every numerical fact):
     pad_or_truncate  (T, F) -> (max_length, F)
     normalize        (x - mean) / (2 std)
 
+The original repository subtracts each waveform's mean before `fbank`; transformers does not, and
+neither does ast-min (that is how the hub checkpoint is used). It makes no difference beyond
+rounding: a constant offset is part of every frame's mean, which step 2 removes.
+
 `log_mel_spectrogram` composes them: the readable reference. `fbank` and `extract_input_values`
 are the entry points the extractor and training use; on the CPU they run the fast path of
 `ast_min.features_fast` (tested equal to the reference), elsewhere (CUDA) the reference vectorised

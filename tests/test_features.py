@@ -390,3 +390,14 @@ def test_finite_but_absurd_samples_are_refused_too():
     with pytest.raises(ValueError, match="too large to sum: scale the audio"):
         F.fbank(torch.full((1, 1000), 3e38))
     F.fbank(torch.full((1, 1000), 32767.0))  # int16-scale audio is fine (Kaldi's own convention)
+
+
+@given(clip=clips, offset=st.floats(-0.5, 0.5))
+@settings(max_examples=10)
+def test_removing_the_waveform_mean_first_changes_nothing(clip, offset):
+    # The original repo subtracts the waveform's mean before fbank; per-frame DC removal makes that
+    # (or any constant offset) a no-op, up to float64 rounding.
+    x = torch.from_numpy(clip)
+    shifted = x + offset * np.abs(clip).max()
+    for y in (x - x.mean(), shifted):
+        np.testing.assert_allclose(F.log_mel_spectrogram(y).numpy(), F.log_mel_spectrogram(x).numpy(), atol=1e-6)
