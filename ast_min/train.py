@@ -39,6 +39,7 @@ import torch.nn.functional as nnf
 from tqdm.auto import tqdm
 
 from ast_min.data import Collator, MixupDataset
+from ast_min.data.pipeline import WeightedDistributedSampler, balanced_weights
 from ast_min.metrics import compute_metrics, confusion_matrix
 from ast_min.recipes import RECIPES, Recipe, get_recipe
 
@@ -305,9 +306,15 @@ def train(recipe: Recipe, train_set, eval_set, options: RunOptions | None = None
     # seeded shuffle, so the single-process run sees the same global batches as a multi-process one.
     per_rank_batch = recipe.batch_size // world.world_size
     train_data = MixupDataset(train_set, recipe.mixup, seed=options.seed)
-    sampler = torch.utils.data.DistributedSampler(
-        train_data, num_replicas=world.world_size, rank=world.rank, shuffle=True, seed=options.seed
-    )
+    if recipe.balanced:
+        if not hasattr(train_set, "targets"):
+            raise ValueError("balanced sampling needs a dataset that lists its labels per clip (ClipDataset)")
+        weights = balanced_weights(train_set.targets, len(labels))
+        sampler = WeightedDistributedSampler(weights, num_replicas=world.world_size, rank=world.rank, seed=options.seed)
+    else:
+        sampler = torch.utils.data.DistributedSampler(
+            train_data, num_replicas=world.world_size, rank=world.rank, shuffle=True, seed=options.seed
+        )
     train_collate = Collator(feature_extractor, train=True, freqm=recipe.freqm, timem=recipe.timem, noise=recipe.noise, seed=options.seed)
     train_loader = torch.utils.data.DataLoader(
         train_data, batch_size=per_rank_batch, sampler=sampler, collate_fn=train_collate, num_workers=options.num_workers
@@ -529,6 +536,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default = getattr(Recipe(), name)
         kind = str if name == "loss" else float if isinstance(default, float) or default is None else int
         hyper.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=help_text)
+    hyper.add_argument("--balanced", action=argparse.BooleanOptionalAction, default=None,
+                       help="draw training clips with class-balancing weights, with replacement (the AudioSet-full recipe)")
     hyper.add_argument("--noise", action=argparse.BooleanOptionalAction, default=None,
                        help="add noise and roll the frames by up to 10 (the Speech Commands recipe)")
     size = parser.add_argument_group("model size when training from scratch (default: the recipe's; ignored with --init)")
@@ -567,7 +576,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     recipe = get_recipe(args.recipe)
-    overrides = {name: getattr(args, name) for name in [*_RECIPE_OPTIONS, "noise"] if getattr(args, name) is not None}
+    overrides = {name: getattr(args, name) for name in [*_RECIPE_OPTIONS, "noise", "balanced"] if getattr(args, name) is not None}
     model_overrides = {name: getattr(args, name) for name in _MODEL_OPTIONS if getattr(args, name) is not None}
     recipe = recipe.replace(**overrides, model={**recipe.model, **model_overrides})
     train_set, eval_set = _datasets(args, recipe)

@@ -275,3 +275,32 @@ def test_collator_drops_unreadable_items_and_cuts_clips():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Collator(_PassThrough(), train=True, freqm=10, timem=2)([dataset[1]])
+
+
+def test_balanced_sampler_draws_in_proportion_to_the_weights_and_splits_across_ranks():
+    from ast_min.data.pipeline import WeightedDistributedSampler, balanced_weights
+
+    # Class 0 on 6 clips, class 1 on 2, one clip with both: by the original's rule a label weighs
+    # 1000 / (count + 0.01) and a clip the sum of its labels' weights.
+    targets = [[0]] * 5 + [[1]] + [[0, 1]]
+    weights = balanced_weights(targets, 2)
+    w0, w1 = 1000 / 6.01, 1000 / 2.01
+    np.testing.assert_allclose(weights.numpy(), [w0] * 5 + [w1] + [w0 + w1])
+    sampler = WeightedDistributedSampler(weights, seed=3)
+    draws = []
+    for epoch in range(3000):
+        sampler.set_epoch(epoch)
+        draws += list(sampler)
+    counts = np.bincount(draws, minlength=7)
+    expected = weights.numpy() / weights.sum().item() * len(draws)
+    assert stats.chisquare(counts, expected).pvalue > 1e-3
+    # two ranks split the single-process draws of an epoch between them
+    ranks = [WeightedDistributedSampler(weights, num_replicas=2, rank=r, seed=3) for r in (0, 1)]
+    for r in ranks:
+        r.set_epoch(5)
+    both = sorted(list(ranks[0]) + list(ranks[1]))
+    generator = torch.Generator().manual_seed(8)
+    assert both == sorted(torch.multinomial(weights, 8, replacement=True, generator=generator).tolist())
+    assert len(ranks[0]) == 4
+    with pytest.raises(ValueError, match="non-negative"):
+        WeightedDistributedSampler(torch.tensor([-1.0, 2.0]))

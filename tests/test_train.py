@@ -192,7 +192,7 @@ def test_cli_trains_on_folders_and_skips_an_unreadable_file(tmp_path, capsys):
     (tmp_path / "train" / "pure_tone" / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
     args = ["train", "--data", str(tmp_path / "train"), "--eval-data", str(tmp_path / "eval"), "--output-dir",
             str(tmp_path / "run"), "--epochs", "1", "--batch-size", "7", "--max-length", "32", "--num-mel-bins", "32",
-            "--no-progress"]
+            "--no-progress", "--balanced"]
     with pytest.warns(UserWarning, match="skipping unreadable audio file .*broken.wav"):
         assert cli_main(args) == 0
     out = capsys.readouterr().out

@@ -97,3 +97,42 @@ class Collator:
             "targets": torch.from_numpy(np.stack([item["target"] for item in items])),
             "index": torch.tensor([item["index"] for item in items]),
         }
+
+
+def balanced_weights(targets: list[list[int]], num_classes: int) -> torch.Tensor:
+    """Per-clip sampling weights that even out class frequencies (the original's gen_weight_file.py).
+
+    Each label weighs 1000 / (its clip count + 0.01); a clip weighs the sum of its labels' weights,
+    so clips of rare classes are drawn more often. Returns (num_clips,) float64.
+    """
+    counts = np.zeros(num_classes)
+    for row in targets:
+        counts[row] += 1
+    label_weight = 1000.0 / (counts + 0.01)
+    return torch.tensor([label_weight[row].sum() for row in targets], dtype=torch.float64)
+
+
+class WeightedDistributedSampler(torch.utils.data.Sampler):
+    """`WeightedRandomSampler` (with replacement) that splits its draws across processes.
+
+    Each epoch draws `len(weights)` indices from the seeded generator (seed + epoch, like
+    DistributedSampler), identically on every rank; rank r then takes draws r, r + world, ...
+    so the ranks' shares of a global batch together are the single-process batch.
+    """
+
+    def __init__(self, weights: torch.Tensor, num_replicas: int = 1, rank: int = 0, seed: int = 0):
+        if weights.ndim != 1 or not (weights >= 0).all() or not weights.sum() > 0:
+            raise ValueError("sampling weights must be a 1-D tensor of non-negative numbers, not all zero")
+        self.weights, self.num_replicas, self.rank, self.seed, self.epoch = weights, num_replicas, rank, seed, 0
+        self.num_samples = -(-len(weights) // num_replicas)  # ceil: every rank takes the same number
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        draws = torch.multinomial(self.weights, self.num_samples * self.num_replicas, replacement=True, generator=generator)
+        return iter(draws[self.rank :: self.num_replicas].tolist())
