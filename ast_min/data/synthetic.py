@@ -8,7 +8,7 @@ Ten classes of sounds that a log-mel spectrogram tells apart by shape, not by a 
     white_noise     flat spectrum
     pink_noise      1/f power spectrum (3 dB per octave down)
     click_train     impulses at a random rate (vertical lines in the spectrogram)
-    am_tone         a sine whose amplitude is modulated at 4-16 Hz (a beating horizontal line)
+    am_tone         a sine fully amplitude-modulated at 4-8 Hz (a beating horizontal line)
     harmonic_stack  a fundamental and its first few harmonics, all of them (a comb)
     square_wave     odd harmonics only, falling as 1/k (a comb with every second tooth missing)
     tone_bursts     short sine pips separated by silence (a dashed horizontal line)
@@ -90,7 +90,8 @@ def _event(name: str, rng: np.random.Generator, n: int) -> np.ndarray:
         return x
     if name == "am_tone":
         carrier = np.sin(2 * np.pi * _log_uniform(rng, LOW_HZ, HIGH_HZ) * t)
-        depth, rate = rng.uniform(0.7, 1.0), rng.uniform(4.0, 16.0)
+        # Deep and slow: a rate near 10 Hz would repeat once per 10-frame patch stride and hide in every patch alike.
+        depth, rate = rng.uniform(0.9, 1.0), rng.uniform(4.0, 8.0)
         return carrier * (1 - depth * 0.5 * (1 + np.cos(2 * np.pi * rate * t)))
     if name == "harmonic_stack":
         f0 = _log_uniform(rng, LOW_HZ, HIGH_HZ / 4)
