@@ -26,13 +26,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import shutil
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as nnf
@@ -121,7 +119,6 @@ class RunOptions:
     resume: bool = False
     attn_implementation: str = "auto"
     progress: bool = True
-    extra: dict = field(default_factory=dict)
 
 
 def _resolve_device(name: str, dist_info: Distributed | None = None) -> str:
