@@ -5,7 +5,8 @@
     ast-min train ...          fine-tune a model
 
 Each sub-command lives in the module that does the work, which provides `add_arguments(parser)`
-and `run(args) -> int`; this file only dispatches, and imports a module when its command runs.
+and `run(args) -> int`; this file only dispatches. Only the chosen command's module is imported,
+so `ast-min classify` does not pay for the training code's imports.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with the options of `commands` (default: every sub-command) filled in."""
     parser = argparse.ArgumentParser(
         prog="ast-min",
         description="The Audio Spectrogram Transformer, from scratch.",
@@ -31,12 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
         command.set_defaults(module=module)
-        import_module(module).add_arguments(command)
+        if commands is None or name in commands:
+            import_module(module).add_arguments(command)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = [a for a in argv[:1] if a in COMMANDS]  # the sub-command is the first argument
+    args = build_parser(chosen).parse_args(argv)
     try:
         return import_module(args.module).run(args)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
