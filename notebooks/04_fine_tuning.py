@@ -42,6 +42,9 @@ from ast_min.recipes import get_recipe
 from ast_min.train import RunOptions, learning_rate, train
 
 torch.manual_seed(0)
+# The matrices of a tiny model are small: one thread wastes nothing, and on a CPU shared with other
+# jobs it avoids OpenMP threads spinning while they wait for each other (minutes instead of seconds).
+torch.set_num_threads(1)
 FRAMES, BINS = 64, 64  # 0.65-s clips and 64 mel bins keep this chapter under two minutes on a CPU
 
 # %% [markdown]
