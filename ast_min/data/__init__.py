@@ -3,12 +3,12 @@
     datasets.py   ClipDataset: a class-folder tree or a CSV / JSON manifest of audio files
     synthetic.py  SyntheticDataset: ten kinds of generated sound events, no download needed
     augment.py    mixup, SpecAugment masks, noise and roll (the original recipes' augmentation)
-    pipeline.py   MixupDataset and Collator: items -> augmented, featurised batches
+    pipeline.py   MixupDataset and Collator: items -> augmented, featurised batches; class-balanced sampling
 """
 
 from ast_min.data.augment import draw_mask, mixup, noise_and_roll, spec_augment
 from ast_min.data.datasets import ClipDataset, read_class_labels
-from ast_min.data.pipeline import Collator, MixupDataset
+from ast_min.data.pipeline import Collator, MixupDataset, WeightedDistributedSampler, balanced_weights
 from ast_min.data.synthetic import SyntheticDataset
 
 __all__ = [
@@ -16,6 +16,8 @@ __all__ = [
     "Collator",
     "MixupDataset",
     "SyntheticDataset",
+    "WeightedDistributedSampler",
+    "balanced_weights",
     "draw_mask",
     "mixup",
     "noise_and_roll",
