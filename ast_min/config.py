@@ -1,4 +1,4 @@
-"""The AST configuration: every field and default of `transformers.ASTConfig`, as a dataclass.
+"""The AST configuration: every field and default of `transformers.ASTConfig`.
 
 `config.json` is read and written in the same format as transformers, so a checkpoint directory is
 interchangeable between the two libraries. Sizes the model needs (the patch grid, the sequence
@@ -11,60 +11,48 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
 
 MODEL_TYPE = "audio-spectrogram-transformer"
 
 
-@dataclass
 class ASTConfig:
     """Hyper-parameters of an Audio Spectrogram Transformer; defaults are AST-Base (the paper's).
 
     The defaults equal `transformers.ASTConfig()`: a ViT/DeiT-B encoder over 16 x 16 patches cut
-    with stride 10 from a 1024-frame x 128-bin log-mel spectrogram.
+    with stride 10 from a 1024-frame x 128-bin log-mel spectrogram. The label set is given as
+    `id2label`, `label2id` or `num_labels`, as in transformers; `id2label` is what is stored.
     """
 
-    hidden_size: int = 768  # D
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12  # H; head dim Dh = D / H
-    intermediate_size: int = 3072  # MLP width, 4 * D
-    hidden_act: str = "gelu"  # the exact (erf) GELU, as in BERT/ViT
-    hidden_dropout_prob: float = 0.0
-    attention_probs_dropout_prob: float = 0.0
-    initializer_range: float = 0.02
-    layer_norm_eps: float = 1e-12  # BERT's value, kept by the checkpoints
-    patch_size: int = 16
-    qkv_bias: bool = True
-    frequency_stride: int = 10  # stride < patch size: patches overlap by 6 bins ...
-    time_stride: int = 10  # ... and by 6 frames
-    max_length: int = 1024  # T: frames per clip, 10.24 s at a 10 ms shift
-    num_mel_bins: int = 128  # F
-    # The classification head. `id2label` decides `num_labels`, as in transformers.
-    id2label: dict[int, str] = field(default_factory=lambda: {0: "LABEL_0", 1: "LABEL_1"})
-    problem_type: str | None = None  # "regression" | "single_label_classification" | "multi_label_classification"
+    # the fields written to config.json, in the order of __init__ (where their defaults live)
+    FIELDS = (
+        "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
+        "hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range", "layer_norm_eps",
+        "patch_size", "qkv_bias", "frequency_stride", "time_stride", "max_length", "num_mel_bins",
+        "id2label", "problem_type",
+    )  # fmt: skip
 
     def __init__(
         self,
         *,
-        hidden_size: int = 768,
+        hidden_size: int = 768,  # D
         num_hidden_layers: int = 12,
-        num_attention_heads: int = 12,
-        intermediate_size: int = 3072,
-        hidden_act: str = "gelu",
+        num_attention_heads: int = 12,  # H; head dim Dh = D / H
+        intermediate_size: int = 3072,  # MLP width, 4 * D
+        hidden_act: str = "gelu",  # the exact (erf) GELU, as in BERT/ViT
         hidden_dropout_prob: float = 0.0,
         attention_probs_dropout_prob: float = 0.0,
         initializer_range: float = 0.02,
-        layer_norm_eps: float = 1e-12,
+        layer_norm_eps: float = 1e-12,  # BERT's value, kept by the checkpoints
         patch_size: int = 16,
         qkv_bias: bool = True,
-        frequency_stride: int = 10,
-        time_stride: int = 10,
-        max_length: int = 1024,
-        num_mel_bins: int = 128,
+        frequency_stride: int = 10,  # stride < patch size: patches overlap by 6 bins ...
+        time_stride: int = 10,  # ... and by 6 frames
+        max_length: int = 1024,  # T: frames per clip, 10.24 s at a 10 ms shift
+        num_mel_bins: int = 128,  # F
         num_labels: int | None = None,
         id2label: dict | None = None,
         label2id: dict | None = None,
-        problem_type: str | None = None,
+        problem_type: str | None = None,  # "regression" | "single_label_classification" | "multi_label_classification"
     ):
         self.hidden_size = hidden_size
         self.num_hidden_layers = num_hidden_layers
@@ -120,7 +108,7 @@ class ASTConfig:
     # ---- config.json -----------------------------------------------------------------------------
     def to_dict(self) -> dict:
         """The fields as transformers writes them in config.json (label keys as strings)."""
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d = {name: getattr(self, name) for name in self.FIELDS}
         d["id2label"] = {str(i): label for i, label in self.id2label.items()}
         d["label2id"] = self.label2id
         d["model_type"] = MODEL_TYPE
@@ -135,7 +123,7 @@ class ASTConfig:
                 f"config.json has model_type {model_type!r}, not {MODEL_TYPE!r}: "
                 "this is not an Audio Spectrogram Transformer checkpoint."
             )
-        known = {f.name for f in fields(cls)} | {"num_labels", "label2id"}
+        known = set(cls.FIELDS) | {"num_labels", "label2id"}
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
@@ -160,7 +148,7 @@ class ASTConfig:
 
     def replace(self, **changes) -> "ASTConfig":
         """A copy with some fields changed (e.g. `max_length=512`)."""
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d = {name: getattr(self, name) for name in self.FIELDS}
         if "num_labels" in changes or "label2id" in changes:
             d.pop("id2label")
         d.update(changes)
@@ -180,11 +168,12 @@ class ASTConfig:
         if self.problem_type not in (None, "regression", "single_label_classification", "multi_label_classification"):
             raise ValueError(f"unknown problem_type {self.problem_type!r}")
 
+    def __eq__(self, other) -> bool:
+        return isinstance(other, ASTConfig) and self.to_dict() == other.to_dict()
+
     def __repr__(self) -> str:
-        d = asdict(self)
-        labels = d.pop("id2label")
-        inner = ", ".join(f"{k}={v!r}" for k, v in d.items())
-        return f"ASTConfig({inner}, num_labels={len(labels)})"
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.FIELDS if name != "id2label")
+        return f"ASTConfig({inner}, num_labels={self.num_labels})"
 
 
 def _labels(num_labels, id2label, label2id) -> dict[int, str]:
