@@ -376,14 +376,17 @@ def _train_one_epoch(ddp_model, steps, optimizer, scaler, recipe: Recipe, option
     """One pass over the training batches; returns the mean training loss and the last learning rate."""
     ddp_model.train()
     total_loss, batches, micro, lr = torch.zeros((), dtype=torch.float64), 0, 0, None
-    for batch in steps:
+    num_batches = len(steps)
+    for i, batch in enumerate(steps):
         if batch is None:  # every clip of this batch was unreadable (already warned)
             continue
         lr = learning_rate(recipe, state["step"], epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
         micro += 1
-        last_micro = micro % options.grad_accum == 0
+        # The epoch's last batch closes its accumulation even when incomplete, so that its backward
+        # runs outside no_sync and the gradients gathered so far are averaged across ranks too.
+        last_micro = micro % options.grad_accum == 0 or i == num_batches - 1
         # DDP averages gradients across ranks on backward; skip that on all but the last micro-batch.
         sync = ddp_model.no_sync() if (world.world_size > 1 and not last_micro) else contextlib.nullcontext()
         with sync:
@@ -395,11 +398,12 @@ def _train_one_epoch(ddp_model, steps, optimizer, scaler, recipe: Recipe, option
             _diverged(epoch, state["step"], loss, precision)
         if last_micro:
             _optimizer_step(optimizer, scaler, state, epoch, loss, precision)
+            micro = 0
         total_loss += loss.detach().double().cpu()
         batches += 1
         steps.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
-    if micro % options.grad_accum:  # a last, incomplete accumulation: apply what was gathered
-        _optimizer_step(optimizer, scaler, state, epoch, loss, precision)
+    if micro:  # only when the epoch's last batch was entirely unreadable: drop the unsynchronised rest
+        optimizer.zero_grad(set_to_none=True)
     return (total_loss / max(batches, 1)).item(), lr
 
 
