@@ -14,14 +14,15 @@
 # %% [markdown]
 # # 02 · From a log-mel image to logits, by hand
 #
-# Chapter 01 turned audio into a log-mel spectrogram `input_values` of shape (T, F) = (1024, 128).
+# Chapter 01 turned audio into a log-mel spectrogram `input_values` of shape (T, F): T frames of
+# F mel bins (the sizes are printed below, from the model's config).
 # This chapter follows that image through the Audio Spectrogram Transformer (Gong, Chung & Glass,
 # *AST: Audio Spectrogram Transformer*, Interspeech 2021, section 2), building each piece by hand
 # and checking it against `ast_min` before moving on:
 #
-# 1. cutting the spectrogram into overlapping 16 × 16 patches (stride 10),
+# 1. cutting the spectrogram into overlapping square patches (stride smaller than the patch),
 # 2. projecting each patch — by `unfold` and a matrix product, and by the convolution checkpoints store,
-# 3. the [CLS] and distillation tokens and the position embeddings on the 12 × 101 patch grid,
+# 3. the [CLS] and distillation tokens and the position embeddings on the f × t patch grid,
 # 4. one attention head, then a whole transformer block,
 # 5. the full model loaded from a checkpoint, down to the logits,
 # 6. where the [CLS] token looks: its attention over the spectrogram, and attention rollout.
@@ -48,34 +49,35 @@ torch.set_grad_enabled(False)  # inference only in this chapter
 # %% [markdown]
 # ## A model to look at
 #
-# We need weights. If the package ships its small default model (trained by `ast-min train`), we
-# use it; otherwise we build a model with AST-Base's geometry — 768 wide, 12 heads, the 12 × 101
-# patch grid — but only 4 layers and freshly initialised (random) weights, save it as a Hugging Face checkpoint and load
-# it back, exactly as a downloaded checkpoint would be. Everything below holds for any weights;
-# only the pictures are more telling with trained ones.
+# We need weights. We build a model with AST-Base's geometry — `ASTConfig`'s defaults: the input
+# size, patch size and strides (hence the patch grid), the width and the number of heads — but only
+# a few layers and freshly initialised (random) weights, save it as a Hugging Face checkpoint and
+# load it back, exactly as a downloaded checkpoint would be. (The package's small trained default
+# model is cut down to a smaller input, so its grid would not be AST's.) Everything below holds for
+# any weights; only the pictures are more telling with trained ones.
 
 # %%
-default_dir = Path(ast_min.__file__).parent / "default_model"
-if (default_dir / "config.json").is_file():
-    checkpoint = default_dir
-else:
-    config = ast_min.ASTConfig(num_hidden_layers=4, num_labels=10)
-    random_model = ast_min.ASTForAudioClassification(config)  # ViT's random initialisation
-    checkpoint = Path(tempfile.mkdtemp()) / "ast-random-4-layers"
-    random_model.save_pretrained(checkpoint)
+n_layers = 4  # AST-Base has 12; a few keep this chapter fast on a CPU
+random_model = ast_min.ASTForAudioClassification(ast_min.ASTConfig(num_hidden_layers=n_layers, num_labels=10))
+checkpoint = Path(tempfile.mkdtemp()) / f"ast-random-{n_layers}-layers"
+random_model.save_pretrained(checkpoint)  # ViT's random initialisation
 
 model = ast_min.ASTForAudioClassification.from_pretrained(checkpoint, attn_implementation="eager")
 config = model.config
-print(config)
+assert config.max_length == ast_min.ASTConfig().max_length  # AST-Base's input ...
+assert config.num_mel_bins == ast_min.ASTConfig().num_mel_bins
+print(f"input (T, F) = ({config.max_length}, {config.num_mel_bins}); "
+      f"D = {config.hidden_size}, H = {config.num_attention_heads} heads, {config.num_hidden_layers} layers")
 
 # %% [markdown]
 # ## The input: a synthetic sound and its log-mel image
 #
-# A rising chirp, a steady 1 kHz tone that starts half way, and three clicks — shapes that are easy
+# A rising chirp, a steady tone that starts half way, and three clicks — shapes that are easy
 # to spot in a spectrogram. The feature extractor (chapter 01) gives the normalised log-mel image.
 
 # %%
-sr = 16000
+extractor = ast_min.ASTFeatureExtractor(num_mel_bins=config.num_mel_bins, max_length=config.max_length)  # AudioSet's statistics
+sr = extractor.sampling_rate
 t = np.arange(int(8.0 * sr)) / sr
 sound = 0.3 * np.sin(2 * np.pi * (200 * t + 300 * t**2))  # chirp, 200 Hz rising
 sound += 0.2 * np.sin(2 * np.pi * 1000 * t) * (t > 4)  # tone from 4 s
@@ -83,11 +85,6 @@ for c in (1.0, 2.5, 6.0):  # clicks
     sound[int(c * sr) : int(c * sr) + 80] += 0.8
 sound = sound.astype(np.float32)
 
-shape = dict(num_mel_bins=config.num_mel_bins, max_length=config.max_length)
-if (checkpoint / "preprocessor_config.json").is_file():  # the model's own normalisation statistics
-    extractor = ast_min.ASTFeatureExtractor.from_pretrained(checkpoint, **shape)
-else:  # AudioSet's
-    extractor = ast_min.ASTFeatureExtractor(**shape)
 x = extractor(sound, sampling_rate=sr, return_tensors="pt").input_values  # (1, T, F)
 print("input_values", tuple(x.shape))
 
@@ -95,7 +92,7 @@ plt.figure(figsize=(12, 3))
 plt.imshow(x[0].T, origin="lower", aspect="auto", cmap="magma")
 plt.xlabel("frame (10 ms)")
 plt.ylabel("mel bin")
-plt.title(f"input_values: 8 s of sound as {config.max_length} frames (padded or cut) x {config.num_mel_bins} mel bins")
+plt.title(f"input_values: {len(sound) / sr:g} s of sound as {config.max_length} frames (padded or cut) x {config.num_mel_bins} mel bins")
 plt.colorbar()
 plt.show()
 
@@ -103,35 +100,37 @@ plt.show()
 # ## 1 · Patches
 #
 # AST treats the spectrogram as an image with frequency as height: (B, 1, F, T). It cuts
-# 16 × 16 patches every 10 bins and every 10 frames, so neighbouring patches overlap by 6 — the
-# paper's finding was that overlap helps (section 2.1, table 4). The grid size is plain arithmetic:
+# p × p patches every s_f bins and every s_t frames; the strides are smaller than the patch, so
+# neighbouring patches overlap — the paper's finding was that overlap helps (section 2.1,
+# table 4). The f × t grid size is plain arithmetic:
 
 # %%
 p, sf_, st_ = config.patch_size, config.frequency_stride, config.time_stride
+print(f"{p} x {p} patches, strides ({sf_}, {st_}): neighbours overlap by {p - sf_} bins and {p - st_} frames")
 f = (config.num_mel_bins - p) // sf_ + 1
 t_ = (config.max_length - p) // st_ + 1
 print(f"{f} x {t_} = {f * t_} patches, {f * t_ + 2} tokens")
 assert (f, t_) == (config.frequency_out_dimension, config.time_out_dimension)
 
 # %% [markdown]
-# Drawn on the first 60 frames and all bins, every patch of the first three columns: the overlaps
+# Drawn on the first few frames and all bins, every patch of the first three columns: the overlaps
 # show as the darker bands where two outlines cross.
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 6))
-ax.imshow(x[0, :60].T, origin="lower", aspect="auto", cmap="gray")
+ax.imshow(x[0, : 2 * st_ + p + st_].T, origin="lower", aspect="auto", cmap="gray")  # three columns and a margin
 colors = plt.cm.tab10.colors
 for j in range(3):
     for i in range(f):
         ax.add_patch(Rectangle((j * st_ - 0.5, i * sf_ - 0.5), p, p, fill=False, lw=1.5, color=colors[(i + j) % 10]))
 ax.set_xlabel("frame")
 ax.set_ylabel("mel bin")
-ax.set_title("16 x 16 patches, stride 10: each overlaps its neighbours by 6")
+ax.set_title(f"{p} x {p} patches, stride ({sf_}, {st_}): each overlaps its neighbours by ({p - sf_}, {p - st_})")
 plt.show()
 
 # %% [markdown]
 # `unfold(dim, size, step)` is exactly this cut: unfold frequency, then time, giving a
-# (B, f, t, 16, 16) view; flattening patch rows first (frequency-major) numbers patch (i, j) as
+# (B, f, t, p, p) view; flattening patch rows first (frequency-major) numbers patch (i, j) as
 # `i * t + j`. Check a few patches against slicing the spectrogram by hand:
 
 # %%
@@ -147,19 +146,20 @@ print("patches", tuple(patches.shape))
 # %% [markdown]
 # ## 2 · Patch embedding: a linear layer, or a convolution
 #
-# Each flattened patch (256 numbers) is mapped to D = 768 by one shared linear layer. A convolution
-# with a 16 × 16 kernel and stride (10, 10) computes the same dot products in one call — that is
-# how checkpoints store it (`projection.weight` of shape (D, 1, 16, 16)). Flattening the kernel
+# Each flattened patch (p² numbers) is mapped to D by one shared linear layer. A convolution
+# with a p × p kernel and stride (s_f, s_t) computes the same dot products in one call — that is
+# how checkpoints store it (`projection.weight` of shape (D, 1, p, p)). Flattening the kernel
 # the same way as the patches turns it into the linear layer's matrix:
 
 # %%
 pe = model.audio_spectrogram_transformer.embeddings.patch_embeddings
 W = pe.projection.weight.flatten(1)  # (D, 1, p, p) -> (D, p*p)
+print(f"patch embedding: {p * p} numbers per patch -> D = {W.shape[0]}")
 by_unfold = patches @ W.T + pe.projection.bias  # (B, P, D)
 by_conv = F.conv2d(spec.unsqueeze(1), pe.projection.weight, pe.projection.bias, stride=(sf_, st_))  # (B, D, f, t)
 by_conv = by_conv.flatten(2).transpose(1, 2)  # (B, P, D), frequency-major like the patches
 print("max |unfold - conv| =", (by_unfold - by_conv).abs().max().item())
-torch.testing.assert_close(by_unfold, by_conv, atol=1e-4, rtol=1e-4)  # float32, sums of 256 products
+torch.testing.assert_close(by_unfold, by_conv, atol=1e-4, rtol=1e-4)  # float32, sums of p*p products
 torch.testing.assert_close(by_unfold, pe.forward_by_unfold(x))
 torch.testing.assert_close(by_conv, pe(x))
 
@@ -180,13 +180,14 @@ torch.testing.assert_close(h0, emb(x))
 print("tokens", tuple(h0.shape))
 
 # %% [markdown]
-# The position embeddings of the patches, laid out on their 12 × 101 grid. Each panel colours
+# The position embeddings of the patches, laid out on their f × t grid (its size printed below). Each panel colours
 # every grid cell by how similar its embedding is (cosine) to one chosen cell's: in a trained model
 # nearby cells look alike, which is what "position" has come to mean. (With random weights the
 # panels are noise except for the chosen cell itself.)
 
 # %%
 grid = emb.position_embeddings[0, 2:].reshape(f, t_, -1)  # (f, t, D): row i, column j
+print(f"position-embedding grid: {f} x {t_} cells of D = {grid.shape[-1]}")
 fig, axes = plt.subplots(1, 3, figsize=(15, 2.5))
 for ax, (i, j) in zip(axes, [(f // 6, t_ // 10), (f // 2, t_ // 2), (f - 1 - f // 6, t_ - 1 - t_ // 10)]):
     sim = F.cosine_similarity(grid, grid[i, j], dim=-1)  # (f, t)
@@ -285,7 +286,7 @@ if transformers is not None:
 # ## 6 · Where does [CLS] look?
 #
 # `output_attentions=True` returns every layer's maps (B, H, L, L). Row 0 is the [CLS] token's
-# attention; its entries 2.. are over the patches, so they fold back onto the 12 × 101 grid and
+# attention; its entries 2.. are over the patches, so they fold back onto the f × t grid and
 # can be drawn over the spectrogram. A single layer shows only one hop, so *attention rollout*
 # (Abnar & Zuidema 2020) multiplies the layers' head-averaged maps, each mixed half-and-half with
 # the identity to account for the residual connection, and reads the [CLS] row of the product.
