@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ast_min.features import FRAME_LENGTH, FRAME_SHIFT, SAMPLING_RATE  # the front end's 25 ms frames every 10 ms
+
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
-SAMPLING_RATE = 16000
-FRAME_LENGTH, FRAME_SHIFT = 400, 160  # 25 ms frames every 10 ms at 16 kHz
 AUDIOSET_NUM_LABELS = 527
 
 
@@ -144,7 +144,7 @@ class Classifier:
         self.activation = activation
         config = model.config
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
-        # samples that fill exactly max_length frames: 400 + (T - 1) * 160, 10.255 s for T = 1024
+        # samples that fill exactly max_length frames: FRAME_LENGTH + (T - 1) * FRAME_SHIFT
         self.window_samples = FRAME_LENGTH + (config.max_length - 1) * FRAME_SHIFT
 
     @classmethod
@@ -194,8 +194,9 @@ class Classifier:
         duration = len(waveform) / SAMPLING_RATE
         if len(waveform) < FRAME_LENGTH:
             raise ValueError(
-                f"{os.fspath(file)!r} lasts {1000 * duration:.1f} ms, shorter than one 25 ms frame "
-                f"({FRAME_LENGTH} samples at 16 kHz): AST needs at least one frame of audio"
+                f"{os.fspath(file)!r} lasts {1000 * duration:.1f} ms, shorter than one "
+                f"{1000 * FRAME_LENGTH / SAMPLING_RATE:g} ms frame ({FRAME_LENGTH} samples at "
+                f"{SAMPLING_RATE / 1000:g} kHz): AST needs at least one frame of audio"
             )
         window_seconds = self.window_samples / SAMPLING_RATE
         hop = self.window_samples // 2 if hop_seconds is None else max(1, round(hop_seconds * SAMPLING_RATE))
