@@ -53,11 +53,18 @@ def write(path, seconds, rate=16000, channels=1, seed=0, **kwargs):
 
 def reference_scores(checkpoint, waveforms, activation, audioset_stats=False):
     """transformers' extractor and model on 16 kHz mono waveforms -> (W, C) probabilities."""
+    model = transformers.ASTForAudioClassification.from_pretrained(checkpoint).eval()
     if (checkpoint / "preprocessor_config.json").is_file() and not audioset_stats:
         extractor = transformers.ASTFeatureExtractor.from_pretrained(checkpoint)
     else:  # AudioSet statistics
-        extractor = transformers.ASTFeatureExtractor(num_mel_bins=32, max_length=64)
-    model = transformers.ASTForAudioClassification.from_pretrained(checkpoint).eval()
+        extractor = None
+    return model_scores(model, waveforms, activation, extractor)
+
+
+def model_scores(model, waveforms, activation, extractor=None):
+    """A transformers model on 16 kHz mono waveforms -> (W, C) probabilities (AudioSet statistics by default)."""
+    if extractor is None:
+        extractor = transformers.ASTFeatureExtractor(num_mel_bins=model.config.num_mel_bins, max_length=model.config.max_length)
     feats = extractor(list(waveforms), sampling_rate=16000, return_tensors="pt").input_values
     with torch.no_grad():
         logits = model(feats).logits
@@ -136,15 +143,16 @@ def test_text_output_names_file_model_and_labels(tmp_path, capsys, checkpoints):
 
 
 def test_a_single_frame_is_enough_and_less_is_refused(tmp_path, capsys, checkpoints):
+    noise = (0.1 * np.random.default_rng(11).standard_normal(400)).astype(np.float32)  # a spectrum, unlike a constant
     one_frame = tmp_path / "frame.wav"
-    sf.write(one_frame, np.full(400, 0.1, dtype=np.float32), 16000)
+    sf.write(one_frame, noise, 16000, subtype="FLOAT")
     too_short = tmp_path / "short.wav"
-    sf.write(too_short, np.full(399, 0.1, dtype=np.float32), 16000)
+    sf.write(too_short, noise[:399], 16000, subtype="FLOAT")
     code, out, err = run_json(capsys, too_short, one_frame, "--checkpoint", checkpoints["multi"])
     assert code == 2  # a failure is reported ...
     assert "short.wav" in err and "shorter than one 25 ms frame" in err
     assert [e["file"] for e in out] == [str(one_frame)]  # ... and the other file still classified
-    ref = reference_scores(checkpoints["multi"], [np.full(400, 0.1, dtype=np.float32)], "sigmoid")[0]
+    ref = reference_scores(checkpoints["multi"], [noise], "sigmoid")[0]
     np.testing.assert_allclose(sorted(scores_of(out[0]).values(), reverse=True), sorted(ref, reverse=True)[:5], **TOL)
 
 
@@ -230,6 +238,27 @@ def test_original_pth_with_a_labels_file(tmp_path, capsys, checkpoints):
     assert classify.read_labels(tmp_path / "labels.txt", 6) == dict(enumerate(names))
     with pytest.raises(ValueError, match="names 6 labels but the model has 5"):
         classify.read_labels(tmp_path / "labels.txt", 5)
+
+
+def test_original_pth_with_ast_base_geometry_and_labels_equals_transformers(tmp_path, capsys):
+    """The CLI on an original-repository .pth: no config, so AST-Base geometry (12 layers and heads,
+    1024 x 128 input) with the width and label count read off the tensors; --labels names the classes."""
+    from hf_reference import random_hf_model
+    from test_checkpoint import to_original_format
+
+    cfg = dict(hidden_size=24, intermediate_size=24, num_hidden_layers=12, num_attention_heads=12, num_labels=3)
+    hf = random_hf_model(seed=21, **cfg)  # transformers, every weight random
+    torch.save(to_original_format(hf), tmp_path / "audioset.pth")  # timm names, fused qkv (test_checkpoint's table)
+    names = ["dog bark", "siren", "speech"]
+    (tmp_path / "names.txt").write_text("\n".join(names))
+    path = write(tmp_path / "a.wav", 0.7, seed=21)
+    code, out, err = run_json(capsys, path, "--checkpoint", tmp_path / "audioset.pth", "--labels", tmp_path / "names.txt",
+                              "--top-k", "3")  # fmt: skip
+    assert code == 0, err
+    got = scores_of(out[0])
+    assert set(got) == set(names)
+    ref = model_scores(hf, [read_16k_mono(path)], "softmax")[0]  # 3 unnamed classes: single-label, softmax
+    np.testing.assert_allclose([got[n] for n in names], ref, **TOL)
 
 
 def test_labels_option_renames_the_output(tmp_path, capsys, checkpoints):
