@@ -197,7 +197,7 @@ def predict(model, loader, device: str, precision: str = "fp32") -> tuple[torch.
     model.eval()
     logits, targets = [], []
     for batch in loader:
-        if batch is None:
+        if "input_values" not in batch:  # every clip of this batch was unreadable
             continue
         with _autocast(device, precision):
             out = model(batch["input_values"].to(device))
@@ -332,14 +332,14 @@ def train(recipe: Recipe, train_set, eval_set, options: RunOptions | None = None
             part.set_epoch(epoch)
         torch.manual_seed(options.seed * 100_003 + epoch)  # dropout draws: the same after a resume
         steps = tqdm(train_loader, desc=f"epoch {epoch}", leave=False, disable=not show)
-        train_loss, lr = _train_one_epoch(ddp_model, steps, optimizer, scaler, recipe, options, state, epoch,
-                                          device, precision, loss_kind, world)
+        train_loss, lr, skipped = _train_one_epoch(ddp_model, steps, optimizer, scaler, recipe, options, state, epoch,
+                                                   device, precision, loss_kind, world)
         if recipe.wa_start and recipe.wa_start <= epoch <= recipe.wa_end:
             _update_average(state, model)
         if world.is_main:
             metrics = evaluate(model, eval_loader, device, precision, loss_kind)
             record = {"epoch": epoch, "train_loss": train_loss, "lr": lr, "seconds": time.time() - started,
-                      "skipped_files": getattr(train_set, "num_skipped", 0),
+                      "skipped_files": skipped,
                       **{f"eval_{k}": v for k, v in metrics.items() if k != "confusion_matrix"}}
             state["history"].append(record)
             state["epoch"] = epoch
@@ -372,13 +372,16 @@ def train(recipe: Recipe, train_set, eval_set, options: RunOptions | None = None
 
 
 def _train_one_epoch(ddp_model, steps, optimizer, scaler, recipe: Recipe, options: RunOptions, state: dict, epoch: int,
-                     device: str, precision: str, loss_kind: str, world: Distributed) -> tuple[float, float | None]:
-    """One pass over the training batches; returns the mean training loss and the last learning rate."""
+                     device: str, precision: str, loss_kind: str, world: Distributed) -> tuple[float, float | None, int]:
+    """One pass over the training batches; returns the mean training loss, the last learning rate and
+    the number of unreadable clips dropped from this epoch's batches (summed over all ranks)."""
     ddp_model.train()
     total_loss, batches, micro, lr = torch.zeros((), dtype=torch.float64), 0, 0, None
+    dropped = torch.zeros((), dtype=torch.int64)
     num_batches = len(steps)
     for i, batch in enumerate(steps):
-        if batch is None:  # every clip of this batch was unreadable (already warned)
+        dropped += batch["dropped"]  # counted by the Collator: worker processes' dataset counts never reach here
+        if "input_values" not in batch:  # every clip of this batch was unreadable (already warned)
             continue
         lr = learning_rate(recipe, state["step"], epoch)
         for group in optimizer.param_groups:
@@ -404,7 +407,10 @@ def _train_one_epoch(ddp_model, steps, optimizer, scaler, recipe: Recipe, option
         steps.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
     if micro:  # only when the epoch's last batch was entirely unreadable: drop the unsynchronised rest
         optimizer.zero_grad(set_to_none=True)
-    return (total_loss / max(batches, 1)).item(), lr
+    if world.world_size > 1:  # rank 0 logs the whole epoch's count
+        dropped = dropped.to(device)
+        dist.all_reduce(dropped)
+    return (total_loss / max(batches, 1)).item(), lr, int(dropped.item())
 
 
 def _optimizer_step(optimizer, scaler, state: dict, epoch: int, loss: torch.Tensor, precision: str) -> None:
@@ -445,7 +451,7 @@ def _log_line(record: dict, epochs: int, main_metric: str) -> str:
         parts.append(f"lr {record['lr']:.2e}")
     parts.append(f"{record['seconds']:.0f} s")
     if record["skipped_files"]:
-        parts.append(f"{record['skipped_files']} unreadable files skipped")
+        parts.append(f"{record['skipped_files']} unreadable clips skipped")
     return "  ".join(parts)
 
 

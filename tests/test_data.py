@@ -271,7 +271,8 @@ def test_collator_drops_unreadable_items_and_cuts_clips():
     batch = collate([dataset[0], None, dataset[2]])
     assert batch["input_values"].shape == (2, 4, 220)
     assert batch["index"].tolist() == [0, 2] and batch["targets"].shape == (2, 10)
-    assert collate([None, None]) is None
+    assert batch["dropped"] == 1  # the count reaches the training loop even from a DataLoader worker
+    assert collate([None, None]) == {"dropped": 2}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Collator(_PassThrough(), train=True, freqm=10, timem=2)([dataset[1]])

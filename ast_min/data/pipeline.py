@@ -58,9 +58,11 @@ class MixupDataset(torch.utils.data.Dataset):
 
 
 class Collator:
-    """Turns a list of items into a batch {"input_values" (B, T, F), "targets" (B, C), "index" (B,)}.
+    """Turns a list of items into a batch {"input_values" (B, T, F), "targets" (B, C), "index" (B,), "dropped"}.
 
-    Items that are None (unreadable files) are dropped. Waveforms are cut to the samples that
+    Items that are None (unreadable files) are dropped and counted in "dropped": the count travels
+    with the batch because DataLoader workers each hold their own copy of the dataset, so only the
+    batches reach the training loop. A batch whose every item was unreadable is just {"dropped": n}. Waveforms are cut to the samples that
     `max_length` frames need before the front end runs (the rest would be truncated anyway).
     With `train=True` the recipe's SpecAugment masks (`freqm`, `timem`) and noise + roll are applied.
     """
@@ -74,10 +76,12 @@ class Collator:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __call__(self, items: list[dict | None]) -> dict | None:
-        items = [item for item in items if item is not None]
-        if not items:
-            return None
+    def __call__(self, items: list[dict | None]) -> dict:
+        readable = [item for item in items if item is not None]
+        dropped = len(items) - len(readable)
+        if not readable:
+            return {"dropped": dropped}
+        items = readable
         waveforms = [item["waveform"][: self.num_samples] for item in items]
         features = self.feature_extractor(
             waveforms, sampling_rate=self.feature_extractor.sampling_rate, return_tensors="pt"
@@ -96,6 +100,7 @@ class Collator:
             "input_values": features,
             "targets": torch.from_numpy(np.stack([item["target"] for item in items])),
             "index": torch.tensor([item["index"] for item in items]),
+            "dropped": dropped,
         }
 
 
