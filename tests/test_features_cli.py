@@ -42,4 +42,4 @@ def test_features_command_reads_a_preprocessor_config_and_reports_bad_files(tmp_
     assert "no audio file at" in capsys.readouterr().err
     soundfile.write(tmp_path / "tiny.wav", np.zeros(100, np.float32), 16000)
     assert main(["features", str(tmp_path / "tiny.wav")]) == 2
-    assert "less than one 25 ms frame" in capsys.readouterr().err
+    assert f"clip 0 has 100 samples, fewer than one {F.FRAME_LENGTH}-sample (25 ms) frame" in capsys.readouterr().err
