@@ -60,8 +60,10 @@ FILTERS_PER_BAND = 16  # filters per banded matmul: the fastest of 8, 16, 24, 32
 def _bands(num_mel_bins: int, sampling_rate: int, dtype: torch.dtype, shift: float = 1.0) -> tuple:
     """The filterbank cut into blocks of filters: ((f0, f1, k0, k1, weights (k1 - k0, f1 - f0)), ...).
 
-    [k0, k1) is the smallest range of FFT bins where any filter of the block is non-zero; a block
-    with only empty filters (filter 3 at 128 bins, alone) gets an empty range and stays at 0.
+    [k0, k1) is the smallest range of FFT bins where any filter of the block is non-zero. An empty
+    filter inside a block (filter 3 at 128 bins, in block 0-15) is an all-zero column of `weights`,
+    so the banded product gives it exactly 0, as the full filterbank does; a block of only empty
+    filters (none at the sizes AST uses) would get an empty range and stay at 0.
     """
     bank = mel_filterbank(num_mel_bins, sampling_rate=sampling_rate, dtype=torch.float64)  # (K, F)
     bands = []
