@@ -278,6 +278,30 @@ def test_collator_drops_unreadable_items_and_cuts_clips():
         Collator(_PassThrough(), train=True, freqm=10, timem=2)([dataset[1]])
 
 
+def test_collator_masks_fill_with_the_originals_zero_in_normalised_units():
+    # The original masks the log-mel with 0 before normalising; after (x - mean) / (2 std) that
+    # cell holds -mean / (2 std), here (4 - 0) / 8 = 0.5, not the 0 of the normalised features.
+    from ast_min import ASTFeatureExtractor
+    from ast_min.data.pipeline import _MASKS, clip_rng
+
+    extractor = ASTFeatureExtractor(num_mel_bins=32, max_length=32, mean=-4.0, std=4.0)
+    dataset = SyntheticDataset(4, num_frames=32)
+    collate = Collator(extractor, train=True, freqm=12, timem=12, seed=5)
+    collate.set_epoch(2)
+    masked = collate([dataset[i] for i in range(4)])["input_values"]
+    plain = Collator(extractor)([dataset[i] for i in range(4)])["input_values"]
+    cells = 0
+    for i in range(4):
+        _, freq, time = spec_augment(plain[i], clip_rng(5, 2, i, _MASKS), 12, 12)
+        hit = torch.zeros(32, 32, dtype=torch.bool)
+        hit[:, freq.start : freq.start + freq.width] = True
+        hit[time.start : time.start + time.width, :] = True
+        assert (masked[i][hit] == 4.0 / (2 * 4.0)).all()
+        assert torch.equal(masked[i][~hit], plain[i][~hit])
+        cells += int(hit.sum())
+    assert cells > 0  # the draws did mask something
+
+
 def test_balanced_sampler_draws_in_proportion_to_the_weights_and_splits_across_ranks():
     from ast_min.data.pipeline import WeightedDistributedSampler, balanced_weights
 

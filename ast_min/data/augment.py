@@ -6,9 +6,10 @@
 - SpecAugment (Park et al. 2019) frequency and time masking on the log-mel features: one mask of
   width `uniform{0 .. freqm - 1}` mel bins and one of `uniform{0 .. timem - 1}` frames, each
   starting anywhere it fits (torchaudio's FrequencyMasking / TimeMasking rule, which the original
-  calls). Masks are applied to the normalised features and set them to 0, the dataset mean; the
-  original masks the un-normalised log-mel with 0, which after its normalisation is the constant
-  `-mean / (2 std)` (~0.47 for AudioSet). Pass that as `value` to be exact.
+  calls). The original masks the un-normalised log-mel with 0, which after its normalisation
+  `(x - mean) / (2 std)` is the constant `-mean / (2 std)` (~0.47 for AudioSet); the masks here act
+  on the normalised features, and the Collator passes that constant as `value`, so the filled
+  cells equal the original's.
 - Noise and time roll (the Speech Commands recipe): add `uniform[0, 1) * u / 10` noise, with one
   `u ~ uniform[0, 1)` per clip, and roll the frames by `uniform{-10 .. 9}` (circularly).
 

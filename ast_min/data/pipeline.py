@@ -72,6 +72,10 @@ class Collator:
         self.feature_extractor, self.train = feature_extractor, train
         self.freqm, self.timem, self.noise, self.seed, self.epoch = freqm, timem, noise, seed, 0
         self.num_samples = samples_for_frames(feature_extractor.max_length)
+        # The original masks the log-mel *before* normalising, with 0; the masks here act on the
+        # normalised features, so they fill with where that 0 lands: (0 - mean) / (2 std).
+        normalized = getattr(feature_extractor, "do_normalize", False)
+        self.mask_value = -feature_extractor.mean / (2 * feature_extractor.std) if normalized else 0.0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -91,7 +95,8 @@ class Collator:
             clips = []
             for item, clip in zip(items, features):
                 if self.freqm or self.timem:
-                    clip = spec_augment(clip, clip_rng(self.seed, self.epoch, item["index"], _MASKS), self.freqm, self.timem)[0]
+                    rng = clip_rng(self.seed, self.epoch, item["index"], _MASKS)
+                    clip = spec_augment(clip, rng, self.freqm, self.timem, value=self.mask_value)[0]
                 if self.noise:
                     clip = noise_and_roll(clip, clip_rng(self.seed, self.epoch, item["index"], _NOISE))
                 clips.append(clip)
