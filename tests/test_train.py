@@ -175,6 +175,24 @@ def test_fp16_divergence_stops_with_a_clear_message(tmp_path):
               RunOptions(output_dir=str(tmp_path), precision="fp16", progress=False), feature_extractor=_Exploding())
 
 
+def test_fp16_scale_collapse_stops_with_a_clear_message(tmp_path, monkeypatch):
+    # Finite losses, non-finite gradients (a hook on one weight): the scaler skips every step and
+    # halves its scale, 2**16 * 0.5**n < 1e-4 first at n = 30, so the run stops after 30 skipped
+    # steps through the scale check, not the non-finite-loss one.
+    import ast_min.train as train_module
+
+    build_model = train_module.build_model
+
+    def build_with_inf_gradients(*args, **kwargs):
+        model = build_model(*args, **kwargs)
+        next(model.parameters()).register_hook(lambda grad: torch.full_like(grad, float("inf")))
+        return model
+
+    monkeypatch.setattr(train_module, "build_model", build_with_inf_gradients)
+    with pytest.raises(RuntimeError, match=r"diverged at epoch 1, step 30: loss is \d+\.\d+ \(fp16\).*--precision bf16"):
+        _run(tmp_path, TINY.replace(batch_size=2, epochs=1), train_size=64, precision="fp16")
+
+
 def test_bad_options(tmp_path):
     with pytest.raises(ValueError, match="grad_accum"):
         _run(tmp_path, grad_accum=0)
