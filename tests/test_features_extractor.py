@@ -99,12 +99,16 @@ def test_attention_mask_marks_the_frames_computed_from_audio():
     assert "attention_mask" not in extractor(clips, return_attention_mask=False)
 
 
-def test_int16_pcm_is_scaled_to_unit_range():
+@pytest.mark.parametrize("dtype", [np.int16, np.int32])
+def test_integer_pcm_is_scaled_to_unit_range(dtype):
+    """Full scale -min (2^15, 2^31), as soundfile reads PCM_16/PCM_32 files; float64 division as reference."""
     rng = np.random.default_rng(1)
-    pcm = rng.integers(-32768, 32768, size=8000).astype(np.int16)
+    info = np.iinfo(dtype)
+    pcm = rng.integers(info.min, info.max, size=8000, endpoint=True).astype(dtype)
     extractor = ast_min.ASTFeatureExtractor(max_length=60)
     from_int = extractor(pcm, return_tensors="np").input_values
-    from_float = extractor(pcm.astype(np.float32) / 32768, return_tensors="np").input_values
+    from_float = extractor((pcm.astype(np.float64) / -float(info.min)).astype(np.float32), return_tensors="np").input_values
+    assert np.abs(from_float).max() > 0.1  # a loud clip, not the log floor: a wrong scale would show
     np.testing.assert_array_equal(from_int, from_float)
     from_torch = extractor(torch.from_numpy(pcm), return_tensors="np").input_values
     np.testing.assert_array_equal(from_torch, from_float)
