@@ -273,9 +273,21 @@ def test_collator_drops_unreadable_items_and_cuts_clips():
     assert batch["index"].tolist() == [0, 2] and batch["targets"].shape == (2, 10)
     assert batch["dropped"] == 1  # the count reaches the training loop even from a DataLoader worker
     assert collate([None, None]) == {"dropped": 2}
+    # The train path: each clip masked by spec_augment drawing from its own generator
+    # clip_rng(seed, epoch, index, _MASKS), whatever else is in the batch (and without a warning).
+    from ast_min.data.pipeline import _MASKS, clip_rng
+
+    augment = Collator(_PassThrough(), train=True, freqm=10, timem=2, seed=7)
+    augment.set_epoch(3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        Collator(_PassThrough(), train=True, freqm=10, timem=2)([dataset[1]])
+        masked = augment([dataset[1], dataset[2]])["input_values"]
+    plain = collate([dataset[1], dataset[2]])["input_values"]
+    for row, index in enumerate((1, 2)):
+        expected = spec_augment(plain[row], clip_rng(7, 3, index, _MASKS), 10, 2)[0]
+        assert torch.equal(masked[row], expected)
+    assert torch.equal(augment([dataset[2]])["input_values"][0], masked[1])
+    assert not torch.equal(masked, plain)  # the draws did mask something
 
 
 def test_collator_masks_fill_with_the_originals_zero_in_normalised_units():
