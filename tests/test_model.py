@@ -11,7 +11,9 @@ more. The AST-Base test runs in float32 as users do: reordering error there grow
 eps32 * sqrt(reduction length) ~ 1e-7 * 60 per matmul, ~1e-5 relative after 12 layers.
 """
 
+import sys
 import tempfile
+import types
 
 import pytest
 import torch
@@ -20,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ast_min import ASTConfig, ASTForAudioClassification, ASTModel
+from ast_min import model as model_module
 from ast_min.model import adapt_position_embeddings, classification_loss, forward_flops, patchify, resolve_attn_implementation
 from hf_reference import random_hf_model, save_random_hf_checkpoint, tiny_config
 
@@ -311,6 +314,24 @@ def test_auto_is_sdpa_on_cpu_and_unknown_backends_are_refused():
     model = ASTModel(ASTConfig(**tiny_config()))
     with pytest.raises(ValueError, match="unknown attn_implementation 'flash'.*eager"):
         model.set_attn_implementation("flash")
+
+
+@pytest.mark.parametrize(
+    "kernels_module, match",
+    [(None, "needs the ast-min `kernels` package and triton.*use attn_implementation='sdpa'"),  # import fails
+     (types.SimpleNamespace(TRITON_AVAILABLE=False), "Triton kernel is not available here.*'sdpa'")],
+)  # fmt: skip
+def test_triton_without_the_kernel_raises_a_clear_error_and_auto_falls_back(monkeypatch, kernels_module, match):
+    monkeypatch.setitem(sys.modules, "kernels", kernels_module)  # None in sys.modules: `import kernels` raises ImportError
+    model = ASTForAudioClassification(ASTConfig(**tiny_config()))
+    model.set_attn_implementation("triton")
+    with pytest.raises(RuntimeError, match=match):
+        model(torch.randn(1, 64, 32))
+    model_module._triton_available.cache_clear()  # cached per process: recompute under the patch, and after
+    try:
+        assert resolve_attn_implementation("auto", torch.device("cuda")) == "sdpa"
+    finally:
+        model_module._triton_available.cache_clear()
 
 
 @pytest.mark.parametrize(
