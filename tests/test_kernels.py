@@ -374,6 +374,18 @@ def test_missing_triton_is_reported_and_imports_still_work():
         "    assert 'triton' in str(e) and 'not installed' in str(e), e\n"
         "else:\n"
         "    raise SystemExit('no error')\n"
+        # The model's "triton" backend reports the same missing package instead of a NameError deep inside.
+        "from ast_min import ASTConfig, ASTForAudioClassification\n"
+        "config = ASTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=1, intermediate_size=32,\n"
+        "                   num_mel_bins=16, max_length=16, num_labels=2)\n"
+        "try:\n"
+        "    model = ASTForAudioClassification(config)\n"
+        "    model.set_attn_implementation('triton')\n"
+        "    model(torch.zeros(1, 16, 16))\n"
+        "except Exception as e:\n"
+        "    assert 'triton' in str(e).lower(), repr(e)\n"
+        "else:\n"
+        "    raise SystemExit('the triton backend ran without triton')\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -400,6 +412,12 @@ def test_gpu_tf32_default_is_close_but_not_exact():
     o = kernels.flash_attention(q, k, v, input_precision="tf32")
     o_math, _ = reference_attention(q, k, v, False, 0.125)
     assert_close_scaled(o, o_math, 1e-2, magnitude(v), "tf32")  # TF32 has a 10-bit mantissa: ~1e-3 relative
+    # ... and not exact: TF32 rounds each matmul input to 2^-11 relative; rounding these q, k, P, v
+    # so in float64 math gives a max error of 3.4e-4 (~7e-5 * max|v|), 3.5 times the IEEE path's
+    # fp32 tolerance (rel_tolerance(float32) = 2e-5 * max|v|, which the same kernel meets with
+    # input_precision="ieee"): a "tf32" that silently ran in IEEE fp32 would fail here.
+    err = (o.double() - o_math).abs().max().item()
+    assert err > rel_tolerance(torch.float32) * magnitude(v), f"tf32 error {err:.3g} is IEEE-fp32 small: was TF32 used?"
 
 
 @gpu
