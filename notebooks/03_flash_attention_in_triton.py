@@ -176,7 +176,9 @@ q64, k64, v64 = (t.detach().double().requires_grad_() for t in (q, k, v))
 o_ref = F.scaled_dot_product_attention(q64, k64, v64)
 refs = torch.autograd.grad(o_ref, (q64, k64, v64), do.double())
 print(f"O:   max |triton - SDPA(float64)| = {(o - o_ref).abs().max().item():.1e}")
-print(f"LSE: max |triton - logsumexp|     = {(lse - torch.logsumexp(q64 @ k64.mT / Dh**0.5, -1)).abs().max().item():.1e}")
+lse_err = (lse - torch.logsumexp(q64 @ k64.mT / Dh**0.5, -1)).abs().max().item()
+print(f"LSE: max |triton - logsumexp|     = {lse_err:.1e}")
+assert lse_err < 2e-5
 for name, g, g_ref in zip("qkv", (dq, dk, dv), refs):
     print(f"d{name}:  max |triton - SDPA autograd| = {(g - g_ref).abs().max().item():.1e}")
     assert torch.allclose(g.double(), g_ref, atol=2e-5)
@@ -203,6 +205,8 @@ for bad in (torch.randn(1, 2, 5, 256), torch.randn(2, 5, 16)):
         kernels.flash_attention(bad, bad, bad)
     except ValueError as e:
         print("ValueError:", e)
+    else:
+        raise AssertionError(f"flash_attention accepted q of shape {tuple(bad.shape)}")
 
 # %% [markdown]
 # ## 5. On a GPU
