@@ -44,12 +44,16 @@ def _check(scores, targets) -> tuple[np.ndarray, np.ndarray]:
 
 def accuracy(scores, targets) -> float:
     """Fraction of clips whose top-scoring class is their (first) true class: (B, C), (B, C) -> float."""
-    scores, positive = _check(scores, targets)
+    return _accuracy(*_check(scores, targets))
+
+
+def _accuracy(scores: np.ndarray, positive: np.ndarray) -> float:
     return float(np.mean(scores.argmax(axis=1) == positive.argmax(axis=1)))
 
 
-def _per_class(metric, scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    """`metric` of each class that has both positives and negatives (it is undefined otherwise)."""
+def _per_class(scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Average precision and ROC AUC of each class that has both positives and negatives (both are
+    undefined otherwise), in one pass so that the warning about skipped classes comes once."""
     scored = [c for c in range(scores.shape[1]) if 0 < positive[:, c].sum() < positive.shape[0]]
     if not scored:
         raise ValueError("no class has both positive and negative clips: AP and AUC are undefined; evaluate on more clips")
@@ -57,21 +61,21 @@ def _per_class(metric, scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
         warnings.warn(
             f"{scores.shape[1] - len(scored)} of {scores.shape[1]} classes have no positive (or no negative) "
             "clip in the evaluation set; mAP and AUC average over the other classes",
-            stacklevel=3,
+            stacklevel=3,  # the line that called compute_metrics
         )
-    return np.array([metric(positive[:, c], scores[:, c]) for c in scored])
+    ap = np.array([average_precision_score(positive[:, c], scores[:, c]) for c in scored])
+    auc = np.array([roc_auc_score(positive[:, c], scores[:, c]) for c in scored])
+    return ap, auc
 
 
 def mean_average_precision(scores, targets) -> float:
     """mAP: the mean over classes of scikit-learn's average precision. (B, C), (B, C) -> float."""
-    scores, positive = _check(scores, targets)
-    return float(np.mean(_per_class(average_precision_score, scores, positive)))
+    return compute_metrics(scores, targets)["mAP"]
 
 
 def mean_auc(scores, targets) -> float:
     """The mean over classes of the ROC AUC (scikit-learn's `roc_auc_score`). (B, C), (B, C) -> float."""
-    scores, positive = _check(scores, targets)
-    return float(np.mean(_per_class(roc_auc_score, scores, positive)))
+    return compute_metrics(scores, targets)["mAUC"]
 
 
 def d_prime(auc: float) -> float:
@@ -81,16 +85,12 @@ def d_prime(auc: float) -> float:
     return float(math.sqrt(2.0) * norm.ppf(auc))
 
 
-def compute_metrics(scores, targets) -> dict[str, float]:
+def compute_metrics(scores: np.ndarray | torch.Tensor, targets: np.ndarray | torch.Tensor) -> dict[str, float]:
     """Every metric at once: {"accuracy", "mAP", "mAUC", "d_prime"} from (B, C) scores and targets."""
     scores, positive = _check(scores, targets)
-    auc = float(np.mean(_per_class(roc_auc_score, scores, positive)))
-    return {
-        "accuracy": float(np.mean(scores.argmax(axis=1) == positive.argmax(axis=1))),
-        "mAP": float(np.mean(_per_class(average_precision_score, scores, positive))),
-        "mAUC": auc,
-        "d_prime": d_prime(auc),
-    }
+    ap, auc = _per_class(scores, positive)
+    auc_mean = float(np.mean(auc))
+    return {"accuracy": _accuracy(scores, positive), "mAP": float(np.mean(ap)), "mAUC": auc_mean, "d_prime": d_prime(auc_mean)}
 
 
 def confusion_matrix(scores, targets) -> np.ndarray:

@@ -106,6 +106,9 @@ def test_classes_without_positives_are_skipped_with_a_warning():
     targets = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 0]])
     with pytest.warns(UserWarning, match="1 of 3 classes"):
         assert mean_auc(scores, targets) == pytest.approx(1.0)
+    with pytest.warns(UserWarning, match="1 of 3 classes") as caught:  # once, though AP and AUC both skip it
+        compute_metrics(scores, targets)
+    assert len(caught) == 1 and caught[0].filename == __file__
 
 
 @pytest.mark.parametrize(
