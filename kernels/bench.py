@@ -3,11 +3,13 @@
     python -m kernels.bench                      # GPU: AST's shape and standard shapes, fp16 and bf16
     python -m kernels.bench --shapes ast --dtypes bf16 --out results.md
 
-On a GPU it times, with `triton.testing.do_bench` medians, the forward and the forward+backward of
+On a GPU it times, with `triton.testing.do_bench` medians, the forward (under torch.no_grad, as at
+inference: no autograd graph or saved activations) and the forward+backward of
 - triton:     kernels.flash_attention (autotuned on first use; the tuning run is not timed)
 - sdpa-flash, sdpa-cudnn, sdpa-efficient: torch.nn.functional.scaled_dot_product_attention pinned to
   each backend the card offers (one that refuses the inputs is reported "n/a")
-- eager:      softmax(q kᵀ · scale) v written out in torch (materialises the N x N matrix)
+- eager:      kernels.reference.attention_math, softmax(q kᵀ · scale) v written out in torch
+  (materialises the N x N matrix; it also returns the LSE, one more pass over that matrix)
 at AST's shape (B in 1, 8, 64, 128; H 12; N 1214; Dh 64), at N 1280 (the next multiple of 128: the
 same work without a masked tail, so the pair shows what masking costs), and at the standard shapes of
 FlashAttention's own benchmarks (N 512..8192 with B·N = 16k tokens and H·Dh = 2048, Dh 64 and 128).
@@ -63,8 +65,9 @@ def standard_shapes() -> list[Shape]:
 
 
 def eager_attention(q, k, v):
-    s = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)  # (B, H, N, N)
-    return torch.softmax(s.float(), dim=-1).to(q.dtype) @ v
+    from kernels.reference import attention_math
+
+    return attention_math(q, k, v)[0]
 
 
 def providers(device: str) -> dict:
@@ -124,7 +127,12 @@ def bench_one(shape: Shape, dtype: torch.dtype, device: str, attention_fns: dict
             with torch.no_grad():
                 row["max_err"] = (fn(q, k, v).float() - reference).abs().max().item()
             torch.autograd.grad(fn(q, k, v), (q, k, v), do)  # first use autotunes: keep it out of the timings
-            row["fwd_ms"] = time_ms(lambda: fn(q, k, v), device)
+
+            def forward_only():
+                with torch.no_grad():
+                    return fn(q, k, v)
+
+            row["fwd_ms"] = time_ms(forward_only, device)
             row["fwdbwd_ms"] = time_ms(lambda: torch.autograd.grad(fn(q, k, v), (q, k, v), do), device)
         except torch.cuda.OutOfMemoryError:
             row["note"] = "out of memory"
