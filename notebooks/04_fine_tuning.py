@@ -224,12 +224,11 @@ for (i, j), v in np.ndenumerate(matrix):
 #
 # The eager attention backend can return every layer's attention maps (B, H, L, L). The [CLS]
 # token (position 0) pools the clip; its attention over the f × t patches, averaged over heads,
-# shows which parts of the spectrogram the classification reads. We use the shipped model when
-# it is there (it is trained well), else the one just trained.
+# shows which parts of the spectrogram the classification reads. We look inside the model just
+# trained (its best epoch); the shipped model loads the same way from `ast_min/default_model`.
 
 # %%
-default_dir = Path(ast_min.__file__).parent / "default_model"
-checkpoint = default_dir if (default_dir / "config.json").is_file() else run_dir / "best"
+checkpoint = run_dir / "best"
 model = ast_min.ASTForAudioClassification.from_pretrained(checkpoint, attn_implementation="eager").eval()
 front_end = ast_min.ASTFeatureExtractor.from_pretrained(checkpoint)
 config = model.config
