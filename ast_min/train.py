@@ -29,7 +29,9 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -40,6 +42,9 @@ from ast_min.data import Collator, MixupDataset
 from ast_min.data.pipeline import WeightedDistributedSampler, balanced_weights
 from ast_min.metrics import compute_metrics, confusion_matrix
 from ast_min.recipes import RECIPES, Recipe, get_recipe
+
+if TYPE_CHECKING:  # for the type hints only: importing the model here would slow down `import ast_min.train`
+    from ast_min import ASTFeatureExtractor, ASTForAudioClassification
 
 STATE_FILE = "trainer_state.pt"
 
@@ -139,7 +144,9 @@ def _resolve_precision(precision: str, device: str) -> str:
 
 
 # ---- model and front end ---------------------------------------------------------------------------------------------
-def build_model(recipe: Recipe, id2label: dict[int, str], multi_label: bool, init: str | None, attn_implementation: str):
+def build_model(
+    recipe: Recipe, id2label: dict[int, str], multi_label: bool, init: str | None, attn_implementation: str
+) -> ASTForAudioClassification:
     """A fresh AST of `recipe.model`'s size, or a checkpoint adapted to the recipe's frames and labels."""
     from ast_min import ASTConfig, ASTForAudioClassification
 
@@ -192,7 +199,9 @@ def dataset_norm_stats(dataset, recipe: Recipe, sampling_rate: int = 16000, max_
 
 # ---- evaluation --------------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def predict(model, loader, device: str, precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
+def predict(
+    model: ASTForAudioClassification, loader: Iterable[dict], device: str, precision: str = "fp32"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (B, C) and targets (B, C) of every clip the loader yields, in order."""
     model.eval()
     logits, targets = [], []
@@ -208,7 +217,7 @@ def predict(model, loader, device: str, precision: str = "fp32") -> tuple[torch.
     return torch.cat(logits), torch.cat(targets)
 
 
-def evaluate(model, loader, device: str, precision: str, loss_kind: str) -> dict:
+def evaluate(model: ASTForAudioClassification, loader: Iterable[dict], device: str, precision: str, loss_kind: str) -> dict:
     """Loss and metrics (accuracy, mAP, mAUC, d') of `model` on `loader`, plus the confusion matrix."""
     logits, targets = predict(model, loader, device, precision)
     # The original applies a sigmoid before scoring; AP and AUC depend only on the ranking anyway.
@@ -250,7 +259,14 @@ def _unwrap(model):
 
 
 # ---- the loop ------------------------------------------------------------------------------------------------------------
-def train(recipe: Recipe, train_set, eval_set, options: RunOptions | None = None, *, feature_extractor=None) -> dict:
+def train(
+    recipe: Recipe,
+    train_set: torch.utils.data.Dataset,
+    eval_set: torch.utils.data.Dataset,
+    options: RunOptions | None = None,
+    *,
+    feature_extractor: ASTFeatureExtractor | None = None,
+) -> dict:
     """Fine-tune on `train_set`, evaluating on `eval_set` after each epoch; returns the run's summary.
 
     Datasets yield dicts {"waveform" (N,), "target" (C,), "index"} (ClipDataset, SyntheticDataset).
@@ -299,27 +315,7 @@ def train(recipe: Recipe, train_set, eval_set, options: RunOptions | None = None
     if world.world_size > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.startswith("cuda") else None)
 
-    # Data: a per-rank share of each global batch. DistributedSampler(num_replicas=1) is a plain
-    # seeded shuffle, so the single-process run sees the same global batches as a multi-process one.
-    per_rank_batch = recipe.batch_size // world.world_size
-    train_data = MixupDataset(train_set, recipe.mixup, seed=options.seed)
-    if recipe.balanced:
-        if not hasattr(train_set, "targets"):
-            raise ValueError("balanced sampling needs a dataset that lists its labels per clip (ClipDataset)")
-        weights = balanced_weights(train_set.targets, len(labels))
-        sampler = WeightedDistributedSampler(weights, num_replicas=world.world_size, rank=world.rank, seed=options.seed)
-    else:
-        sampler = torch.utils.data.DistributedSampler(
-            train_data, num_replicas=world.world_size, rank=world.rank, shuffle=True, seed=options.seed
-        )
-    train_collate = Collator(feature_extractor, train=True, freqm=recipe.freqm, timem=recipe.timem, noise=recipe.noise, seed=options.seed)
-    train_loader = torch.utils.data.DataLoader(
-        train_data, batch_size=per_rank_batch, sampler=sampler, collate_fn=train_collate, num_workers=options.num_workers
-    )
-    eval_loader = torch.utils.data.DataLoader(
-        eval_set, batch_size=max(per_rank_batch, 1) * 2, shuffle=False, collate_fn=Collator(feature_extractor),
-        num_workers=options.num_workers,
-    )
+    train_loader, eval_loader, per_epoch = _data_loaders(recipe, train_set, eval_set, feature_extractor, options, world)
 
     if world.is_main:
         os.makedirs(options.output_dir, exist_ok=True)
@@ -328,7 +324,7 @@ def train(recipe: Recipe, train_set, eval_set, options: RunOptions | None = None
                   total=recipe.epochs, disable=not show)
     for epoch in epochs:
         started = time.time()
-        for part in (sampler, train_data, train_collate):
+        for part in per_epoch:
             part.set_epoch(epoch)
         torch.manual_seed(options.seed * 100_003 + epoch)  # dropout draws: the same after a resume
         steps = tqdm(train_loader, desc=f"epoch {epoch}", leave=False, disable=not show)
@@ -369,6 +365,32 @@ def train(recipe: Recipe, train_set, eval_set, options: RunOptions | None = None
                        f"{main_metric} {metrics[main_metric]:.4f} -> {os.path.join(options.output_dir, 'averaged')}")
     world.barrier()
     return summary
+
+
+def _data_loaders(recipe: Recipe, train_set, eval_set, feature_extractor, options: RunOptions, world: Distributed):
+    """The training and evaluation loaders, and the training pieces whose draws change each epoch (set_epoch)."""
+    # Data: a per-rank share of each global batch. DistributedSampler(num_replicas=1) is a plain
+    # seeded shuffle, so the single-process run sees the same global batches as a multi-process one.
+    per_rank_batch = recipe.batch_size // world.world_size
+    train_data = MixupDataset(train_set, recipe.mixup, seed=options.seed)
+    if recipe.balanced:
+        if not hasattr(train_set, "targets"):
+            raise ValueError("balanced sampling needs a dataset that lists its labels per clip (ClipDataset)")
+        weights = balanced_weights(train_set.targets, len(train_set.labels))
+        sampler = WeightedDistributedSampler(weights, num_replicas=world.world_size, rank=world.rank, seed=options.seed)
+    else:
+        sampler = torch.utils.data.DistributedSampler(
+            train_data, num_replicas=world.world_size, rank=world.rank, shuffle=True, seed=options.seed
+        )
+    train_collate = Collator(feature_extractor, train=True, freqm=recipe.freqm, timem=recipe.timem, noise=recipe.noise, seed=options.seed)
+    train_loader = torch.utils.data.DataLoader(
+        train_data, batch_size=per_rank_batch, sampler=sampler, collate_fn=train_collate, num_workers=options.num_workers
+    )
+    eval_loader = torch.utils.data.DataLoader(
+        eval_set, batch_size=max(per_rank_batch, 1) * 2, shuffle=False, collate_fn=Collator(feature_extractor),
+        num_workers=options.num_workers,
+    )
+    return train_loader, eval_loader, (sampler, train_data, train_collate)
 
 
 def _train_one_epoch(ddp_model, steps, optimizer, scaler, recipe: Recipe, options: RunOptions, state: dict, epoch: int,
