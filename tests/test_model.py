@@ -287,12 +287,15 @@ def test_autocast_bfloat16_on_cpu():
     torch.testing.assert_close(out.float(), ref, atol=5e-2, rtol=5e-2)
 
 
-def test_torch_compile_traces_without_graph_breaks():
+@pytest.mark.parametrize("backend", ["eager", "inductor"])
+def test_torch_compile_traces_without_graph_breaks(backend):
+    # "eager" checks that dynamo traces the whole model; "inductor" (torch.compile's default, ~20 s
+    # here) also generates and runs fused C++ code, which must compute the same logits.
     torch.manual_seed(0)
     model = ASTForAudioClassification(ASTConfig(**tiny_config())).eval()
     model.set_attn_implementation("sdpa")
     x = torch.randn(2, 64, 32)
-    compiled = torch.compile(model, backend="eager", fullgraph=True)  # fullgraph: a graph break is an error
+    compiled = torch.compile(model, backend=backend, fullgraph=True)  # fullgraph: a graph break is an error
     with torch.no_grad():
         torch.testing.assert_close(compiled(x).logits, model(x).logits)
 
