@@ -45,6 +45,8 @@ LOW_FREQ = 20.0  # Hz: Kaldi's default lower edge of the first mel triangle
 LOG_FLOOR = float(np.finfo(np.float32).eps)  # 1.1920929e-07, Kaldi's and transformers' floor
 AUDIOSET_MEAN = -4.2677393
 AUDIOSET_STD = 4.5689974
+NUM_MEL_BINS = 128  # F of the released AST checkpoints: every entry point's default
+MAX_LENGTH = 1024  # frames per clip the AudioSet checkpoints take: 10.24 s at the 10 ms shift
 
 
 # ---- 1. framing ---------------------------------------------------------------------------------
@@ -116,7 +118,7 @@ def mel_to_hz(mel):
 
 
 def mel_filterbank(
-    num_mel_bins: int = 128,
+    num_mel_bins: int = NUM_MEL_BINS,
     *,
     sampling_rate: int = SAMPLING_RATE,
     fft_length: int = FFT_LENGTH,
@@ -178,7 +180,7 @@ def normalize(features: torch.Tensor, mean: float = AUDIOSET_MEAN, std: float = 
 
 # ---- the composition: the readable reference ---------------------------------------------------------------------
 def log_mel_spectrogram(
-    waveforms: torch.Tensor, *, num_mel_bins: int = 128, sampling_rate: int = SAMPLING_RATE
+    waveforms: torch.Tensor, *, num_mel_bins: int = NUM_MEL_BINS, sampling_rate: int = SAMPLING_RATE
 ) -> torch.Tensor:
     """The steps above in order, vectorised over a batch: (..., N) -> (..., T, F), in the input's dtype.
 
@@ -266,7 +268,7 @@ def _as_clips(waveforms, dtype: torch.dtype) -> tuple[list[torch.Tensor], bool]:
 def fbank(
     waveforms: torch.Tensor | Sequence[torch.Tensor],
     *,
-    num_mel_bins: int = 128,
+    num_mel_bins: int = NUM_MEL_BINS,
     sampling_rate: int = SAMPLING_RATE,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor | list[torch.Tensor]:
@@ -289,8 +291,8 @@ def fbank(
 def extract_input_values(
     waveforms: torch.Tensor | Sequence[torch.Tensor],
     *,
-    num_mel_bins: int = 128,
-    max_length: int = 1024,
+    num_mel_bins: int = NUM_MEL_BINS,
+    max_length: int = MAX_LENGTH,
     do_normalize: bool = True,
     mean: float = AUDIOSET_MEAN,
     std: float = AUDIOSET_STD,
@@ -388,8 +390,8 @@ class ASTFeatureExtractor:
         self,
         feature_size: int = 1,
         sampling_rate: int = SAMPLING_RATE,
-        num_mel_bins: int = 128,
-        max_length: int = 1024,
+        num_mel_bins: int = NUM_MEL_BINS,
+        max_length: int = MAX_LENGTH,
         padding_value: float = 0.0,
         do_normalize: bool = True,
         mean: float = AUDIOSET_MEAN,
@@ -572,8 +574,8 @@ def _int_message(index: int, dtype) -> str:
 def compute_norm_stats(
     waveforms,
     *,
-    num_mel_bins: int = 128,
-    max_length: int | None = 1024,
+    num_mel_bins: int = NUM_MEL_BINS,
+    max_length: int | None = MAX_LENGTH,
     sampling_rate: int = SAMPLING_RATE,
     batch_size: int = 64,
     progress: bool = False,

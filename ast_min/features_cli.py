@@ -13,14 +13,17 @@ import os
 
 import numpy as np
 
-from ast_min.features import AUDIOSET_MEAN, AUDIOSET_STD, FRAME_SHIFT, num_frames
+from ast_min.features import AUDIOSET_MEAN, AUDIOSET_STD, FRAME_SHIFT, MAX_LENGTH, NUM_MEL_BINS, SAMPLING_RATE, num_frames
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="audio files (wav, flac, ogg; any rate, any channels)")
     parser.add_argument("--out", metavar="X.npy", help="save the features of all files as one (B, T, F) float32 .npy")
-    parser.add_argument("--num-mel-bins", type=int, default=128, help="F, mel bins (default: 128)")
-    parser.add_argument("--max-length", type=int, default=1024, help="T, frames to pad/truncate to (default: 1024 = 10.24 s)")
+    parser.add_argument("--num-mel-bins", type=int, default=NUM_MEL_BINS, help=f"F, mel bins (default: {NUM_MEL_BINS})")
+    parser.add_argument(
+        "--max-length", type=int, default=MAX_LENGTH,
+        help=f"T, frames to pad/truncate to (default: {MAX_LENGTH} = {MAX_LENGTH * FRAME_SHIFT / SAMPLING_RATE:.2f} s)",
+    )
     parser.add_argument("--mean", type=float, default=AUDIOSET_MEAN, help="normalisation mean (default: AudioSet's)")
     parser.add_argument("--std", type=float, default=AUDIOSET_STD, help="normalisation std (default: AudioSet's)")
     parser.add_argument("--no-normalize", action="store_true", help="keep the raw log-mel values")

@@ -29,8 +29,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ast_min.bench features", description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=int, default=64, help="clips per batch (default: 64)")
     parser.add_argument("--seconds", type=float, default=10.0, help="clip length in seconds (default: 10)")
-    parser.add_argument("--num-mel-bins", type=int, default=128)
-    parser.add_argument("--max-length", type=int, default=1024)
+    parser.add_argument("--num-mel-bins", type=int, default=F.NUM_MEL_BINS)
+    parser.add_argument("--max-length", type=int, default=F.MAX_LENGTH)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per row; the best is kept (default: 3)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["reference", "transformers", "kaldi"],
