@@ -505,11 +505,6 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type
     raise ValueError(f"unknown problem_type {problem_type!r}")
 
 
-def num_parameters(model: nn.Module) -> int:
-    """The number of trainable parameters (about 87M for AST-Base with 527 labels)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 def forward_flops(config: ASTConfig) -> float:
     """FLOPs (2 per multiply-add) of one clip's forward pass, by arithmetic on the config.
 
