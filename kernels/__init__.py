@@ -19,6 +19,7 @@ ast-min's version (outside 0.18.2..0.19) makes that probe answer False (see DESI
 from __future__ import annotations
 
 import importlib.util
+import math
 
 import torch
 
@@ -72,6 +73,10 @@ def flash_attention(
         raise RuntimeError(
             "flash_attention needs triton, which is not installed (it ships for Linux only); install it "
             "with `pip install triton`, or use ast-min's 'sdpa' or 'eager' attention backend")
-    from kernels.fused_attention import flash_attention as _flash_attention
+    from kernels.fused_attention import FlashAttentionFunction, check_inputs
 
-    return _flash_attention(q, k, v, causal, sm_scale, input_precision=input_precision, return_lse=return_lse)
+    check_inputs(q, k, v, causal, sm_scale, input_precision)
+    if sm_scale is None:
+        sm_scale = 1.0 / math.sqrt(q.shape[-1])
+    o, lse = FlashAttentionFunction.apply(q, k, v, causal, float(sm_scale), input_precision)
+    return (o, lse) if return_lse else o

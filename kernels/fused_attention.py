@@ -577,20 +577,3 @@ class FlashAttentionFunction(torch.autograd.Function):
         dq, dk, dv = attention_backward(do, q, k, v, o, lse, ctx.causal, ctx.sm_scale, ctx.input_precision)
         return dq, dk, dv, None, None, None
 
-
-def flash_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    causal: bool = False,
-    sm_scale: float | None = None,
-    *,
-    input_precision: str | None = None,
-    return_lse: bool = False,
-):
-    """softmax(q kᵀ · sm_scale) v, fused, differentiable. See `kernels.flash_attention` for the contract."""
-    check_inputs(q, k, v, causal, sm_scale, input_precision)
-    if sm_scale is None:
-        sm_scale = 1.0 / math.sqrt(q.shape[-1])
-    o, lse = FlashAttentionFunction.apply(q, k, v, causal, float(sm_scale), input_precision)
-    return (o, lse) if return_lse else o
