@@ -101,12 +101,3 @@ def confusion_matrix(scores, targets) -> np.ndarray:
     np.add.at(matrix, (positive.argmax(axis=1), scores.argmax(axis=1)), 1)
     return matrix
 
-
-def format_confusion_matrix(matrix: np.ndarray, labels) -> str:
-    """A plain-text table of a confusion matrix, rows true and columns predicted."""
-    width = max(len(str(label)) for label in labels)
-    cell = max(4, len(str(int(matrix.max()))) + 1)
-    header = " " * width + " " + "".join(f"{i:>{cell}d}" for i in range(len(labels)))
-    rows = [f"{str(label):>{width}} " + "".join(f"{int(v):>{cell}d}" for v in row) for label, row in zip(labels, matrix)]
-    key = "  ".join(f"{i}={label}" for i, label in enumerate(labels))
-    return "\n".join([f"rows: true class, columns: predicted ({key})", header, *rows])
