@@ -46,6 +46,7 @@ from ast_min.features import (
     FRAME_SHIFT,
     LOG_FLOOR,
     PREEMPHASIS,
+    check_finite,
     hanning_window,
     mel_filterbank,
     num_frames,
@@ -177,8 +178,6 @@ def log_mel_batch_into(
     than one torch thread, clips are spread over that many worker threads (torch releases the GIL
     inside each operation), each running its operations on one intra-op thread, one batch at a time.
     """
-    from ast_min.features import check_finite
-
     def work(i: int) -> None:
         # One intra-op thread per worker. OpenMP gives every calling thread its own team, so two
         # workers would otherwise each start a team of `threads`; and on a loaded machine every
