@@ -214,7 +214,7 @@ def check_finite(clip: torch.Tensor, index: int) -> None:
 
     One sum decides: NaN or +-Inf anywhere makes it non-finite (so would finite samples beyond
     ~1e34, which are refused too). Only then is the clip searched; `isfinite(clip).all()` on every
-    clip cost 20x the sum.
+    clip cost ~35x the sum (a 10 s clip, one thread, measured).
     """
     if math.isfinite(float(clip.sum())):
         return
