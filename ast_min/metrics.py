@@ -61,7 +61,7 @@ def _per_class(scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np
         warnings.warn(
             f"{scores.shape[1] - len(scored)} of {scores.shape[1]} classes have no positive (or no negative) "
             "clip in the evaluation set; mAP and AUC average over the other classes",
-            stacklevel=3,  # the line that called compute_metrics
+            stacklevel=3,  # the line that called compute_metrics, mean_auc or mean_average_precision
         )
     ap = np.array([average_precision_score(positive[:, c], scores[:, c]) for c in scored])
     auc = np.array([roc_auc_score(positive[:, c], scores[:, c]) for c in scored])
@@ -70,12 +70,12 @@ def _per_class(scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np
 
 def mean_average_precision(scores, targets) -> float:
     """mAP: the mean over classes of scikit-learn's average precision. (B, C), (B, C) -> float."""
-    return compute_metrics(scores, targets)["mAP"]
+    return float(np.mean(_per_class(*_check(scores, targets))[0]))
 
 
 def mean_auc(scores, targets) -> float:
     """The mean over classes of the ROC AUC (scikit-learn's `roc_auc_score`). (B, C), (B, C) -> float."""
-    return compute_metrics(scores, targets)["mAUC"]
+    return float(np.mean(_per_class(*_check(scores, targets))[1]))
 
 
 def d_prime(auc: float) -> float:
