@@ -210,31 +210,27 @@ def hf_to_ast_min(tensors: dict[str, torch.Tensor], num_layers: int, with_head: 
     `ASTForAudioClassification` when `with_head`, else those of `ASTModel`; a checkpoint saved from
     either class can feed either one (an ASTModel ignores a classifier).
     """
-    encoder = expand(HF_ENCODER_NAMES, num_layers)
-    head = expand(HF_HEAD_NAMES, num_layers)
-    prefix = HF_ENCODER_PREFIX if with_head else ""
-    out, unexpected = {}, []
-    for name, tensor in tensors.items():
-        bare = name[len(HF_ENCODER_PREFIX) :] if name.startswith(HF_ENCODER_PREFIX) else name
-        if bare in encoder:
-            out[prefix + encoder[bare]] = tensor
-        elif name in head:
-            if with_head:
-                out[head[name]] = tensor
-        else:
-            unexpected.append(name)
-    return out, unexpected
+    return _rename(tensors, HF_ENCODER_NAMES, HF_HEAD_NAMES, num_layers, with_head, encoder_prefix=HF_ENCODER_PREFIX)
 
 
 def original_to_ast_min(tensors: dict[str, torch.Tensor], num_layers: int, with_head: bool) -> tuple[dict, list[str]]:
     """Rename original-repository (timm) tensors to ast-min's names, splitting the fused qkv."""
-    encoder = expand(ORIGINAL_ENCODER_NAMES, num_layers)
-    head = expand(ORIGINAL_HEAD_NAMES, num_layers)
+    return _rename(tensors, ORIGINAL_ENCODER_NAMES, ORIGINAL_HEAD_NAMES, num_layers, with_head, ignored=ORIGINAL_UNUSED)
+
+
+def _rename(
+    tensors: dict, encoder_table: dict, head_table: dict, num_layers: int, with_head: bool,
+    encoder_prefix: str = "", ignored: re.Pattern | None = None,
+) -> tuple[dict, list[str]]:  # fmt: skip
+    # encoder names are looked up without the checkpoint's encoder_prefix (absent when it was saved
+    # from an encoder alone) and given ast-min's when the target model has a head
+    encoder, head = expand(encoder_table, num_layers), expand(head_table, num_layers)
     prefix = HF_ENCODER_PREFIX if with_head else ""
     out, unexpected = {}, []
     for name, tensor in tensors.items():
-        if name in encoder:
-            targets = encoder[name]
+        bare = name.removeprefix(encoder_prefix)
+        if bare in encoder:
+            targets = encoder[bare]
             if isinstance(targets, tuple):  # (3D, D) or (3D,) -> three (D, D) or (D,): rows q, k, v
                 if tensor.shape[0] % len(targets):
                     unexpected.append(f"{name} {tuple(tensor.shape)} (cannot split in {len(targets)})")
@@ -246,7 +242,7 @@ def original_to_ast_min(tensors: dict[str, torch.Tensor], num_layers: int, with_
         elif name in head:
             if with_head:
                 out[head[name]] = tensor
-        elif not ORIGINAL_UNUSED.match(name):
+        elif not (ignored and ignored.match(name)):
             unexpected.append(name)
     return out, unexpected
 
