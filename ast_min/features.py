@@ -512,7 +512,7 @@ class ASTFeatureExtractor:
 
 
 def _to_clips(raw_speech) -> tuple[list[torch.Tensor], bool]:
-    """Any accepted input -> list of 1-D float tensors (float32, or the tensor's float dtype), and whether it was torch."""
+    """Any accepted input -> list of 1-D float32 tensors, and whether it was torch."""
     if isinstance(raw_speech, (torch.Tensor, np.ndarray)):
         if raw_speech.ndim == 0 or raw_speech.ndim > 2:
             raise ValueError(
@@ -543,8 +543,6 @@ def _to_tensor(item, index: int) -> torch.Tensor:
             if item.dtype not in _TORCH_PCM_SCALE:
                 raise ValueError(_int_message(index, item.dtype))
             item = item.to(torch.float32) / _TORCH_PCM_SCALE[item.dtype]
-        elif item.dtype not in (torch.float32, torch.float64):
-            item = item.to(torch.float32)  # float16/bfloat16: compute in float32
     elif isinstance(item, np.ndarray):
         if item.dtype.kind in "iub":
             if item.dtype not in _PCM_SCALE:
@@ -560,7 +558,7 @@ def _to_tensor(item, index: int) -> torch.Tensor:
             f"clip {index} has shape {tuple(item.shape)}, not (N,): pass mono audio "
             "(average the channels; ast_min.load_audio downmixes files)"
         )
-    return item.to(torch.float32) if item.dtype == torch.float64 else item
+    return item.to(torch.float32)  # float16/bfloat16/float64 read as float32, as transformers does
 
 
 def _int_message(index: int, dtype) -> str:
