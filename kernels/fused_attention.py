@@ -417,9 +417,9 @@ def _attn_bwd_dq(
 
 
 # Autotuned (GPU) or pinned (interpreter) versions of the kernels above; see tuning.py.
-_attn_fwd_tuned = tuning.autotune_forward(_attn_fwd, INTERPRETER)
-_attn_bwd_dkdv_tuned = tuning.autotune_backward_dkdv(_attn_bwd_dkdv, INTERPRETER)
-_attn_bwd_dq_tuned = tuning.autotune_backward_dq(_attn_bwd_dq, INTERPRETER)
+_attn_fwd_tuned = tuning.autotune(_attn_fwd, tuning.FORWARD_INTERPRETER if INTERPRETER else tuning.FORWARD_GPU)
+_attn_bwd_dkdv_tuned = tuning.autotune(_attn_bwd_dkdv, tuning.BACKWARD_DKDV_INTERPRETER if INTERPRETER else tuning.BACKWARD_DKDV_GPU)
+_attn_bwd_dq_tuned = tuning.autotune(_attn_bwd_dq, tuning.BACKWARD_DQ_INTERPRETER if INTERPRETER else tuning.BACKWARD_DQ_GPU)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ This is the architecture-specific part, kept apart from the teaching kernels in 
 
 GPU candidates (chosen for Hopper/Ampere, head dims 16..128; see NOTES.md for the reasoning):
 - forward and dQ: a query block of 64 or 128 rows stays in registers while key blocks of 32..128
-  stream past it; 128 x 64 with 4 warps and 3 stages is Triton's tutorial choice for Dh 64 on H100.
+  stream past it.
 - dK/dV: the transpose, a key block of 64..128 rows against query blocks of 32..64.
 The causal split of the loops needs the outer block to be a multiple of the inner one; every
 candidate obeys that. Configurations that exceed a card's shared memory are skipped by the autotuner
@@ -48,16 +48,9 @@ BACKWARD_DKDV_INTERPRETER = _configs([(16, 32, 4, 1)])
 BACKWARD_DQ_INTERPRETER = _configs([(32, 16, 4, 1)])
 
 
-def autotune_forward(kernel, interpreter: bool):
-    """The forward kernel wrapped in triton.autotune over the GPU list, or the pinned interpreter config."""
-    return triton.autotune(FORWARD_INTERPRETER if interpreter else FORWARD_GPU, key=TUNING_KEY)(kernel)
+def autotune(kernel, configs: list[triton.Config]):
+    """`kernel` wrapped in triton.autotune over `configs` (a GPU list, or an interpreter's pinned one).
 
-
-def autotune_backward_dkdv(kernel, interpreter: bool):
-    """The dK/dV kernel, autotuned (GPU) or pinned (interpreter). It writes dK, dV whole: re-runs are safe."""
-    return triton.autotune(BACKWARD_DKDV_INTERPRETER if interpreter else BACKWARD_DKDV_GPU, key=TUNING_KEY)(kernel)
-
-
-def autotune_backward_dq(kernel, interpreter: bool):
-    """The dQ kernel, autotuned (GPU) or pinned (interpreter)."""
-    return triton.autotune(BACKWARD_DQ_INTERPRETER if interpreter else BACKWARD_DQ_GPU, key=TUNING_KEY)(kernel)
+    The autotuner runs a kernel once per candidate: safe here, as every kernel writes its outputs whole.
+    """
+    return triton.autotune(configs, key=TUNING_KEY)(kernel)

@@ -289,21 +289,15 @@ def test_every_gpu_block_config_is_correct_in_the_interpreter(i):
     pick = lambda configs: [configs[i % len(configs)]]  # noqa: E731
     saved = (fused_attention._attn_fwd_tuned, fused_attention._attn_bwd_dkdv_tuned, fused_attention._attn_bwd_dq_tuned)
     try:
-        fused_attention._attn_fwd_tuned = triton_autotune(pick(tuning.FORWARD_GPU), fused_attention._attn_fwd)
-        fused_attention._attn_bwd_dkdv_tuned = triton_autotune(pick(tuning.BACKWARD_DKDV_GPU), fused_attention._attn_bwd_dkdv)
-        fused_attention._attn_bwd_dq_tuned = triton_autotune(pick(tuning.BACKWARD_DQ_GPU), fused_attention._attn_bwd_dq)
+        fused_attention._attn_fwd_tuned = tuning.autotune(fused_attention._attn_fwd, pick(tuning.FORWARD_GPU))
+        fused_attention._attn_bwd_dkdv_tuned = tuning.autotune(fused_attention._attn_bwd_dkdv, pick(tuning.BACKWARD_DKDV_GPU))
+        fused_attention._attn_bwd_dq_tuned = tuning.autotune(fused_attention._attn_bwd_dq, pick(tuning.BACKWARD_DQ_GPU))
         g = torch.Generator().manual_seed(i)
         q, k, v = make_qkv(1, 1, 300, 64, torch.float32, "bnhd", g)
         do = make_grad(q.shape, torch.float32, False, g)
         check_forward_backward(q, k, v, do, i % 2 == 1, None, torch.float32)
     finally:
         fused_attention._attn_fwd_tuned, fused_attention._attn_bwd_dkdv_tuned, fused_attention._attn_bwd_dq_tuned = saved
-
-
-def triton_autotune(configs, kernel):
-    import triton
-
-    return triton.autotune(configs, key=tuning.TUNING_KEY)(kernel)
 
 
 # ---- clear errors --------------------------------------------------------------------------------
