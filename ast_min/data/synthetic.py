@@ -28,7 +28,7 @@ import os
 import numpy as np
 import torch
 
-SAMPLING_RATE = 16000
+from ast_min.features import FRAME_LENGTH, FRAME_SHIFT, SAMPLING_RATE
 
 CLASSES = (
     "pure_tone",
@@ -49,8 +49,8 @@ LOW_HZ, HIGH_HZ = 150.0, 3000.0
 
 
 def samples_for_frames(num_frames: int) -> int:
-    """Samples a clip needs to give exactly `num_frames` 25 ms / 10 ms frames (Kaldi's snip_edges)."""
-    return 400 + (num_frames - 1) * 160
+    """Samples a clip needs to give exactly `num_frames` 25 ms / 10 ms frames: the inverse of `features.num_frames`."""
+    return FRAME_LENGTH + (num_frames - 1) * FRAME_SHIFT
 
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
@@ -116,8 +116,8 @@ def make_clip(seed: int, index: int, num_samples: int = samples_for_frames(128))
     Classes cycle with the index (`index % 10`), so any run of ten consecutive indices holds one clip
     of each class; everything else about the clip is drawn from `default_rng([seed, index])`.
     """
-    if num_samples < 400:
-        raise ValueError(f"num_samples={num_samples} is shorter than one 400-sample frame; use at least 400")
+    if num_samples < FRAME_LENGTH:
+        raise ValueError(f"num_samples={num_samples} is shorter than one {FRAME_LENGTH}-sample frame; use at least {FRAME_LENGTH}")
     if seed < 0 or index < 0:
         raise ValueError(f"seed ({seed}) and index ({index}) must be non-negative")
     label = index % len(CLASSES)
