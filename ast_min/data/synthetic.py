@@ -159,7 +159,6 @@ class SyntheticDataset(torch.utils.data.Dataset):
         if size < 1:
             raise ValueError(f"size={size}: a synthetic dataset needs at least one clip")
         self.size, self.seed, self.num_samples = int(size), int(seed), samples_for_frames(num_frames)
-        self.num_skipped = 0  # the interface of file datasets; nothing here can fail to load
 
     def __len__(self) -> int:
         return self.size
