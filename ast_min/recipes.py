@@ -20,8 +20,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
+from ast_min.features import AUDIOSET_MEAN, AUDIOSET_STD
+
 # The normalisation statistics the original recipes use: (mean, std) of each dataset's log-mel features.
-AUDIOSET_STATS = (-4.2677393, 4.5689974)
+AUDIOSET_STATS = (AUDIOSET_MEAN, AUDIOSET_STD)
 ESC50_STATS = (-6.6268077, 5.358466)
 SPEECHCOMMANDS_STATS = (-6.845978, 5.5654526)
 
