@@ -34,6 +34,12 @@ def _scale(q: torch.Tensor, sm_scale: float | None) -> float:
     return 1.0 / math.sqrt(q.shape[-1]) if sm_scale is None else sm_scale
 
 
+def _upcast(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    # The kernel's accumulation dtype, chosen by the first tensor: float64 for float64, float32 otherwise.
+    acc_dtype = torch.float64 if tensors[0].dtype == torch.float64 else torch.float32
+    return tuple(t.to(acc_dtype) for t in tensors)
+
+
 def attention_math(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False, sm_scale: float | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,11 +64,12 @@ def blockwise_attention(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The FlashAttention-2 forward in torch loops. q, k, v: (B, H, N, Dh). Returns O (B, H, N, Dh), LSE (B, H, N).
 
-    Accumulates in float32 (float64 for float64 inputs), like the kernel; O is returned in q's dtype.
+    Accumulates in float32 (float64 for float64 inputs), like the kernel, and returns O and LSE in
+    that accumulation dtype (the kernel stores O in q's dtype).
     """
     scale = _scale(q, sm_scale)
-    acc_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
-    q, k, v = q.to(acc_dtype), k.to(acc_dtype), v.to(acc_dtype)
+    q, k, v = _upcast(q, k, v)
+    acc_dtype = q.dtype
     B, H, N, Dh = q.shape
     o = torch.empty_like(q)
     lse = torch.empty(B, H, N, dtype=acc_dtype, device=q.device)
@@ -109,8 +116,7 @@ def blockwise_attention_backward(
     instead gives dQ its own pass over key blocks, so that no two programs write the same rows.
     """
     scale = _scale(q, sm_scale)
-    acc_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
-    do, q, k, v, o, lse = (t.to(acc_dtype) for t in (do, q, k, v, o, lse))
+    q, k, v, o, lse, do = _upcast(q, k, v, o, lse, do)  # q first: its dtype picks the accumulation dtype
     N = q.shape[-2]
     delta = (do * o).sum(dim=-1)  # (B, H, N): rowsum(dO ∘ O) = rowsum(P ∘ dP)
     dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
