@@ -332,13 +332,13 @@ def train(
                                                    device, precision, loss_kind, world)
         if recipe.wa_start and recipe.wa_start <= epoch <= recipe.wa_end:
             _update_average(state, model)
+        state["epoch"] = epoch
         if world.is_main:
             metrics = evaluate(model, eval_loader, device, precision, loss_kind)
             record = {"epoch": epoch, "train_loss": train_loss, "lr": lr, "seconds": time.time() - started,
                       "skipped_files": skipped,
                       **{f"eval_{k}": v for k, v in metrics.items() if k != "confusion_matrix"}}
             state["history"].append(record)
-            state["epoch"] = epoch
             if state["best"] is None or metrics[main_metric] > state["best"]["metrics"][main_metric]:
                 state["best"] = {"epoch": epoch, "metrics": metrics}
                 _save_model(model, feature_extractor, os.path.join(options.output_dir, "best"))
@@ -349,7 +349,6 @@ def train(
             with open(os.path.join(options.output_dir, "history.json"), "w") as f:
                 json.dump(state["history"], f, indent=2)
             tqdm.write(_log_line(record, recipe.epochs, main_metric))
-        state["epoch"] = epoch
         world.barrier()  # the other ranks wait for rank 0's evaluation and checkpoint
 
     summary = {"history": state["history"], "best": state["best"], "output_dir": options.output_dir,
