@@ -289,28 +289,30 @@ plt.show()
 #
 # AST's position embeddings cover exactly 1024 frames (10.24 s), so shorter clips are padded with
 # zero rows — *before* normalisation, as transformers does — and longer ones are cut. Then
-# (x − mean) / (2·std) with AudioSet's statistics mean −4.27, std 4.57: the features end up with
-# mean about 0 and standard deviation about 0.5. Padding rows become (0 − mean) / (2·std) = +0.47.
+# (x − mean) / (2·std) with AudioSet's statistics mean −4.27, std 4.57: AudioSet's features end up
+# with mean about 0 and standard deviation about 0.5 (our synthetic clip is no AudioSet clip: its
+# own values are printed below). Padding rows become (0 − mean) / (2·std) = +0.47.
 
 # %%
+mean, std = features.AUDIOSET_MEAN, features.AUDIOSET_STD  # AudioSet's statistics
 padded_hand = np.zeros((1024, F))
 padded_hand[: min(T, 1024)] = log_mel_hand[:1024]
-input_values_hand = (padded_hand - (-4.2677393)) / (2 * 4.5689974)
+input_values_hand = (padded_hand - mean) / (2 * std)
 
 extractor = ast_min.ASTFeatureExtractor()  # defaults: 128 bins, 1024 frames, AudioSet mean/std
 input_values = extractor(waveform, sampling_rate=SR, return_tensors="pt").input_values  # (1, 1024, 128) float32
 assert input_values.shape == (1, 1024, 128)
 # float32 against our float64: the strong bins agree to ~1e-6; the weakest, ~1e9 below the frame's
 # strongest, carry float32 FFT rounding (any float32 implementation does), so compare the energies.
-energy = lambda v: np.exp(v * 2 * 4.5689974 - 4.2677393)  # noqa: E731  back to mel energies
+energy = lambda v: np.exp(v * 2 * std + mean)  # noqa: E731  back to mel energies
 ours, hand = energy(input_values[0].double().numpy()), energy(input_values_hand)
 assert np.all(np.abs(ours - hand) <= 1e-4 * hand + 1e-4 * hand.max(axis=1, keepdims=True) + 2 * eps)
-assert np.allclose(input_values[0, T:].numpy(), 4.2677393 / (2 * 4.5689974))  # the padding rows
+assert np.allclose(input_values[0, T:].numpy(), -mean / (2 * std))  # the padding rows
 
 fig, ax = plt.subplots(figsize=(10, 3))
 image = ax.imshow(input_values_hand.T, aspect="auto", origin="lower", cmap="magma")
 ax.axvline(T, color="cyan", lw=0.8, ls="--")
-ax.text(T + 10, 100, "padding\n(+0.47)", color="cyan", fontsize=9)
+ax.text(T + 10, 100, f"padding\n({-mean / (2 * std):+.2f})", color="cyan", fontsize=9)
 ax.set(xlabel="frame", ylabel="mel bin", title="input_values: what the model sees (1024 × 128)")
 fig.colorbar(image, ax=ax)
 plt.show()
