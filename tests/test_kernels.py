@@ -268,6 +268,7 @@ def test_blockwise_reference_matches_sdpa(b, h, n, head_dim, causal, block_m, bl
         torch.testing.assert_close(got, ref, rtol=1e-11, atol=1e-11)
     o_math, lse_math = kernels.attention_math(q, k, v, causal, 0.3)
     torch.testing.assert_close(o_math, o_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(lse_math, lse, rtol=1e-12, atol=1e-12)
 
 
 # ---- tuning invariants ---------------------------------------------------------------------------
