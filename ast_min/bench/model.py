@@ -8,9 +8,9 @@ run, the two models alternating, and the best time is kept (the machine's noise 
 time).
 
 Columns: ms per clip for ast-min and transformers, their ratio (transformers / ast-min: above 1
-means ast-min is faster), and ast-min's achieved GFLOP/s (`ast_min.model.forward_flops`, 261
-GFLOP per AST-Base clip) with its fraction of the matmul peak given by --peak-fp32 / --peak-bf16
-(defaults: 160 and 360 GFLOP/s, measured with 2 threads on the development machine).
+means ast-min is faster), and ast-min's achieved GFLOP/s (`ast_min.model.forward_flops`, printed
+in the header) with its fraction of the matmul peak: --peak-fp32 / --peak-bf16 when given, else
+measured at the start of each dtype's rows on this machine, with these threads (`matmul_peak`).
 
 Run it on a quiet machine: the numbers are only as good as the cores are idle. `--layers 2
 --repeats 1` makes a quick correctness run.
@@ -25,6 +25,8 @@ import time
 
 import torch
 
+from ast_min.model import ATTN_IMPLEMENTATIONS, forward_flops
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Outputs must agree before a cell is timed: float32 differs only by operation order; bf16/fp16
 # round every activation to 8/11 mantissa bits, and two implementations round differently.
@@ -37,11 +39,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=["float32", "bfloat16"])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per cell; the best is kept (default: 3)")
     parser.add_argument("--layers", type=int, default=12, help="encoder layers (default 12, AST-Base)")
-    parser.add_argument("--attn", default="sdpa", choices=["sdpa", "eager", "triton", "auto"], help="ast-min's backend")
+    parser.add_argument("--attn", default="sdpa", choices=ATTN_IMPLEMENTATIONS, help="ast-min's backend")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--peak-fp32", type=float, default=160.0, help="matmul peak, GFLOP/s, float32")
-    parser.add_argument("--peak-bf16", type=float, default=360.0, help="matmul peak, GFLOP/s, bf16/fp16")
+    parser.add_argument("--peak-fp32", type=float, default=None, help="matmul peak, GFLOP/s, float32 (default: measured)")
+    parser.add_argument("--peak-bf16", type=float, default=None, help="matmul peak, GFLOP/s, bf16/fp16 (default: measured)")
     return parser.parse_args(argv)
 
 
@@ -57,6 +59,18 @@ def best_times(fns, repeats: int) -> list[float]:
             fn()
             times[i] = min(times[i], time.perf_counter() - start)
     return times
+
+
+def matmul_peak(dtype: torch.dtype, device: torch.device, sync, n: int = 2048) -> float:
+    """GFLOP/s of an n x n matmul in `dtype`, best of 5: what the model's matmuls could reach here."""
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+
+    def matmul():
+        a @ b
+        sync()
+
+    (seconds,) = best_times([matmul], repeats=5)
+    return 2 * n**3 / seconds / 1e9
 
 
 def build(layers: int, device: torch.device, attn: str):
@@ -80,8 +94,6 @@ def build(layers: int, device: torch.device, attn: str):
 
 
 def main(argv: list[str]) -> int:
-    from ast_min.model import forward_flops
-
     args = parse(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -95,12 +107,13 @@ def main(argv: list[str]) -> int:
     header = f"{'batch':>5} {'dtype':>9} {'ast-min ms/clip':>16} {'transformers ms/clip':>21} {'ratio':>6} {'GFLOP/s':>8} {'of peak':>8}"
     print(header)
     print("-" * len(header))
-    slower = []
+    slower, peaks = [], {}
     for name in args.dtypes:
         dtype = DTYPES[name]
         ours.to(dtype)
         reference.to(dtype)
         peak = args.peak_fp32 if dtype == torch.float32 else args.peak_bf16
+        peak = peaks[name] = peak or matmul_peak(dtype, device, sync)
         for batch in args.batch_sizes:
             x = torch.randn(batch, ours.config.max_length, ours.config.num_mel_bins, device=device, dtype=dtype)
             with torch.inference_mode():
@@ -122,6 +135,7 @@ def main(argv: list[str]) -> int:
             if ratio < 1:
                 slower.append((batch, name))
             print(f"{batch:>5} {name:>9} {1e3 * t_ours:>16.1f} {1e3 * t_ref:>21.1f} {ratio:>6.2f} {achieved:>8.1f} {achieved / peak:>8.0%}")
+    print("\nmatmul peak, GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()))
     if slower:
         print(f"\nast-min was slower in {slower} (noise on a busy machine shows as ratios just under 1)")
     return 0
