@@ -153,7 +153,6 @@ def test_attention_maps_equal_transformers_eager(cfg, batch, seed):
 
 def test_ast_base_size_equals_transformers_float32():
     """One example at the released size (87M parameters, 1214 tokens), float32, sdpa on both sides."""
-    hf, ours = None, None
     hf = random_hf_model(seed=3, num_labels=527)
     with tempfile.TemporaryDirectory() as d:
         hf.save_pretrained(d)
