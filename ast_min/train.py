@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import shutil
 import time
@@ -397,7 +398,7 @@ def _train_one_epoch(ddp_model, steps, optimizer, scaler, recipe: Recipe, option
     """One pass over the training batches; returns the mean training loss, the last learning rate and
     the number of unreadable clips dropped from this epoch's batches (summed over all ranks)."""
     ddp_model.train()
-    total_loss, batches, micro, lr = torch.zeros((), dtype=torch.float64), 0, 0, None
+    total_loss, batches, micro, lr = 0.0, 0, 0, None
     dropped = torch.zeros((), dtype=torch.int64)
     num_batches = len(steps)
     for i, batch in enumerate(steps):
@@ -418,23 +419,24 @@ def _train_one_epoch(ddp_model, steps, optimizer, scaler, recipe: Recipe, option
                 logits = ddp_model(batch["input_values"].to(device)).logits
             loss = compute_loss(logits, batch["targets"].to(device), loss_kind)
             scaler.scale(loss / options.grad_accum).backward()
-        if not torch.isfinite(loss):
-            _diverged(epoch, state["step"], loss, precision)
+        loss_value = loss.item()  # the step's one device sync: the check, the epoch mean and the progress bar share it
+        if not math.isfinite(loss_value):
+            _diverged(epoch, state["step"], loss_value, precision)
         if last_micro:
-            _optimizer_step(optimizer, scaler, state, epoch, loss, precision)
+            _optimizer_step(optimizer, scaler, state, epoch, loss_value, precision)
             micro = 0
-        total_loss += loss.detach().double().cpu()
+        total_loss += loss_value
         batches += 1
-        steps.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
+        steps.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
     if micro:  # only when the epoch's last batch was entirely unreadable: drop the unsynchronised rest
         optimizer.zero_grad(set_to_none=True)
     if world.world_size > 1:  # rank 0 logs the whole epoch's count
         dropped = dropped.to(device)
         dist.all_reduce(dropped)
-    return (total_loss / max(batches, 1)).item(), lr, int(dropped.item())
+    return total_loss / max(batches, 1), lr, int(dropped.item())
 
 
-def _optimizer_step(optimizer, scaler, state: dict, epoch: int, loss: torch.Tensor, precision: str) -> None:
+def _optimizer_step(optimizer, scaler, state: dict, epoch: int, loss: float, precision: str) -> None:
     # With fp16 the scaler skips steps whose gradients overflowed and halves its scale; a scale
     # that keeps falling means the gradients are inf/NaN at any scale: the run has diverged.
     scaler.step(optimizer)
@@ -456,12 +458,12 @@ def _update_average(state: dict, model) -> None:
             state["wa"][k] += (v - state["wa"][k]) / state["wa_count"]
 
 
-def _diverged(epoch: int, step: int, loss: torch.Tensor, precision: str):
+def _diverged(epoch: int, step: int, loss: float, precision: str):
     hint = (
         "fp16's range is too small for this run: use --precision bf16 (or fp32), or a lower --lr"
         if precision == "fp16" else "lower --lr, raise --warmup-steps, or check the data for NaN features"
     )
-    raise RuntimeError(f"training diverged at epoch {epoch}, step {step}: loss is {loss.item()} ({precision}); {hint}")
+    raise RuntimeError(f"training diverged at epoch {epoch}, step {step}: loss is {loss} ({precision}); {hint}")
 
 
 def _log_line(record: dict, epochs: int, main_metric: str) -> str:
