@@ -271,7 +271,8 @@ def test_half_precision_is_close_to_float32(dtype):
         ref = model(x).logits
         half = model.to(dtype)(x).logits  # float32 input is cast to the model's dtype
     assert half.dtype == dtype
-    # bf16 keeps 8 mantissa bits (eps 2^-8 = 4e-3), fp16 11: a 2-layer model stays within a few eps
+    # bf16 keeps 8 significant bits (rounding error up to 2^-8 = 4e-3; torch.finfo's eps is 2^-7), fp16 11
+    # (2^-11): a 2-layer model stays within a few of them
     torch.testing.assert_close(half.float(), ref, atol=5e-2, rtol=5e-2)
 
 
