@@ -432,10 +432,6 @@ def _new_buffer(shape, dtype, device) -> torch.Tensor:
     return torch.empty(shape, dtype=dtype, device=device)
 
 
-def _strides(t: torch.Tensor) -> tuple[int, ...]:
-    return tuple(t.stride())
-
-
 def _block_d(head_dim: int) -> int:
     # tl.dot needs every tile side >= 16; non-powers of two are padded with zero columns in the loads.
     return max(16, triton.next_power_of_2(head_dim))
@@ -522,8 +518,8 @@ def attention_forward(q, k, v, causal: bool, sm_scale: float, input_precision: s
     with torch.cuda.device(q.device) if q.is_cuda else contextlib.nullcontext():
         _attn_fwd_tuned[grid](
             q, k, v, o, lse,
-            *_strides(q), *_strides(k), *_strides(v), *_strides(o),
-            H, N, sm_scale * 1.4426950408889634,
+            *q.stride(), *k.stride(), *v.stride(), *o.stride(),
+            H, N, sm_scale * LOG2E.value,
             **_common_meta(q, causal, input_precision),
         )
     return o, lse
@@ -542,18 +538,18 @@ def attention_backward(do, q, k, v, o, lse, causal: bool, sm_scale: float, input
     with torch.cuda.device(q.device) if q.is_cuda else contextlib.nullcontext():
         block_m = tuning.DELTA_BLOCK_M
         _attn_bwd_delta[(triton.cdiv(N, block_m), B * H)](
-            o, do, delta, *_strides(o), *_strides(do), H, N,
+            o, do, delta, *o.stride(), *do.stride(), H, N,
             HEAD_DIM=Dh, BLOCK_D=meta["BLOCK_D"], ACC_DTYPE=meta["ACC_DTYPE"], BLOCK_M=block_m,
         )
-        scales = (sm_scale, sm_scale * 1.4426950408889634)
+        scales = (sm_scale, sm_scale * LOG2E.value)
         _attn_bwd_dkdv_tuned[lambda m: (triton.cdiv(N, m["BLOCK_N"]), B * H)](
             q, k, v, do, lse, delta, dk, dv,
-            *_strides(q), *_strides(k), *_strides(v), *_strides(do), *_strides(dk), *_strides(dv),
+            *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dk.stride(), *dv.stride(),
             H, N, *scales, **meta,
         )
         _attn_bwd_dq_tuned[lambda m: (triton.cdiv(N, m["BLOCK_M"]), B * H)](
             q, k, v, do, lse, delta, dq,
-            *_strides(q), *_strides(k), *_strides(v), *_strides(do), *_strides(dq),
+            *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dq.stride(),
             H, N, *scales, **meta,
         )
     return dq, dk, dv
