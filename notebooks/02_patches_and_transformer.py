@@ -101,8 +101,8 @@ plt.show()
 #
 # AST treats the spectrogram as an image with frequency as height: (B, 1, F, T). It cuts
 # p × p patches every s_f bins and every s_t frames; the strides are smaller than the patch, so
-# neighbouring patches overlap — the paper's finding was that overlap helps (section 2.1,
-# table 4). The f × t grid size is plain arithmetic:
+# neighbouring patches overlap — the paper's ablation found that overlap helps (section 3.1.3;
+# the model in section 2.1 overlaps by 6). The f × t grid size is plain arithmetic:
 
 # %%
 p, sf_, st_ = config.patch_size, config.frequency_stride, config.time_stride
