@@ -93,8 +93,8 @@ assert np.allclose((mean, std), by_hand, atol=1e-4)
 # moment. Below, one mask by hand and by `spec_augment`, from the same random generator.
 
 # %%
-features = ast_min.ASTFeatureExtractor(num_mel_bins=BINS, max_length=FRAMES, mean=mean, std=std)(
-    [train_set[1]["waveform"]], sampling_rate=16000, return_tensors="pt").input_values[0]  # (T, F)
+normalised = ast_min.ASTFeatureExtractor(num_mel_bins=BINS, max_length=FRAMES, mean=mean, std=std)
+features = normalised([train_set[1]["waveform"]], sampling_rate=16000, return_tensors="pt").input_values[0]  # (T, F)
 masked, fmask, tmask = spec_augment(features, np.random.default_rng(3), freqm=24, timem=24)
 
 rng = np.random.default_rng(3)  # the same draws, by hand: width ~ U{0..max-1}, start anywhere it fits
@@ -118,9 +118,8 @@ by_hand = lam * (x["waveform"] - x["waveform"].mean()) + (1 - lam) * (y["wavefor
 assert np.allclose(mixed, by_hand, atol=1e-6) and np.isclose(target.sum(), 1.0)
 print({synthetic.CLASSES[c]: round(float(target[c]), 2) for c in np.flatnonzero(target)})
 
-fe = ast_min.ASTFeatureExtractor(num_mel_bins=BINS, max_length=FRAMES, mean=mean, std=std)
 fig, axes = plt.subplots(1, 4, figsize=(15, 3), sharey=True)
-for ax, image, title in zip(axes, [features, masked, *fe([y["waveform"], mixed], sampling_rate=16000, return_tensors="pt").input_values],
+for ax, image, title in zip(axes, [features, masked, *normalised([y["waveform"], mixed], sampling_rate=16000, return_tensors="pt").input_values],
                             ["rising chirp", "SpecAugment", "white noise", f"mixup, λ = {lam}"]):
     ax.imshow(image.T, origin="lower", aspect="auto", cmap="magma")
     ax.set_title(title)
@@ -136,7 +135,7 @@ plt.tight_layout()
 
 # %%
 recipe = get_recipe("audioset-balanced")
-steps_per_epoch = 1700  # ~20k clips / batch 12
+steps_per_epoch = 20_000 // recipe.batch_size  # AudioSet balanced: ~20k clips
 epochs = np.arange(1, recipe.epochs + 1)
 by_hand = [recipe.lr * min(1, (s + 1) / 1000) * 0.5 ** max(0, (e - 1 - 10) // 5 + 1) for e in epochs for s in [(e - 1) * steps_per_epoch]]
 library = [learning_rate(recipe, (e - 1) * steps_per_epoch, e) for e in epochs]
@@ -163,6 +162,7 @@ recipe = get_recipe("synthetic").replace(
 )
 run_dir = Path(tempfile.mkdtemp()) / "run"
 summary = train(recipe, train_set, eval_set, RunOptions(output_dir=str(run_dir), seed=0, progress=False))
+print(f"{sum(p.numel() for p in summary['model'].parameters()):,} parameters")
 
 # %%
 history = summary["history"]
@@ -184,10 +184,10 @@ print(sorted(p.name for p in run_dir.iterdir()))
 
 # %%
 model = ast_min.ASTForAudioClassification.from_pretrained(run_dir / "best").eval()
-features = ast_min.ASTFeatureExtractor.from_pretrained(run_dir / "best")
+front_end = ast_min.ASTFeatureExtractor.from_pretrained(run_dir / "best")
 clips = [eval_set[i] for i in range(len(eval_set))]
 with torch.no_grad():
-    logits = model(features([c["waveform"] for c in clips], sampling_rate=16000, return_tensors="pt").input_values).logits
+    logits = model(front_end([c["waveform"] for c in clips], sampling_rate=16000, return_tensors="pt").input_values).logits
 targets = np.stack([c["target"] for c in clips])
 scores = torch.softmax(logits, -1).numpy()
 
@@ -228,9 +228,7 @@ for (i, j), v in np.ndenumerate(matrix):
 # trained (its best epoch); the shipped model loads the same way from `ast_min/default_model`.
 
 # %%
-checkpoint = run_dir / "best"
-model = ast_min.ASTForAudioClassification.from_pretrained(checkpoint, attn_implementation="eager").eval()
-front_end = ast_min.ASTFeatureExtractor.from_pretrained(checkpoint)
+model = ast_min.ASTForAudioClassification.from_pretrained(run_dir / "best", attn_implementation="eager").eval()
 config = model.config
 clip = SyntheticDataset(10, seed=7, num_frames=config.max_length)[1]  # a rising chirp
 x = front_end([clip["waveform"]], sampling_rate=16000, return_tensors="pt").input_values  # (1, T, F)
