@@ -230,6 +230,13 @@ def check_finite(clip: torch.Tensor, index: int) -> None:
     )
 
 
+def _check_options(num_mel_bins: int, max_length: int, do_normalize: bool, std: float) -> None:
+    if num_mel_bins < 1 or max_length < 1:
+        raise ValueError(f"num_mel_bins and max_length must be at least 1, got {num_mel_bins} and {max_length}")
+    if do_normalize and not std > 0:
+        raise ValueError(f"std must be positive to normalise, got {std}: compute it with ast_min.compute_norm_stats")
+
+
 def _as_clips(waveforms, dtype: torch.dtype) -> tuple[list[torch.Tensor], bool]:
     """(B, N) tensor or a list of 1-D tensors -> checked list of 1-D float tensors, and whether input was a list."""
     if dtype not in (torch.float32, torch.float64):
@@ -305,10 +312,7 @@ def extract_input_values(
     device, and num_frames (B,) int64, the frames of each clip before padding/truncation (frames
     past max_length are never computed). Equals pad_or_truncate + normalize applied to `fbank`.
     """
-    if max_length < 1:
-        raise ValueError(f"max_length must be at least 1 frame, got {max_length}")
-    if do_normalize and not std > 0:
-        raise ValueError(f"std must be positive to normalise, got {std}")
+    _check_options(num_mel_bins, max_length, do_normalize, std)
     clips, _ = _as_clips(waveforms, dtype)
     device = clips[0].device
     padding = normalize(torch.tensor(0.0, dtype=torch.float64), mean, std).item() if do_normalize else 0.0
@@ -399,10 +403,7 @@ class ASTFeatureExtractor:
         return_attention_mask: bool = False,
         **kwargs,
     ):
-        if num_mel_bins < 1 or max_length < 1:
-            raise ValueError(f"num_mel_bins and max_length must be positive, got {num_mel_bins} and {max_length}")
-        if do_normalize and not std > 0:
-            raise ValueError(f"std must be positive to normalise, got {std}: compute it with ast_min.compute_norm_stats")
+        _check_options(num_mel_bins, max_length, do_normalize, std)  # at construction, before any audio
         self.feature_size = feature_size
         self.sampling_rate = sampling_rate
         self.num_mel_bins = num_mel_bins
