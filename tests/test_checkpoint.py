@@ -266,7 +266,7 @@ def test_original_pth_with_unknown_tensors_or_wrong_grid(tmp_path):
     with pytest.raises(ValueError, match="unexpected: v.blocks.0.ls1.gamma"):
         ASTForAudioClassification.from_pretrained(tmp_path / "m.pth", config=ASTConfig(**cfg))
     with pytest.raises(ValueError, match="pass config=ASTConfig"):
-        ASTForAudioClassification.from_pretrained(tmp_path / "m.pth")  # 4 x 10 grid is not AST-Base's 12 rows
+        ASTForAudioClassification.from_pretrained(tmp_path / "m.pth")  # 5 x 10 grid: 50 patches are not rows of AST-Base's 12
 
 
 def test_saved_config_is_transformers_config(tmp_path):
