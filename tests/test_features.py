@@ -94,7 +94,7 @@ def transformers_log_mel(clip: np.ndarray, num_mel_bins: int) -> np.ndarray:
 def test_frame_count_and_contents_follow_snip_edges(n):
     x = torch.arange(n, dtype=torch.float64)
     frames = F.frame_signal(x)
-    expected_count = max(0, (n - 400) // 160 + 1) if n >= 400 else 0
+    expected_count = 1 + (n - 400) // 160 if n >= 400 else 0
     assert F.num_frames(n) == expected_count == frames.shape[0]
     for t in range(expected_count):
         assert torch.equal(frames[t], x[t * 160 : t * 160 + 400])
@@ -383,7 +383,6 @@ def test_batches_from_several_threads_leave_torch_thread_count_alone():
 def test_clips_on_two_devices_are_refused():
     with pytest.raises(ValueError, match="move all clips to one device"):
         F.fbank([torch.zeros(1000), torch.zeros(1000, device="cuda")])
-
 
 
 def test_finite_but_absurd_samples_are_refused_too():
