@@ -61,6 +61,22 @@ SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 @triton.jit
+def _key_block_bounds(start_m, N_CTX, CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """(full_hi, hi) for the query block at start_m: key blocks [0, full_hi) need no mask, [full_hi, hi) do.
+
+    Causal: the masked ones are the diagonal blocks [start_m, start_m + BLOCK_M) (BLOCK_M is a multiple
+    of BLOCK_N, so they align) and no key after them is seen; otherwise only the partial tail block.
+    """
+    if CAUSAL:
+        full_hi = start_m
+        hi = tl.minimum(start_m + BLOCK_M, N_CTX)
+    else:
+        full_hi = (N_CTX // BLOCK_N) * BLOCK_N
+        hi = N_CTX
+    return full_hi, hi
+
+
+@triton.jit
 def _attn_fwd_step(
     acc, l_i, m_i, q,  # running state of this query block, and its Q tile (BLOCK_M, BLOCK_D)
     K, V, start_n,  # key/value base pointers of this (batch, head); first key of this block
@@ -150,14 +166,7 @@ def _attn_fwd(
     l_i = tl.zeros([BLOCK_M], dtype=ACC_DTYPE)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=ACC_DTYPE)
 
-    # Key blocks [0, full_hi) need no mask; [full_hi, hi) do. Causal: the diagonal blocks
-    # [start_m, start_m + BLOCK_M) (BLOCK_M is a multiple of BLOCK_N, so they align).
-    if CAUSAL:
-        full_hi = start_m
-        hi = tl.minimum(start_m + BLOCK_M, N_CTX)
-    else:
-        full_hi = (N_CTX // BLOCK_N) * BLOCK_N
-        hi = N_CTX
+    full_hi, hi = _key_block_bounds(start_m, N_CTX, CAUSAL, BLOCK_M, BLOCK_N)
     for start_n in range(0, full_hi, BLOCK_N):
         acc, l_i, m_i = _attn_fwd_step(acc, l_i, m_i, q, K, V, start_n, offs_m, offs_d, N_CTX, qk_scale,
                                        stride_kn, stride_kd, stride_vn, stride_vd,
@@ -397,12 +406,7 @@ def _attn_bwd_dq(
     delta = tl.load(DELTA + offs_m, mask=row_ok, other=0.0)  # (BLOCK_M,)
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=ACC_DTYPE)
 
-    if CAUSAL:
-        full_hi = start_m
-        hi = tl.minimum(start_m + BLOCK_M, N_CTX)
-    else:
-        full_hi = (N_CTX // BLOCK_N) * BLOCK_N
-        hi = N_CTX
+    full_hi, hi = _key_block_bounds(start_m, N_CTX, CAUSAL, BLOCK_M, BLOCK_N)
     for start_n in range(0, full_hi, BLOCK_N):
         dq = _attn_bwd_dq_step(dq, q, do, lse2, delta, K, V, start_n, offs_m, offs_d, N_CTX, qk_scale,
                                stride_kn, stride_kd, stride_vn, stride_vd,
