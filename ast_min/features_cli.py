@@ -60,6 +60,6 @@ def run(args: argparse.Namespace) -> int:
         if frames > extractor.max_length:
             print(f"  note: {name} is truncated to the first {extractor.max_length * FRAME_SHIFT / extractor.sampling_rate:.2f} s")
     if args.out:
-        np.save(args.out, features.astype(np.float32))
+        np.save(args.out, features)  # already float32: the extractor computes in float32
         print(f"saved {features.shape} float32 to {args.out}")
     return 0
