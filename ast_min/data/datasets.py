@@ -8,8 +8,8 @@ Manifests, multi-label rows allowed:
 - the original AST repository's JSON, `{"data": [{"wav": "a.wav", "labels": "/m/09x0r,/m/05zppz"}, ...]}`
   (a bare list of such rows is accepted too), with its `class_labels_indices.csv`
   (`index,mid,display_name`) mapping label ids (AudioSet MIDs) to class indices and names;
-- a CSV with a header naming a file column (`file`, `path` or `wav`) and a `labels` column whose
-  labels are separated by `,` or `;` (quote the field when it holds commas).
+- a CSV with a header naming a file column (`file`, `path`, `wav` or `filename`) and a `labels` (or
+  `label`) column whose labels are separated by `,` or `;` (quote the field when it holds commas).
 Relative file paths are resolved against the manifest's folder.
 
 A file that cannot be read is skipped with a warning and counted (`num_skipped`), so one bad file
@@ -41,6 +41,8 @@ class ClipDataset(torch.utils.data.Dataset):
         labels: every label name, in class-index order; `None` takes the sorted set of labels seen.
         sampling_rate: the rate clips are resampled to.
         multi_label: `None` decides from the data (any file with two labels makes it multi-label).
+        source: how error messages name the folder or manifest the files came from.
+        display_names: the name to print for each of `labels` (default: the labels themselves).
     """
 
     def __init__(
@@ -193,8 +195,8 @@ def _read_csv_manifest(path: str) -> tuple[list[str], list[list[str]]]:
         file_column = next((h for h in ("file", "path", "wav", "filename") if h in header), None)
         if file_column is None or "labels" not in header and "label" not in header:
             raise ValueError(
-                f"manifest {path!r} needs a header with a file column (file, path or wav) and a labels column; "
-                f"found {header}"
+                f"manifest {path!r} needs a header with a file column (file, path, wav or filename) and a labels "
+                f"(or label) column; found {header}"
             )
         label_column = "labels" if "labels" in header else "label"
         files, labels = [], []
