@@ -39,8 +39,7 @@ import torch.distributed as dist
 import torch.nn.functional as nnf
 from tqdm.auto import tqdm
 
-from ast_min.data import Collator, MixupDataset
-from ast_min.data.pipeline import WeightedDistributedSampler, balanced_weights
+from ast_min.data import Collator, MixupDataset, WeightedDistributedSampler, balanced_weights
 from ast_min.metrics import compute_metrics, confusion_matrix
 from ast_min.recipes import RECIPES, Recipe, get_recipe
 
