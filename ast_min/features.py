@@ -111,12 +111,6 @@ def hz_to_mel(hz):
     return 1127.0 * log(hz / 700.0)
 
 
-def mel_to_hz(mel):
-    """Inverse of `hz_to_mel`: 700 (exp(m / 1127) - 1)."""
-    expm1 = torch.expm1 if isinstance(mel, torch.Tensor) else np.expm1
-    return 700.0 * expm1(mel / 1127.0)
-
-
 def mel_filterbank(
     num_mel_bins: int = NUM_MEL_BINS,
     *,
