@@ -62,8 +62,9 @@ class Collator:
 
     Items that are None (unreadable files) are dropped and counted in "dropped": the count travels
     with the batch because DataLoader workers each hold their own copy of the dataset, so only the
-    batches reach the training loop. A batch whose every item was unreadable is just {"dropped": n}. Waveforms are cut to the samples that
-    `max_length` frames need before the front end runs (the rest would be truncated anyway).
+    batches reach the training loop. A batch whose every item was unreadable is just {"dropped": n}.
+    Waveforms are cut to the samples that `max_length` frames need before the front end runs (the
+    rest would be truncated anyway).
     With `train=True` the recipe's SpecAugment masks (`freqm`, `timem`) and noise + roll are applied.
     """
 
