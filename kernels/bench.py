@@ -37,6 +37,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+import kernels  # imports no Triton module yet: TRITON_INTERPRET may still be set in main()
+from kernels.reference import attention_math
+
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
@@ -65,15 +68,11 @@ def standard_shapes() -> list[Shape]:
 
 
 def eager_attention(q, k, v):
-    from kernels.reference import attention_math
-
     return attention_math(q, k, v)[0]
 
 
 def providers(device: str) -> dict:
     """name -> attention function (q, k, v) -> o. SDPA backends only on CUDA (on the CPU: SDPA's default)."""
-    import kernels
-
     result = {"triton": lambda q, k, v: kernels.flash_attention(q, k, v)}
     if device == "cuda":
         from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -188,8 +187,6 @@ def main(argv: list[str] | None = None) -> int:
     if device == "cpu":
         # The interpreter must be chosen before the kernel module is imported (kernels imports it lazily).
         os.environ.setdefault("TRITON_INTERPRET", "1")
-    import kernels
-
     if not kernels.TRITON_AVAILABLE:
         print("triton is not installed: nothing to benchmark", file=sys.stderr)
         return 2
