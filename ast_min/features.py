@@ -36,6 +36,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from ast_min.audio import load_audio  # light: soundfile and soxr are imported on first use
+
 SAMPLING_RATE = 16000
 FRAME_LENGTH = 400  # 25 ms at 16 kHz
 FRAME_SHIFT = 160  # 10 ms at 16 kHz
@@ -611,8 +613,6 @@ def compute_norm_stats(
     batch = []
     for clip in waveforms:
         if isinstance(clip, (str, os.PathLike)):
-            from ast_min.audio import load_audio
-
             clip = load_audio(clip, sampling_rate)
         batch.append(clip)
         if len(batch) == batch_size:
