@@ -3,9 +3,9 @@
 This is the architecture-specific part, kept apart from the teaching kernels in `fused_attention.py`.
 
 GPU candidates (chosen for Hopper/Ampere, head dims 16..128; see NOTES.md for the reasoning):
-- forward and dQ: a query block of 64 or 128 rows stays in registers while key blocks of 32..128
-  stream past it.
-- dK/dV: the transpose, a key block of 64..128 rows against query blocks of 32..64.
+- forward: a query block of 64 or 128 rows stays in registers while key blocks of 32..128 stream past.
+- dQ: the same query blocks, against key blocks of 16..64.
+- dK/dV: the transpose, a key block of 64..128 rows against query blocks of 16..64.
 The causal split of the loops needs the outer block to be a multiple of the inner one; every
 candidate obeys that. Configurations that exceed a card's shared memory are skipped by the autotuner
 (it catches the compiler's OutOfResources).
