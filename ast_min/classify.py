@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ast_min.features import FRAME_LENGTH, FRAME_SHIFT, SAMPLING_RATE  # the front end's 25 ms frames every 10 ms
+from ast_min.features import FRAME_LENGTH, SAMPLING_RATE, samples_for_frames  # the front end's 25 ms frames
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 AUDIOSET_NUM_LABELS = 527
@@ -144,8 +144,7 @@ class Classifier:
         self.activation = activation
         config = model.config
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
-        # samples that fill exactly max_length frames: FRAME_LENGTH + (T - 1) * FRAME_SHIFT
-        self.window_samples = FRAME_LENGTH + (config.max_length - 1) * FRAME_SHIFT
+        self.window_samples = samples_for_frames(config.max_length)  # exactly max_length frames
 
     @classmethod
     def load(cls, checkpoint: str | None, *, device: str = "auto", activation: str = "auto", labels_file=None):

@@ -59,6 +59,11 @@ def num_frames(num_samples: int, frame_length: int = FRAME_LENGTH, frame_shift: 
     return 1 + (num_samples - frame_length) // frame_shift
 
 
+def samples_for_frames(num_frames: int, frame_length: int = FRAME_LENGTH, frame_shift: int = FRAME_SHIFT) -> int:
+    """Samples a clip needs to give exactly `num_frames` frames: the inverse of `num_frames`."""
+    return frame_length + (num_frames - 1) * frame_shift
+
+
 def frame_signal(waveform: torch.Tensor, frame_length: int = FRAME_LENGTH, frame_shift: int = FRAME_SHIFT) -> torch.Tensor:
     """Cut (..., N) into overlapping frames (..., T, frame_length); samples after the last whole frame are dropped.
 

@@ -20,6 +20,7 @@ from scipy import stats
 from ast_min.data import ClipDataset, Collator, MixupDataset, SyntheticDataset, draw_mask, mixup, noise_and_roll, spec_augment
 from ast_min.data import synthetic
 from ast_min.data.augment import draw_mixup_weight
+from ast_min.features import samples_for_frames
 
 
 # ---- the synthetic set -------------------------------------------------------------------------------------------------
@@ -48,7 +49,7 @@ def test_synthetic_clips_are_valid_and_balanced():
 
 def test_synthetic_classes_have_their_spectral_signature():
     """Independent checks of what each class is meant to be, from the clip's own spectrum (numpy FFT)."""
-    n = synthetic.samples_for_frames(128)
+    n = samples_for_frames(128)
 
     def spectrum(index):
         w, label = synthetic.make_clip(0, index, n)

@@ -100,6 +100,14 @@ def test_frame_count_and_contents_follow_snip_edges(n):
         assert torch.equal(frames[t], x[t * 160 : t * 160 + 400])
 
 
+@given(t=st.integers(1, 3000))
+@settings(max_examples=40)
+def test_samples_for_frames_is_the_shortest_clip_with_that_many_frames(t):
+    n = F.samples_for_frames(t)
+    assert F.frame_signal(torch.zeros(n)).shape[0] == t  # counted by framing, not by num_frames' formula
+    assert F.frame_signal(torch.zeros(n - 1)).shape[0] == t - 1
+
+
 def test_hanning_window_is_numpys_symmetric_hann():
     # numpy.hanning is the symmetric window 0.5 - 0.5 cos(2 pi n / (M - 1)), written independently.
     np.testing.assert_allclose(F.hanning_window(400).numpy(), np.hanning(400), atol=1e-15)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ast_min.data.augment import draw_mixup_weight, mixup, noise_and_roll, spec_augment
-from ast_min.data.synthetic import samples_for_frames
+from ast_min.features import samples_for_frames
 
 # The `stage` part of a clip's generator seed, one per random step, so adding a step never shifts another's draws.
 _MIXUP, _MASKS, _NOISE = 0, 1, 2

@@ -28,7 +28,7 @@ import os
 import numpy as np
 import torch
 
-from ast_min.features import FRAME_LENGTH, FRAME_SHIFT, SAMPLING_RATE
+from ast_min.features import FRAME_LENGTH, SAMPLING_RATE, samples_for_frames
 
 CLASSES = (
     "pure_tone",
@@ -46,11 +46,6 @@ CLASSES = (
 # Frequency range of tonal events. Above ~150 Hz so a 64-bin mel filterbank resolves them; the top
 # leaves room for a few harmonics below the 8 kHz Nyquist frequency.
 LOW_HZ, HIGH_HZ = 150.0, 3000.0
-
-
-def samples_for_frames(num_frames: int) -> int:
-    """Samples a clip needs to give exactly `num_frames` 25 ms / 10 ms frames: the inverse of `features.num_frames`."""
-    return FRAME_LENGTH + (num_frames - 1) * FRAME_SHIFT
 
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
