@@ -21,6 +21,7 @@ COMMANDS = {
     "classify": ("ast_min.classify", "print the top-k labels of audio files"),
     "train": ("ast_min.train", "fine-tune an AST on a folder, a manifest or a recipe"),
     "embed": ("ast_min.embed", "save AST embeddings of audio files (any layer, pooled or per patch)"),
+    "export": ("ast_min.export", "export a classifier to ONNX, checked against torch with onnxruntime"),
 }
 
 
