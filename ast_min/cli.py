@@ -22,6 +22,7 @@ COMMANDS = {
     "train": ("ast_min.train", "fine-tune an AST on a folder, a manifest or a recipe"),
     "embed": ("ast_min.embed", "save AST embeddings of audio files (any layer, pooled or per patch)"),
     "export": ("ast_min.export", "export a classifier to ONNX, checked against torch with onnxruntime"),
+    "listen": ("ast_min.listen", "classify live audio (microphone, a file as if live, or PCM on stdin) every hop"),
 }
 
 
