@@ -46,7 +46,7 @@ NUM_SPECIAL_TOKENS = 2  # [CLS] and distillation, in front of the patch tokens
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", metavar="FILE", help="audio files (wav, flac, ogg; any rate, mono or stereo)")
+    parser.add_argument("files", nargs="+", metavar="FILE", help="audio files (wav, flac, ogg; any rate or channels)")
     parser.add_argument("--out", required=True, metavar="EMB.npy",
                         help="where to save the float32 array; a sidecar EMB.json (and EMB.csv, one line per row) "
                         "names the files, windows and options")  # fmt: skip
@@ -121,7 +121,8 @@ def pool_tokens(hidden: torch.Tensor, pool: str = "pooled") -> torch.Tensor:
 
 @torch.no_grad()
 def embed(
-    waveforms: list[np.ndarray], model, extractor, *, layer: int | None = None, pool: str = "pooled", batch_size: int = 8
+    waveforms: list[np.ndarray], model, extractor, *, layer: int | None = None, pool: str = "pooled",
+    batch_size: int = 8,
 ) -> np.ndarray:
     """Mono 16 kHz waveforms (each (N,), at most one window long, shorter ones padded) -> float32 embeddings.
 

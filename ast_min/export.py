@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: the model shipped in ast_min/default_model)",
     )  # fmt: skip
     parser.add_argument("--attention", choices=EXPORT_ATTENTION, default="sdpa",
-                        help="attention to trace: sdpa (default) or eager; both export as MatMul + Softmax")  # fmt: skip
+                        help="attention to trace: sdpa (default) or eager; both become MatMul + Softmax")  # fmt: skip
     parser.add_argument("--audio", nargs="+", metavar="FILE",
                         help="audio files whose features the parity check also runs "
                         "(default: three synthetic sounds of the embedded model's classes)")  # fmt: skip
@@ -75,13 +75,13 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix != ".onnx":
         raise ValueError(f"--out must name a .onnx file, got {args.out!r}")
     require_onnx()  # before loading anything: the missing extra is the first thing to fix
-    model, name = load_classifier(args.checkpoint, args.attention)
+    model, extractor, name = load_classifier(args.checkpoint, args.attention)
     audio = None
     if args.audio:
         from ast_min.audio import load_audio
 
         audio = [load_audio(f, sampling_rate=SAMPLING_RATE) for f in args.audio]
-    report = export_onnx(model, out, audio=audio, checkpoint_dir=checkpoint_dir(args.checkpoint))
+    report = export_onnx(model, out, audio=audio, extractor=extractor)
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB) from {name}: input_values (batch, "
           f"{model.config.max_length}, {model.config.num_mel_bins}) -> logits (batch, {model.config.num_labels}), "
           f"{args.attention} attention")  # fmt: skip
@@ -143,11 +143,13 @@ def logits_tolerance(config, max_abs_logit: float) -> float:
     return SAFETY * relative * max(1.0, max_abs_logit)
 
 
-def export_onnx(model, out: str | os.PathLike, *, audio=None, checkpoint_dir=None, session_factory=None) -> ParityReport:
+def export_onnx(model, out: str | os.PathLike, *, audio=None, extractor=None, session_factory=None) -> ParityReport:
     """Export `model` (an ast_min ASTForAudioClassification) to `out`, check it, keep it only if it agrees.
 
-    audio: mono 16 kHz waveforms for the real-input check (default: three synthetic sounds).
-    checkpoint_dir: where a preprocessor_config.json with the model's normalisation may be.
+    The model is moved to the CPU in float32 (the exporter traces there; float32 is what the
+    tolerance is argued for). audio: mono 16 kHz waveforms for the real-input check (default:
+    three synthetic sounds). extractor: the model's ASTFeatureExtractor (default: AudioSet
+    normalisation with the model's mel bins and frames).
     session_factory: path -> object with onnxruntime's `run(None, feeds)`; tests substitute it.
     Raises ExportError (and deletes the file) when the checker or the parity check fails.
     """
@@ -170,7 +172,7 @@ def export_onnx(model, out: str | os.PathLike, *, audio=None, checkpoint_dir=Non
         if session_factory is None:
             def session_factory(path):  # noqa: E306
                 return onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
-        report = check_parity(model, session_factory(staging), check_inputs(model.config, audio, checkpoint_dir))
+        report = check_parity(model, session_factory(staging), check_inputs(model.config, audio, extractor))
         os.replace(staging, out)
     finally:
         staging.unlink(missing_ok=True)
@@ -198,21 +200,19 @@ def trace(model, path: Path) -> None:
         registry_log.setLevel(level)
 
 
-def check_inputs(config, audio=None, checkpoint_dir=None) -> dict[str, np.ndarray]:
+def check_inputs(config, audio=None, extractor=None) -> dict[str, np.ndarray]:
     """Named (B, T, F) float32 batches at every batch size in CHECK_BATCHES: random, and real features."""
-    from ast_min.features import ASTFeatureExtractor
+    if extractor is None:
+        from ast_min.features import ASTFeatureExtractor
 
-    shape = dict(num_mel_bins=config.num_mel_bins, max_length=config.max_length)
-    if checkpoint_dir is not None and (Path(checkpoint_dir) / "preprocessor_config.json").is_file():
-        extractor = ASTFeatureExtractor.from_pretrained(checkpoint_dir, **shape)
-    else:
-        extractor = ASTFeatureExtractor(**shape)
+        extractor = ASTFeatureExtractor(num_mel_bins=config.num_mel_bins, max_length=config.max_length)
     if not audio:
         audio = synthetic_audio(samples_for_frames(config.max_length))
     rng = np.random.default_rng(0)
     inputs = {}
     for b in CHECK_BATCHES:
-        inputs[f"random, batch {b}"] = rng.standard_normal((b, config.max_length, config.num_mel_bins), dtype=np.float32)
+        shape = (b, config.max_length, config.num_mel_bins)  # (B, T, F)
+        inputs[f"random, batch {b}"] = rng.standard_normal(shape, dtype=np.float32)
         clips = [audio[i % len(audio)] for i in range(b)]
         inputs[f"audio features, batch {b}"] = extractor(clips, sampling_rate=SAMPLING_RATE, return_tensors="np")[
             "input_values"
@@ -262,25 +262,14 @@ def check_parity(model, session, inputs: dict[str, np.ndarray]) -> ParityReport:
 
 
 def load_classifier(checkpoint, attention: str = "sdpa"):
-    """(ASTForAudioClassification on the CPU in float32 with `attention`, a display name)."""
-    from ast_min.classify import DEFAULT_MODEL_DIR
-    from ast_min.model import ASTForAudioClassification
+    """(ASTForAudioClassification on the CPU with `attention`, its feature extractor, a display name).
+
+    Loaded as `ast-min classify` loads it (default model, checkpoint's preprocessor_config.json).
+    """
+    from ast_min.classify import Classifier
 
     if attention not in EXPORT_ATTENTION:
         raise ValueError(f"--attention must be one of {EXPORT_ATTENTION} (the Triton kernel has no ONNX form)")
-    if checkpoint is None:
-        if not (DEFAULT_MODEL_DIR / "config.json").is_file():
-            raise FileNotFoundError("no --checkpoint given and ast_min/default_model is missing: pass --checkpoint")
-        return ASTForAudioClassification.from_pretrained(DEFAULT_MODEL_DIR, attn_implementation=attention), (
-            "ast-min default model (ast_min/default_model)"
-        )
-    return ASTForAudioClassification.from_pretrained(checkpoint, attn_implementation=attention), os.fspath(checkpoint)
-
-
-def checkpoint_dir(checkpoint) -> Path | None:
-    """The directory whose preprocessor_config.json holds the model's normalisation, if any."""
-    from ast_min.checkpoint import resolve
-    from ast_min.classify import DEFAULT_MODEL_DIR
-
-    path = DEFAULT_MODEL_DIR if checkpoint is None else resolve(checkpoint)
-    return path if path.is_dir() else None
+    classifier = Classifier.load(checkpoint, device="cpu")
+    classifier.model.set_attn_implementation(attention)
+    return classifier.model, classifier.extractor, classifier.model_name

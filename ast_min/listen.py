@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "standard input (--rate Hz); default: the microphone (needs the sounddevice package)",
     )  # fmt: skip
     parser.add_argument("--rate", type=int, default=SAMPLING_RATE,
-                        help="sampling rate of the PCM on standard input (default 16000; others are resampled)")  # fmt: skip
+                        help="rate of the PCM on standard input (default 16000; others are resampled)")  # fmt: skip
     parser.add_argument("--hop", type=float, default=None, metavar="SECONDS",
                         help="seconds between windows (default: half a window, as classify --window)")  # fmt: skip
     parser.add_argument("--checkpoint", metavar="DIR|HUB_ID|FILE.pth",
@@ -67,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--hop must be a positive number of seconds, got {args.hop}")
     if args.rate < 1:
         raise ValueError(f"--rate must be a positive number of Hz, got {args.rate}")
+    if args.realtime and args.input in (None, "-"):
+        raise ValueError("--realtime paces a file (--input FILE); a microphone or standard input already arrives live")
     if args.input is None:
         chunks = microphone_chunks()  # fails with NO_MICROPHONE_HELP before the model loads
     elif args.input == "-":
@@ -76,8 +78,9 @@ def run(args: argparse.Namespace) -> int:
     from ast_min.classify import Classifier
 
     classifier = Classifier.load(args.checkpoint, device=args.device)
-    print(f"listening with {classifier.model_name}: {classifier.window_samples / SAMPLING_RATE:.2f} s windows "
-          f"every {hop_samples(classifier.window_samples, args.hop) / SAMPLING_RATE:.2f} s", file=sys.stderr)  # fmt: skip
+    window, hop = classifier.window_samples, hop_samples(classifier.window_samples, args.hop)
+    print(f"listening with {classifier.model_name}: {window / SAMPLING_RATE:.2f} s windows "
+          f"every {hop / SAMPLING_RATE:.2f} s", file=sys.stderr)  # fmt: skip
     results = []
     try:
         for window in listen(chunks, classifier, hop_seconds=args.hop, top_k=args.top_k):

@@ -95,7 +95,7 @@ def test_layer_indices_are_transformers_hidden_states(embedder, hf_model):
     for i in range(len(states)):
         for j in range(i + 1, len(states)):
             gap = max_err(states[i], states[j])
-            assert gap > 0.05, f"hidden states {i} and {j} nearly equal (max gap {gap:.3g}): the test cannot tell them apart"
+            assert gap > 0.05, f"hidden states {i} and {j} nearly equal (max gap {gap:.3g}): cannot tell them apart"
 
 
 def write_tone(path, seconds, rate=16000, seed=0):

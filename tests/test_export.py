@@ -96,10 +96,10 @@ def test_default_model_export_matches_transformers(default_export, capsys):
 
 def test_ast_base_shaped_random_checkpoint(tmp_path):
     ckpt = save_random_hf_checkpoint(tmp_path / "base", BASE_SHAPED, seed=7)
-    model, _ = export_mod.load_classifier(str(ckpt))
+    model, extractor, _ = export_mod.load_classifier(str(ckpt))
     out = tmp_path / "base.onnx"
-    report = export_mod.export_onnx(model, out)
-    assert set(report.errors) == {"random, batch 1", "random, batch 3", "audio features, batch 1", "audio features, batch 3"}
+    report = export_mod.export_onnx(model, out, extractor=extractor)
+    assert set(report.errors) == {f"{kind}, batch {b}" for kind in ("random", "audio features") for b in (1, 3)}
     reference = transformers.ASTForAudioClassification.from_pretrained(ckpt).eval()
     assert_graph_is_plain_onnx_with_dynamic_batch(out, reference.config)
     rng = np.random.default_rng(2)
@@ -121,8 +121,8 @@ class Perturbed:
 
 
 def test_parity_check_threshold(default_export):
-    model, _ = export_mod.load_classifier(None)
-    inputs = export_mod.check_inputs(model.config, checkpoint_dir=DEFAULT_MODEL_DIR)
+    model, extractor, _ = export_mod.load_classifier(None)
+    inputs = export_mod.check_inputs(model.config, extractor=extractor)
     report = check_parity(model, session(default_export), inputs)
     tol = report.tolerance
     check_parity(model, Perturbed(session(default_export), tol / 2), inputs)  # within: accepted

@@ -181,7 +181,7 @@ def test_stream_windows_are_classify_windows(total, window, hop, chunk_sizes):
 @given(capacity=st.integers(1, 50), sizes=st.lists(st.integers(0, 120), max_size=12), n=st.integers(0, 60))
 def test_ring_buffer_keeps_the_latest_samples(capacity, sizes, n):
     ring, written = RingBuffer(capacity), np.zeros(0, np.float32)
-    for i, size in enumerate(sizes):
+    for size in sizes:
         chunk = np.arange(len(written), len(written) + size, dtype=np.float32)
         ring.write(chunk)
         written = np.concatenate([written, chunk])
@@ -246,7 +246,8 @@ def test_microphone_through_a_stand_in_sounddevice(monkeypatch):
     def no_device(kind):
         raise ValueError("No input device matching ''")
 
-    monkeypatch.setitem(sys.modules, "sounddevice", types.SimpleNamespace(InputStream=InputStream, query_devices=no_device))
+    fake = types.SimpleNamespace(InputStream=InputStream, query_devices=no_device)
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
     with pytest.raises(RuntimeError, match="no microphone found.*--input"):
         listen_mod.microphone_chunks()
 
@@ -259,6 +260,7 @@ def test_microphone_through_a_stand_in_sounddevice(monkeypatch):
         (["--top-k", "0"], "--top-k must be at least 1"),
         (["--input", "-", "--rate", "0"], "--rate must be a positive"),
         (["--input", "missing.wav"], "no audio file at"),
+        (["--input", "-", "--realtime"], "--realtime paces a file"),
     ],
 )
 def test_bad_options_are_one_line(capsys, argv, message):
