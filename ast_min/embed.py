@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hop", type=float, default=None, metavar="SECONDS",
                         help="seconds between windows with --window (default: half a window)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1... (default cpu)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1... (default: cuda when available)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -170,7 +170,7 @@ class Embedder:
         self.window_samples = samples_for_frames(model.config.max_length)  # exactly max_length frames
 
     @classmethod
-    def load(cls, checkpoint: str | os.PathLike | None = None, *, device: str = "cpu") -> "Embedder":
+    def load(cls, checkpoint: str | os.PathLike | None = None, *, device: str = "auto") -> "Embedder":
         """The encoder of `checkpoint` (default: the embedded model), with the features `classify` uses."""
         from ast_min.checkpoint import resolve
         from ast_min.classify import DEFAULT_MODEL_DIR
@@ -186,11 +186,13 @@ class Embedder:
             path, name = DEFAULT_MODEL_DIR, "ast-min default model (ast_min/default_model)"
         else:
             path, name = resolve(checkpoint), os.fspath(checkpoint)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         try:
             device = torch.device(device)
         except RuntimeError as e:
             raise ValueError(f"--device {device!r} is not a device ({e}); use cpu or cuda") from None
-        # sdpa, not "auto": the same numbers on every device, and no Triton interpreter on a CPU
+        # sdpa, not "auto": embeddings should not depend on whether the Triton kernel is installed
         model = ASTModel.from_pretrained(path, attn_implementation="sdpa").to(device)
         config = model.config
         shape = dict(num_mel_bins=config.num_mel_bins, max_length=config.max_length)
@@ -240,7 +242,7 @@ class Embedder:
 
 def embed_files(files, checkpoint=None, **options) -> tuple[np.ndarray, list[Row]]:
     """One call: `Embedder.load(checkpoint).embed_files(files, **options)` (layer, pool, window, hop_seconds)."""
-    device = options.pop("device", "cpu")
+    device = options.pop("device", "auto")
     return Embedder.load(checkpoint, device=device).embed_files(files, **options)
 
 

@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--realtime", action="store_true",
                         help="with a file, wait between chunks so it plays at its real speed")  # fmt: skip
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1... (default cpu)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1... (default: cuda when available)")
 
 
 def run(args: argparse.Namespace) -> int:
