@@ -2,12 +2,13 @@
 
 The file pins every distribution that ast-min and all of its extras need, found by walking the
 requirement graph from ``pyproject.toml`` through the metadata of the *active* environment, so run
-this only in an environment where ``pytest -q`` has just passed (for example the ``.venv`` that
-``.ci/run --latest`` leaves behind, or an environment installed from the README):
+this only in an environment that has every extra installed and where ``pytest -q`` has just passed
+(``.venv-latest``, which ``.ci/run --latest`` leaves behind, is one):
 
     python tools/update_constraints.py                     # rewrite constraints.txt
     python tools/update_constraints.py --check             # exit 1 if the file would change
     python tools/update_constraints.py --also some-package # pin a package no extra names yet
+    python tools/update_constraints.py --print-extras      # "dev,...": every extra, for pip install -e ".[...]"
 
 Why a walk rather than ``pip freeze``: a developer's environment holds tools that ast-min does not
 need (linters, an editable install of another checkout); pinning those would make the README's install
@@ -37,8 +38,8 @@ HEADER = """\
 """
 
 
-def project_requirements(pyproject: Path) -> tuple[str, list[Requirement]]:
-    """The project's name and its requirements: the dependencies and every optional extra."""
+def read_project(pyproject: Path) -> dict:
+    """The `[project]` table of pyproject.toml."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
@@ -46,7 +47,12 @@ def project_requirements(pyproject: Path) -> tuple[str, list[Requirement]]:
             import tomli as tomllib
         except ModuleNotFoundError:
             sys.exit("update_constraints: Python 3.10 needs `pip install tomli` to read pyproject.toml")
-    project = tomllib.loads(pyproject.read_text())["project"]
+    return tomllib.loads(pyproject.read_text())["project"]
+
+
+def project_requirements(pyproject: Path) -> tuple[str, list[Requirement]]:
+    """The project's name and its requirements: the dependencies and every optional extra."""
+    project = read_project(pyproject)
     lines = list(project.get("dependencies", []))
     for extra_lines in project.get("optional-dependencies", {}).values():
         lines.extend(extra_lines)
@@ -104,12 +110,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="further requirements to pin, e.g. an extra not yet in pyproject.toml")
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 if the file differs from what would be written")
+    parser.add_argument("--print-extras", action="store_true",
+                        help="print the optional extras, comma-separated (for pip install -e \".[EXTRAS]\"), and exit")
     args = parser.parse_args(argv)
+    if args.print_extras:
+        print(",".join(read_project(ROOT / "pyproject.toml").get("optional-dependencies", {})))
+        return 0
 
     name, roots = project_requirements(ROOT / "pyproject.toml")
     pins, missing = pinned_closure(roots + [Requirement(r) for r in args.also], skip=name)
     for req in missing:
-        print(f"update_constraints: {req} is not installed here, so it is not pinned", file=sys.stderr)
+        print(f"update_constraints: {req} is not installed here, so it is not pinned "
+              "(install every extra first: pip install -e \".[$(python tools/update_constraints.py --print-extras)]\")",
+              file=sys.stderr)
     text = render(pins)
     if args.check:
         same = args.out.exists() and args.out.read_text() == text
