@@ -110,9 +110,10 @@ def resolve_link(source: Path, target: str) -> str | None:
 def is_ignored(path: Path) -> bool:
     """Whether git ignores `path`: a generated output (`*.ipynb`, `bench-*.txt`, `runs/`), not a document."""
     try:
-        return subprocess.run(["git", "check-ignore", "-q", "--no-index", str(path)], cwd=ROOT, timeout=60).returncode == 0
-    except OSError:
+        result = subprocess.run(["git", "check-ignore", "-q", "--no-index", str(path)], cwd=ROOT, timeout=60)
+    except OSError:  # no git: nothing counts as ignored
         return False
+    return result.returncode == 0
 
 
 def resolve_path_token(source: Path, token: str) -> str | None:
