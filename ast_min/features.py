@@ -1,7 +1,7 @@
 """The log-mel front end of AST: Kaldi's `fbank` as the paper (Gong et al. 2021, section 2.1) uses it.
 
 A waveform becomes a (T, F) log-mel spectrogram in eight small steps, each a function below, read in
-order (DESIGN.md, "The log-mel front end", lists every numerical fact):
+order (docs/DESIGN.md, "The front end", lists every numerical fact):
 
     frame_signal     (N,) -> (T, 400)     25 ms frames every 10 ms, Kaldi's snip_edges
     remove_dc        (T, 400)             subtract each frame's mean

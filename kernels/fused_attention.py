@@ -12,7 +12,7 @@ plain torch loops.
 Shape legend: B batch, H heads, N tokens (sequence length), Dh head dim; a kernel program owns one
 (batch, head) pair and one block of BLOCK_M query rows (or BLOCK_N key rows in the dK/dV kernel).
 
-Three facts shape the code (see ../shared/DESIGN.md, "The fused-attention kernel"):
+Three facts shape the code (see docs/DESIGN.md, "The fused-attention kernel"):
 - N need not be a multiple of any block size (AST has N = 1214): the last key block is masked with
   a large *finite* negative score (with -inf a fully masked row would give exp(-inf - -inf) = NaN),
   and the stores of out-of-range query rows (O, LSE, dQ) and key rows (dK, dV) are masked.

@@ -271,7 +271,7 @@ def test_fine_tune_from_a_transformers_checkpoint_with_other_frames_and_labels(t
     theirs.save_pretrained(tmp_path / "init")
     from safetensors.torch import load_file
 
-    start = load_file(tmp_path / "init" / "model.safetensors")  # the names on disk (DESIGN.md)
+    start = load_file(tmp_path / "init" / "model.safetensors")  # the names on disk (docs/DESIGN.md)
 
     recipe = TINY.replace(epochs=1, batch_size=16, warmup_steps=0)  # 32 frames, 10 labels: 4 Adam steps
     summary = _run(tmp_path / "run", recipe, train_size=64, init=str(tmp_path / "init"))
