@@ -298,7 +298,51 @@ def test_bad_checkpoints_exit_2_with_a_message(tmp_path, capsys, checkpoints, ki
 
 
 @pytest.mark.parametrize("argv, message", [(["--top-k", "0"], "--top-k"), (["--hop", "0"], "--hop"),
-                                           (["--device", "tpu9"], "--device")])  # fmt: skip
+                                           (["--hop", "inf"], "--hop must be a positive, finite"),
+                                           (["--hop", "nan"], "--hop must be a positive, finite"),
+                                           (["--device", "tpu9"], "--device"),
+                                           (["--device", "cuda:99"], "--device cuda:99"),
+                                           (["--device", "xla"], "--device xla")])  # fmt: skip
 def test_bad_options_are_explained(tmp_path, capsys, checkpoints, argv, message):
     code, _, err = run_json(capsys, write(tmp_path / "a.wav", 0.3), "--checkpoint", checkpoints["multi"], *argv)
     assert code == 2 and message in err
+
+
+def test_cuda_on_a_machine_without_it_is_one_line(tmp_path, capsys, checkpoints, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, _, err = run_json(capsys, write(tmp_path / "a.wav", 0.3), "--checkpoint", checkpoints["multi"], "--device", "cuda")
+    assert code == 2 and "--device cuda: this machine has no CUDA device" in err and "Traceback" not in err
+
+
+def test_non_finite_scores_are_an_error_never_bare_nan_json(tmp_path, capsys, checkpoints):
+    # Finite weights whose logits overflow float32 (3e38 * a feature of magnitude > 1 = inf): the
+    # softmax of +inf and -inf logits is NaN. A checkpoint's weights can all be finite and still do this.
+    ckpt = save_random_hf_checkpoint(tmp_path / "big", tiny_config(id2label=LABELS), seed=6)
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(ckpt / "model.safetensors")
+    head = next(k for k in weights if k.endswith("dense.weight") and weights[k].shape[0] == len(LABELS))
+    weights[head] = torch.sign(torch.randn(weights[head].shape, generator=torch.Generator().manual_seed(0))) * 3e38
+    save_file(weights, ckpt / "model.safetensors", metadata={"format": "pt"})
+    good = write(tmp_path / "a.wav", 0.4)
+    code = cli_main(["classify", str(good), "--checkpoint", str(ckpt), "--json"])
+    out = capsys.readouterr()
+
+    def refuse(constant):
+        raise AssertionError(f"bare {constant} in the JSON output")
+
+    json.loads(out.out, parse_constant=refuse)  # strict JSON, whatever it holds
+    assert code == 2 and "a.wav" in out.err and ("NaN" in out.err or "finite" in out.err), out.err
+
+
+def test_labels_file_errors_name_the_file(tmp_path, capsys, checkpoints):
+    import os
+
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "num.json").write_text("3")
+    for name in ("bad.json", "num.json"):
+        with pytest.raises(ValueError, match=f"cannot read label names from .*{name}"):
+            classify.read_labels(tmp_path / name, 6)
+    os.mkfifo(tmp_path / "pipe.txt")
+    with pytest.raises(ValueError, match="not a regular file"):  # opening it would block until a writer came
+        classify.read_labels(tmp_path / "pipe.txt", 6)
