@@ -210,11 +210,11 @@ def test_cli_trains_on_folders_and_skips_an_unreadable_file(tmp_path, capsys):
     args = ["train", "--data", str(tmp_path / "train"), "--eval-data", str(tmp_path / "eval"), "--output-dir",
             str(tmp_path / "run"), "--epochs", "1", "--batch-size", "7", "--max-length", "32", "--num-mel-bins", "32",
             "--no-progress", "--balanced"]
-    with pytest.warns(UserWarning, match="skipping unreadable audio file .*broken.wav"):
+    with pytest.warns(UserWarning, match="skipping unusable audio file .*broken.wav"):
         assert cli_main(args) == 0
     out = capsys.readouterr().out
     assert "epoch 1/1" in out and "best epoch 1" in out
-    assert re.search(r"[1-9]\d* unreadable clips skipped", out)  # balanced sampling may draw the file more than once
+    assert re.search(r"[1-9]\d* unusable clips skipped", out)  # balanced sampling may draw the file more than once
     config = json.load(open(tmp_path / "run" / "best" / "config.json"))
     assert config["id2label"]["0"] == "am_tone" and len(config["id2label"]) == 10
     pre = json.load(open(tmp_path / "run" / "best" / "preprocessor_config.json"))
