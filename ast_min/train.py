@@ -287,22 +287,24 @@ def _complete_epoch(directory: str) -> int | None:
 def _owned(path: str) -> bool:
     """Whether the trainer wrote everything at `path`, so that it may replace or remove it.
 
-    True for a missing path, an empty directory, a save in progress (only the trainer writes
-    there), and a complete checkpoint holding no file beyond those its INFO_FILE lists.
+    True for a missing path, a directory holding nothing but the marker being written (a save
+    interrupted at its first step), a save in progress (only the trainer writes there), and a
+    complete checkpoint holding no file beyond those its INFO_FILE lists.
     """
     if not os.path.lexists(path):
         return True
     if os.path.islink(path) or not os.path.isdir(path):
         return False
     names = set(os.listdir(path))
-    if not names:
+    markers = {INFO_FILE, INFO_FILE + ".partial"}
+    if names <= {INFO_FILE + ".partial"}:
         return True
     info = _read_info(path)
     if info is None:
         return False
     if info.get("complete") is not True:
         return True
-    return names <= {*info.get("files", []), INFO_FILE}
+    return names <= {*info.get("files", []), *markers}
 
 
 def _remove(directory: str) -> None:
