@@ -48,7 +48,7 @@ def load_audio(path: str | os.PathLike, sampling_rate: int = DEFAULT_SAMPLING_RA
     non-finite or implausible one (a rate or length the header cannot truthfully hold); warns
     when a WAV file was cut short of the frames its header declares.
     """
-    import soundfile
+    import soundfile  # on first use: importing this module (ast_min.features does) stays light
 
     _check_rate(sampling_rate, "sampling_rate")
     path = check_input_file(path, "audio file", "pass an audio file (wav, flac, ogg)")
@@ -88,7 +88,7 @@ def resample(waveform: np.ndarray, orig_rate: int, new_rate: int = DEFAULT_SAMPL
     if orig_rate == new_rate:
         return waveform
     _check_length("the waveform", len(waveform), orig_rate, new_rate)
-    import soxr
+    import soxr  # on first use, as soundfile
 
     return soxr.resample(waveform, orig_rate, new_rate, quality="HQ").astype(np.float32, copy=False)
 

@@ -142,7 +142,7 @@ class RunOptions:
     overwrite: bool = False  # replace the checkpoints of an earlier run in output_dir (never other files)
     attn_implementation: str = "auto"
     progress: bool = True
-    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1/3 more compute
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, one more forward pass
 
 
 def _resolve_device(name: str, world: Distributed | None = None) -> str:
@@ -684,8 +684,13 @@ def _log_line(record: dict, epochs: int, main_metric: str) -> str:
 
 
 def _check_recipe(recipe: Recipe, world: Distributed, options: RunOptions) -> None:
-    if recipe.batch_size < 1 or recipe.epochs < 1 or recipe.lr <= 0:
-        raise ValueError(f"batch_size ({recipe.batch_size}), epochs ({recipe.epochs}) and lr ({recipe.lr}) must be positive")
+    if recipe.batch_size < 1 or recipe.epochs < 1 or not (math.isfinite(recipe.lr) and recipe.lr > 0):
+        raise ValueError(f"batch_size ({recipe.batch_size}), epochs ({recipe.epochs}) and lr ({recipe.lr}) must be "
+                         "positive (and lr finite)")
+    if not (math.isfinite(recipe.lr_decay) and recipe.lr_decay > 0) or not (
+            math.isfinite(recipe.weight_decay) and recipe.weight_decay >= 0):
+        raise ValueError(f"lr_decay ({recipe.lr_decay}) must be positive and weight_decay ({recipe.weight_decay}) "
+                         "non-negative, both finite")
     if recipe.batch_size % world.world_size:
         raise ValueError(
             f"the global batch_size {recipe.batch_size} does not split evenly over {world.world_size} processes: "

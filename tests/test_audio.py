@@ -58,8 +58,9 @@ def test_resampled_tone_matches_the_analytic_tone(tmp_path_factory, rate, freq):
     waveform = load_audio(path)
     assert abs(len(waveform) - seconds * 16000) <= 1
     middle = slice(800, 7200)  # away from the filter's edge transients
-    # soxr HQ reproduces these tones to within 5e-7 (measured over 100 Hz-3 kHz from each rate):
-    # 1e-5 leaves a margin, while a wrong rate, delay or gain would miss by orders of magnitude more.
+    # soxr's "HQ" is its 20-bit quality: passband error and stop-band leakage below 2^-20 ~ 1e-6 of
+    # full scale. 1e-5 leaves a margin over that, while a wrong rate, delay or gain would miss by
+    # orders of magnitude more.
     np.testing.assert_allclose(waveform[middle], tone(16000)[middle], atol=1e-5)
 
 

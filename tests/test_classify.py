@@ -4,9 +4,11 @@ Reference: the file read with soundfile, channels averaged, resampled with soxr 
 steps written out here), featurised by `transformers.ASTFeatureExtractor` with the checkpoint's
 normalisation, classified by `transformers.ASTForAudioClassification`, sigmoid/softmax applied
 here. Tolerance 2e-3 on probabilities: transformers' numpy front end and ast-min's differ only by
-float32 FFT/log rounding (under 1e-4 on the normalised features of tone-plus-noise clips like these,
-measured), and a probability moves by at most 1/4 of a logit change, which a tiny random model
-keeps near that size.
+float32 rounding in the FFT and the log (relative errors of a few hundred float32 eps, ~1e-5, on
+features of order 1), a probability moves by at most 1/4 of a logit change, and a tiny random
+model's logits change by at most the size of its feature error times its weights' gain (of order 1).
+A wrong statistic, window or resampler moves the scores by far more (the normalisation test below
+asserts that the statistics alone move them by over ten times the tolerance).
 """
 
 import json

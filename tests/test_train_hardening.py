@@ -222,6 +222,8 @@ def test_ctrl_c_says_what_was_saved_and_the_command_that_resumes(tmp_path, monke
     (["--norm-mean", "-4", "--norm-std", "nan"], "--norm-std must be a positive"),
     (["--norm-mean", "inf", "--norm-std", "4"], "--norm-mean must be a finite number"),
     (["--device", "tpu9"], "--device 'tpu9' is not a device"),
+    (["--lr", "nan"], "lr (nan) must be positive (and lr finite)"),
+    (["--weight-decay", "inf"], "weight_decay (inf)"),
 ])
 def test_bad_options_are_refused_before_training(tmp_path, capsys, no_training, argv, message):
     base = [a for a in CLI_TINY if a not in ("--norm-mean", "-4", "--norm-std", "4")]

@@ -30,7 +30,7 @@ import warnings
 import numpy as np
 import torch
 
-from ast_min.audio import load_audio
+from ast_min.audio import check_input_file, load_audio
 from ast_min.features import SAMPLING_RATE
 from ast_min.features_cli import require_one_frame
 
@@ -144,9 +144,7 @@ class ClipDataset(torch.utils.data.Dataset):
         `class_labels` (a class_labels_indices.csv) or `labels` gives the label list; without either
         it is the sorted set of labels the manifest names.
         """
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"no manifest at {path!r}")
+        path = check_input_file(path, "manifest", "pass a .json or .csv manifest, or a class-folder tree as --data")
         if path.lower().endswith(".json"):
             files, rows = _read_json_manifest(path)
         elif path.lower().endswith(".csv"):
@@ -213,9 +211,7 @@ def _read_csv_manifest(path: str) -> tuple[list[str], list[list[str]]]:
 
 def read_class_labels(path: str | os.PathLike) -> tuple[list[str], list[str]]:
     """The original repo's class_labels_indices.csv (`index,mid,display_name`) -> (ids, display names)."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no class list at {path!r} (expected class_labels_indices.csv: index,mid,display_name)")
+    path = check_input_file(path, "class list", "pass class_labels_indices.csv (index,mid,display_name)")
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         if not {"index", "mid", "display_name"} <= set(reader.fieldnames or []):
