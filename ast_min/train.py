@@ -393,13 +393,16 @@ def _prepare_output_dir(output_dir: str, resume: bool, overwrite: bool) -> None:
         os.remove(probe)
     except OSError as e:
         raise ValueError(f"cannot write to --output-dir {output_dir!r} ({e.strerror}): choose a writable directory") from None
-    if overwrite:
-        for name in CHECKPOINTS:
-            for suffix in ("", ".tmp", ".old"):
-                _remove(os.path.join(output_dir, name + suffix))
-        for name in (HISTORY_FILE, HISTORY_FILE + ".partial"):
-            if os.path.isfile(os.path.join(output_dir, name)):
-                os.remove(os.path.join(output_dir, name))
+
+
+def _clear_previous_run(output_dir: str) -> None:
+    """--overwrite: remove the earlier run's checkpoints (checked to be the trainer's) and history, nothing else."""
+    for name in CHECKPOINTS:
+        for suffix in ("", ".tmp", ".old"):
+            _remove(os.path.join(output_dir, name + suffix))
+    for name in (HISTORY_FILE, HISTORY_FILE + ".partial"):
+        if os.path.isfile(os.path.join(output_dir, name)):
+            os.remove(os.path.join(output_dir, name))
 
 
 def _load_trainer_state(output_dir: str, model, optimizer, scaler, recipe: Recipe, labels: list[str]) -> dict | None:
@@ -506,6 +509,8 @@ def train(
 
     state = {"epoch": 0, "step": 0, "history": [], "best": None, "wa": None, "wa_count": 0}
     label_names = [id2label[i] for i in range(len(id2label))]
+    if options.overwrite and world.is_main:  # only now: --init may have named a checkpoint of the old run
+        _clear_previous_run(options.output_dir)
     saved = None
     if options.resume:
         if world.is_main:  # finish any save an interruption cut short; then every rank reads the state

@@ -1,6 +1,6 @@
 """The training loop: schedule and losses against torch's own, and short real runs on the synthetic set.
 
-Runs use a tiny AST (hidden 32, one layer) on 0.33-s synthetic clips so each takes a second or two.
+Runs use a tiny AST (hidden 32, one layer) on 0.33-s synthetic clips to keep them fast.
 """
 
 import json

@@ -2,7 +2,7 @@
 
 Each test reproduces one way a run could execute code, lose files or results, or fail late with an
 unclear message, and checks the behaviour that replaces it. The runs are tiny (a one-layer AST 32
-wide, 0.33-s synthetic clips, one or two epochs of a couple of batches) so each takes a second or two.
+wide, 0.33-s synthetic clips, one or two epochs of a couple of batches, one thread) to keep them fast.
 """
 
 import json
@@ -122,6 +122,9 @@ def test_overwrite_replaces_only_the_trainers_own_checkpoints(tmp_path):
     assert json.load(open(run / "history.json"))[-1]["epoch"] == 1  # the new run's history, not the old one's
     assert json.load(open(run / "last" / INFO_FILE))["epoch"] == 1
     assert (run / "notes.txt").read_text() == "mine"
+    # --init may name the old run's own best/: it is read before the old checkpoints are removed.
+    _run(run, overwrite=True, init=str(run / "best"))
+    assert json.load(open(run / "best" / INFO_FILE))["epoch"] == 1
     # A file a user added inside a trainer checkpoint makes it theirs: refused, nothing removed.
     (run / "last" / "my_notes.md").write_text("keep me")
     with pytest.raises(ValueError, match="last' was not written by ast-min train"):
