@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from importlib import import_module
 
 # sub-command -> (module, one-line help)
@@ -75,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [a for a in argv[:1] if a in COMMANDS]  # the sub-command is the first argument
     args = build_parser(chosen).parse_args(argv)
     args.argv = argv  # the command as typed, for messages that tell the user what to run next
+    format_warning = warnings.formatwarning
+    # Warnings (a file cut short, a skipped clip) read as one line from ast-min, not as Python source locations.
+    warnings.formatwarning = lambda message, category, *_, **__: f"ast-min {args.command}: warning: {message}\n"
     try:
         return import_module(args.module).run(args)
     except (ValueError, OSError, RuntimeError) as e:
@@ -83,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ast-min {args.command}: interrupted", file=sys.stderr)
         return 130  # 128 + SIGINT, the shell's convention
+    finally:
+        warnings.formatwarning = format_warning
 
 
 if __name__ == "__main__":

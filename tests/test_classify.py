@@ -348,3 +348,29 @@ def test_labels_file_errors_name_the_file(tmp_path, capsys, checkpoints):
     os.mkfifo(tmp_path / "pipe.txt")
     with pytest.raises(ValueError, match="not a regular file"):  # opening it would block until a writer came
         classify.read_labels(tmp_path / "pipe.txt", 6)
+
+
+def test_a_warning_is_one_line_from_ast_min(tmp_path, checkpoints):
+    """In a real process (pytest would capture the warning): a WAV cut short of its header is
+    classified, with a one-line warning that reads as ast-min's, not as a Python source location."""
+    import os
+    import subprocess
+    import sys
+
+    data = write(tmp_path / "whole.wav", 0.5).read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "ast_min.cli", "classify", str(tmp_path / "cut.wav"), "--checkpoint", str(checkpoints["multi"])]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "ast-min classify: warning: " in done.stderr and "cut short" in done.stderr, done.stderr
+    assert "UserWarning" not in done.stderr and ".py:" not in done.stderr, done.stderr
+
+
+def test_ctrl_c_is_one_line_and_status_130(tmp_path, capsys, checkpoints, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(classify.Classifier, "classify_file", interrupted)
+    assert cli_main(["classify", str(write(tmp_path / "a.wav", 0.3)), "--checkpoint", str(checkpoints["multi"])]) == 130
+    assert capsys.readouterr().err.strip() == "ast-min classify: interrupted"
