@@ -111,6 +111,11 @@ def test_a_non_empty_output_dir_needs_resume_or_overwrite(tmp_path, no_training)
         with pytest.raises(ValueError, match=r"best' was not written by ast-min train"):
             _run(run, **flags)
     assert (run / "best" / "config.json").read_text() == "{}" and (run / "notes.txt").read_text() == "mine"
+    # A last/ with a trainer state but no training_info.json: an earlier version's run, named as such.
+    (run / "last").mkdir()
+    (run / "last" / STATE_FILE).write_bytes(b"")
+    with pytest.raises(ValueError, match=r"last' comes from an earlier version of ast-min train"):
+        _run(run, resume=True)
 
 
 def test_overwrite_replaces_only_the_trainers_own_checkpoints(tmp_path):
