@@ -381,7 +381,8 @@ def _prepare_output_dir(output_dir: str, resume: bool, overwrite: bool) -> None:
         )
     for name in CHECKPOINTS:
         for path in (os.path.join(output_dir, name + suffix) for suffix in ("", ".tmp", ".old")):
-            if not _owned(path) and os.path.isfile(os.path.join(path, STATE_FILE)):
+            legacy = os.path.isfile(os.path.join(path, STATE_FILE)) and not os.path.exists(os.path.join(path, INFO_FILE))
+            if legacy:
                 raise ValueError(
                     f"{path!r} comes from an earlier version of ast-min train (it has no {INFO_FILE}), whose runs "
                     "cannot be resumed or replaced: choose another --output-dir (its checkpoints still load "
