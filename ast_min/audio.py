@@ -11,33 +11,52 @@ offline), so every clip must match: channels are averaged and any other rate is 
   is removed rather than folded back into the 0-8 kHz band the mel filterbank looks at. It is
   faster than scipy's `resample_poly` and, unlike FFT resampling, needs no periodicity.
 
+A file's header is checked before anything is allocated: a rate outside [MIN_SAMPLING_RATE,
+MAX_SAMPLING_RATE] or a clip longer than MAX_SECONDS is refused, since a corrupt or hostile header
+(say 1 Hz) would otherwise make the resampler allocate gigabytes. Samples that are not finite are
+refused with the file's name; a WAV file holding fewer frames than its header declares (a copy cut
+short) is read, with a warning.
+
 Shape legend: N samples, C channels.
 """
 
 from __future__ import annotations
 
 import os
+import stat
+import struct
+import warnings
 
 import numpy as np
 
+# AST's rate (ast_min.features.SAMPLING_RATE), written out: ast_min.features imports this module.
+DEFAULT_SAMPLING_RATE = 16000
+# Telephone audio is 8 kHz; below 1 kHz nothing of the 20 Hz-8 kHz band the mel filterbank reads
+# survives. Above 1 MHz no audio interface records: such a rate is a corrupt header.
+MIN_SAMPLING_RATE = 1_000
+MAX_SAMPLING_RATE = 1_000_000
+# Four hours at 16 kHz is 230 M samples (0.9 GiB as float32): the longest clip worth loading whole.
+# Longer recordings should be cut first (`ffmpeg -i IN -f segment -segment_time 3600 OUT%03d.wav`).
+MAX_SECONDS = 4 * 3600
 
-def load_audio(path: str | os.PathLike, sampling_rate: int = 16000) -> np.ndarray:
+
+def load_audio(path: str | os.PathLike, sampling_rate: int = DEFAULT_SAMPLING_RATE) -> np.ndarray:
     """Read an audio file as a mono float32 waveform (N,) at `sampling_rate` Hz, samples in [-1, 1).
 
     Multi-channel audio is downmixed by averaging the channels; other rates are resampled with
-    soxr. Raises FileNotFoundError for a missing file and ValueError for an unreadable or empty one.
+    soxr. Raises FileNotFoundError for a missing file and ValueError for an unreadable, empty,
+    non-finite or implausible one (a rate or length the header cannot truthfully hold); warns
+    when a WAV file was cut short of the frames its header declares.
     """
-    import soundfile
+    import soundfile  # on first use: importing this module (ast_min.features does) stays light
 
-    if not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
-        raise ValueError(f"sampling_rate must be a positive integer number of Hz, got {sampling_rate!r}")
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no audio file at {path!r}: check the path")
-    if os.path.isdir(path):
-        raise ValueError(f"{path!r} is a directory: pass an audio file (wav, flac, ogg)")
+    _check_rate(sampling_rate, "sampling_rate")
+    path = check_input_file(path, "audio file", "pass an audio file (wav, flac, ogg)")
     try:
-        samples, file_rate = soundfile.read(path, dtype="float32", always_2d=True)  # (N, C)
+        with soundfile.SoundFile(path) as f:
+            file_rate, frames, channels = f.samplerate, f.frames, f.channels
+            _check_header(path, file_rate, frames, channels, sampling_rate)
+            samples = f.read(dtype="float32", always_2d=True)  # (N, C)
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as e:
         raise ValueError(
             f"cannot decode {path!r} ({e}): soundfile reads wav, flac and ogg; "
@@ -45,17 +64,122 @@ def load_audio(path: str | os.PathLike, sampling_rate: int = 16000) -> np.ndarra
         ) from None
     if samples.shape[0] == 0:
         raise ValueError(f"{path!r} holds no samples: the file is empty or truncated")
+    declared = _wav_declared_frames(path)
+    if declared is None:
+        declared = frames
+    if samples.shape[0] < declared:
+        warnings.warn(
+            f"{path!r} holds {samples.shape[0]} frames but its header declares {declared}: the file was cut short "
+            f"(an interrupted copy or download?); using the {samples.shape[0] / file_rate:.3f} s it holds",
+            stacklevel=2,
+        )
     waveform = samples.mean(axis=1, dtype=np.float32)  # (N,): downmix, as the original repo's mono AudioSet
+    _check_finite(path, waveform, file_rate)
     return resample(waveform, file_rate, sampling_rate)
 
 
-def resample(waveform: np.ndarray, orig_rate: int, new_rate: int = 16000) -> np.ndarray:
+def resample(waveform: np.ndarray, orig_rate: int, new_rate: int = DEFAULT_SAMPLING_RATE) -> np.ndarray:
     """Resample a mono waveform (N,) from orig_rate to new_rate Hz with soxr's anti-aliasing filter, float32 out."""
     waveform = np.asarray(waveform, dtype=np.float32)
     if waveform.ndim != 1:
         raise ValueError(f"resample takes a mono waveform (N,), got shape {waveform.shape}: average the channels first")
+    _check_rate(orig_rate, "orig_rate")
+    _check_rate(new_rate, "new_rate")
     if orig_rate == new_rate:
         return waveform
-    import soxr
+    _check_length("the waveform", len(waveform), orig_rate, new_rate)
+    import soxr  # on first use, as soundfile
 
     return soxr.resample(waveform, orig_rate, new_rate, quality="HQ").astype(np.float32, copy=False)
+
+
+def check_input_file(path: str | os.PathLike, what: str, fix: str) -> str:
+    """`path` as a str, after checking that it names a regular file (not missing, a folder, a pipe or a device).
+
+    Reading a named pipe or a character device blocks until someone writes to it, possibly for
+    ever: such inputs are refused before they are opened. `what` names the file in messages
+    ("audio file", "labels file"); `fix` says what to pass instead.
+    """
+    path = os.fspath(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no {what} at {path!r}: check the path") from None
+    except OSError as e:
+        raise ValueError(f"cannot open {path!r} ({e.strerror}): check its permissions") from None
+    if stat.S_ISDIR(mode):
+        raise ValueError(f"{path!r} is a directory: {fix}")
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path!r} is not a regular file (a named pipe, socket or device, which could block for ever): {fix}")
+    return path
+
+
+def _check_rate(rate, name: str) -> None:
+    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or not MIN_SAMPLING_RATE <= rate <= MAX_SAMPLING_RATE:
+        raise ValueError(
+            f"{name} must be an integer number of Hz in [{MIN_SAMPLING_RATE}, {MAX_SAMPLING_RATE}], got {rate!r}"
+        )
+
+
+def _check_header(path: str, rate: int, frames: int, channels: int, new_rate: int) -> None:
+    """Refuse a header whose rate or length no real recording has, before any sample is allocated."""
+    if not MIN_SAMPLING_RATE <= rate <= MAX_SAMPLING_RATE:
+        raise ValueError(
+            f"{path!r} claims a sampling rate of {rate} Hz, outside [{MIN_SAMPLING_RATE}, {MAX_SAMPLING_RATE}] Hz: "
+            "its header is corrupt; re-encode the file with its true rate"
+        )
+    if channels < 1:
+        raise ValueError(f"{path!r} claims {channels} channels: its header is corrupt")
+    _check_length(repr(path), frames, rate, new_rate)
+
+
+def _check_length(name: str, frames: int, rate: int, new_rate: int) -> None:
+    seconds = frames / rate
+    if seconds > MAX_SECONDS:
+        raise ValueError(
+            f"{name} lasts {seconds / 3600:.1f} h ({frames} samples at {rate} Hz), more than the {MAX_SECONDS // 3600} h "
+            f"ast-min loads at once ({MAX_SECONDS * new_rate} samples at {new_rate} Hz): cut it into shorter files first"
+        )
+
+
+def _check_finite(path: str, waveform: np.ndarray, rate: int) -> None:
+    """Refuse NaN or Inf samples (a float WAV can hold them), naming the file and the first bad sample."""
+    if np.isfinite(waveform.sum(dtype=np.float64)):  # one reduction; search only when it is not finite
+        return
+    first = int(np.flatnonzero(~np.isfinite(waveform))[0])
+    raise ValueError(
+        f"{path!r} has NaN or Inf samples (the first at sample {first}, {first / rate:.3f} s): "
+        "the recording is damaged; fix it (e.g. numpy.nan_to_num) or leave the file out"
+    )
+
+
+def _wav_declared_frames(path: str) -> int | None:
+    """Frames a RIFF/WAVE file's `data` chunk header declares, or None (not a WAV, or a size left unknown).
+
+    libsndfile trims its frame count to what the file holds, so a file cut short looks whole to it;
+    the header's own chunk size still says how long the recording was. Streamed WAVs write an
+    unknown size as 0 or 0xFFFFFFFF: those declare nothing.
+    """
+    with open(path, "rb") as f:
+        riff = f.read(12)
+        if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
+            return None
+        block_align = None
+        while True:
+            header = f.read(8)
+            if len(header) < 8:
+                return None
+            chunk, size = header[:4], struct.unpack("<I", header[4:])[0]
+            if chunk == b"fmt ":
+                fmt = f.read(size)
+                if len(fmt) < 14:
+                    return None
+                block_align = struct.unpack("<H", fmt[12:14])[0]
+                if size % 2:
+                    f.seek(1, os.SEEK_CUR)  # chunks are padded to an even size
+            elif chunk == b"data":
+                if not block_align or size in (0, 0xFFFFFFFF):
+                    return None
+                return size // block_align
+            else:
+                f.seek(size + size % 2, os.SEEK_CUR)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -30,7 +31,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ast_min.features import FRAME_LENGTH, SAMPLING_RATE, samples_for_frames  # the front end's 25 ms frames
+from ast_min import ASTFeatureExtractor, ASTForAudioClassification
+from ast_min.audio import check_input_file, load_audio
+from ast_min.checkpoint import resolve
+from ast_min.cli import resolve_device
+from ast_min.features import SAMPLING_RATE, samples_for_frames
+from ast_min.features_cli import require_one_frame
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 AUDIOSET_NUM_LABELS = 527
@@ -71,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.hop is not None and not args.hop > 0:
-        raise ValueError(f"--hop must be a positive number of seconds, got {args.hop}")
+    if args.hop is not None and not (math.isfinite(args.hop) and args.hop > 0):
+        raise ValueError(f"--hop must be a positive, finite number of seconds, got {args.hop}")
     classifier = Classifier.load(
         args.checkpoint, device=args.device, activation=args.activation, labels_file=args.labels
     )
@@ -93,7 +99,13 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(result.to_text())
     if args.json:
-        print(json.dumps([r.to_json() for r in results], indent=2))
+        # Strict JSON: a NaN or Inf would print as a bare NaN/Infinity that JSON parsers reject.
+        # classify_file refuses non-finite scores, so this raising means a bug, reported in one line.
+        try:
+            text = json.dumps([r.to_json() for r in results], indent=2, allow_nan=False)
+        except ValueError as e:
+            raise RuntimeError(f"the results hold a number JSON cannot represent ({e})") from None
+        print(text)
     return 2 if failed else 0
 
 
@@ -148,10 +160,7 @@ class Classifier:
 
     @classmethod
     def load(cls, checkpoint: str | None, *, device: str = "auto", activation: str = "auto", labels_file=None):
-        from ast_min.checkpoint import resolve
-        from ast_min.features import ASTFeatureExtractor
-        from ast_min.model import ASTForAudioClassification
-
+        device = resolve_device(device)  # before the model loads: a wrong --device fails at once
         if checkpoint is None:
             if not (DEFAULT_MODEL_DIR / "config.json").is_file():
                 raise FileNotFoundError(
@@ -163,12 +172,6 @@ class Classifier:
             path, name = DEFAULT_MODEL_DIR, "ast-min default model (ast_min/default_model)"
         else:
             path, name = resolve(checkpoint), checkpoint
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            device = torch.device(device)
-        except RuntimeError as e:
-            raise ValueError(f"--device {device!r} is not a device ({e}); use cpu or cuda") from None
         model = ASTForAudioClassification.from_pretrained(path).to(device)
         if labels_file is not None:
             model.config.id2label = read_labels(labels_file, model.config.num_labels)
@@ -187,16 +190,9 @@ class Classifier:
         pool: str = "auto", batch_size: int = 8,
     ) -> Result:  # fmt: skip
         """Load a file, cut it into windows, run the model and return the top-k (pooled) labels."""
-        from ast_min.audio import load_audio
-
         waveform = load_audio(file, sampling_rate=SAMPLING_RATE)  # (N,)
         duration = len(waveform) / SAMPLING_RATE
-        if len(waveform) < FRAME_LENGTH:
-            raise ValueError(
-                f"{os.fspath(file)!r} lasts {1000 * duration:.1f} ms, shorter than one "
-                f"{1000 * FRAME_LENGTH / SAMPLING_RATE:g} ms frame ({FRAME_LENGTH} samples at "
-                f"{SAMPLING_RATE / 1000:g} kHz): AST needs at least one frame of audio"
-            )
+        require_one_frame(file, waveform)
         window_seconds = self.window_samples / SAMPLING_RATE
         hop = self.window_samples // 2 if hop_seconds is None else max(1, round(hop_seconds * SAMPLING_RATE))
         starts = window_starts(len(waveform), self.window_samples, hop) if window else [0]
@@ -208,6 +204,11 @@ class Classifier:
             )
         clips = [waveform[s : s + self.window_samples] for s in starts]  # W clips of <= window samples
         scores = self.scores(clips, batch_size)  # (W, C)
+        if not np.isfinite(scores).all():
+            raise ValueError(
+                f"the model gave NaN or Inf scores for {os.fspath(file)!r}: its weights are not finite or make the "
+                f"logits overflow; check or retrain the checkpoint ({self.model_name})"
+            )
         if pool == "auto":
             pool = "max" if self.activation == "sigmoid" else "mean"
         pooled = scores.max(0) if pool == "max" else scores.mean(0)  # (C,)
@@ -275,20 +276,23 @@ def default_activation(config) -> str:
 def read_labels(file, num_labels: int) -> dict[int, str]:
     """Label names from a .txt (one per line), .json (list, or {id: name}) or the original repo's
     class_labels_indices.csv (index,mid,display_name)."""
-    path = Path(file)
-    if not path.is_file():
-        raise FileNotFoundError(f"no labels file at {str(path)!r}")
-    text = path.read_text()
-    if path.suffix == ".json":
-        data = json.loads(text)
-        names = data if isinstance(data, list) else [data[k] for k in sorted(data, key=int)]
-    elif path.suffix == ".csv":
-        rows = list(csv.DictReader(text.splitlines()))
-        if not rows or "display_name" not in rows[0]:
-            raise ValueError(f"{str(path)!r} has no display_name column (expected index,mid,display_name)")
-        names = [r["display_name"] for r in sorted(rows, key=lambda r: int(r["index"]))]
-    else:
-        names = [line.strip() for line in text.splitlines() if line.strip()]
+    path = Path(check_input_file(file, "labels file", "pass a .txt, .json or .csv file of label names"))
+    try:
+        text = path.read_text()
+        if path.suffix == ".json":
+            data = json.loads(text)
+            if not isinstance(data, (list, dict)):
+                raise ValueError(f"expected a list of names or an {{id: name}} object, got a {type(data).__name__}")
+            names = data if isinstance(data, list) else [data[k] for k in sorted(data, key=int)]
+        elif path.suffix == ".csv":
+            rows = list(csv.DictReader(text.splitlines()))
+            if not rows or "display_name" not in rows[0]:
+                raise ValueError("no display_name column (expected index,mid,display_name)")
+            names = [r["display_name"] for r in sorted(rows, key=lambda r: int(r["index"]))]
+        else:
+            names = [line.strip() for line in text.splitlines() if line.strip()]
+    except (ValueError, KeyError, TypeError) as e:  # also UnicodeDecodeError and JSONDecodeError
+        raise ValueError(f"cannot read label names from {str(path)!r} ({e}): fix the file") from None
     if len(names) != num_labels:
         raise ValueError(f"{str(path)!r} names {len(names)} labels but the model has {num_labels}")
     return {i: str(n) for i, n in enumerate(names)}

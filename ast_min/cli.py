@@ -5,14 +5,21 @@
     ast-min train ...          fine-tune a model
 
 Each sub-command lives in the module that does the work, which provides `add_arguments(parser)`
-and `run(args) -> int`; this file only dispatches. Only the chosen command's module is imported,
-so `ast-min classify` does not pay for the training code's imports.
+and `run(args) -> int`; this file dispatches, and holds what several commands check the same way
+(`resolve_device`). Only the chosen command's module is imported, so `ast-min classify` does not
+pay for the training code's imports.
+
+Errors ast-min raises on purpose (ValueError, FileNotFoundError, RuntimeError and their
+subclasses) say what went wrong and how to fix it: they are printed as one line, exit status 2, as
+are the operating system's own (OSError: a full disk, a permission denied), which name the file.
+Ctrl-C exits with status 130 and one line (`ast-min train` says what was saved and how to resume).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from importlib import import_module
 
 # sub-command -> (module, one-line help)
@@ -41,16 +48,50 @@ def build_parser(commands: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def resolve_device(name: str, option: str = "--device"):
+    """A torch.device from a device option: "auto" (CUDA when available, else the CPU), "cpu", "cuda",
+    "cuda:N" or "mps", refused with a message naming `option` when this machine does not have it."""
+    import torch  # here, not at the top: `ast-min --help` and the parser need no torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"{option} {name!r} is not a device ({e}): use cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{option} {name}: this machine has no CUDA device (or torch was built without CUDA): "
+                             "use --device cpu, or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"{option} {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                             f"numbered from 0: use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"{option} mps: this machine has no Apple GPU (MPS): use --device cpu, or auto")
+    elif device.type != "cpu":
+        raise ValueError(f"{option} {name}: ast-min runs on cpu, cuda or mps, not {device.type}")
+    return device
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else list(argv)
     chosen = [a for a in argv[:1] if a in COMMANDS]  # the sub-command is the first argument
     args = build_parser(chosen).parse_args(argv)
+    args.argv = argv  # the command as typed, for messages that tell the user what to run next
+    format_warning = warnings.formatwarning
+    # Warnings (a file cut short, a skipped clip) read as one line from ast-min, not as Python source locations.
+    warnings.formatwarning = lambda message, category, *_, **__: f"ast-min {args.command}: warning: {message}\n"
     try:
         return import_module(args.module).run(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        # Errors ast-min raises on purpose say what went wrong and how to fix it: print them plainly.
+    except (ValueError, OSError, RuntimeError) as e:
         print(f"ast-min {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"ast-min {args.command}: interrupted", file=sys.stderr)
+        return 130  # 128 + SIGINT, the shell's convention
+    finally:
+        warnings.formatwarning = format_warning
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 Each file is loaded (mono, resampled to 16 kHz), turned into AST's input (max_length, F) log-mel
 features, and summarised in one line; `--out` saves the whole batch (B, max_length, F) as .npy.
+Where the batch will go is checked before any file is read, and it is written to a temporary file
+renamed into place, so an error never leaves a half-written .npy behind.
 
 Shape legend: B files, T frames (max_length), F mel bins.
 """
@@ -9,16 +11,22 @@ Shape legend: B files, T frames (max_length), F mel bins.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 import numpy as np
 
-from ast_min.features import AUDIOSET_MEAN, AUDIOSET_STD, FRAME_SHIFT, MAX_LENGTH, NUM_MEL_BINS, SAMPLING_RATE, num_frames
+from ast_min import ASTFeatureExtractor
+from ast_min.audio import load_audio
+from ast_min.features import (
+    AUDIOSET_MEAN, AUDIOSET_STD, FRAME_LENGTH, FRAME_SHIFT, MAX_LENGTH, NUM_MEL_BINS, SAMPLING_RATE, num_frames,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="audio files (wav, flac, ogg; any rate, any channels)")
-    parser.add_argument("--out", metavar="X.npy", help="save the features of all files as one (B, T, F) float32 .npy")
+    parser.add_argument("--out", metavar="X.npy", help="save the features of all files as one (B, T, F) float32 .npy "
+                        "(.npy is appended when missing, as numpy.save does)")
     parser.add_argument("--num-mel-bins", type=int, default=NUM_MEL_BINS, help=f"F, mel bins (default: {NUM_MEL_BINS})")
     parser.add_argument(
         "--max-length", type=int, default=MAX_LENGTH,
@@ -34,18 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ast_min.audio import load_audio
-    from ast_min.features import ASTFeatureExtractor
-
-    if args.preprocessor:
-        extractor = ASTFeatureExtractor.from_pretrained(args.preprocessor)
-    else:
-        extractor = ASTFeatureExtractor(
-            num_mel_bins=args.num_mel_bins, max_length=args.max_length,
-            do_normalize=not args.no_normalize, mean=args.mean, std=args.std,
-        )
-    waveforms = [load_audio(path, extractor.sampling_rate) for path in args.files]
-    # a clip shorter than one frame is refused by the extractor, which names the clip and the fix
+    out = output_path(args.out) if args.out else None  # checked before the work, not after
+    extractor = _extractor(args)
+    waveforms = []
+    for path in args.files:
+        waveform = load_audio(path, extractor.sampling_rate)  # names the file in its errors
+        require_one_frame(path, waveform, extractor.sampling_rate)
+        waveforms.append(waveform)
     features = extractor(waveforms, sampling_rate=extractor.sampling_rate, return_tensors="np")["input_values"]
     print(f"{'file':<32} {'seconds':>8} {'frames':>12} {'shape':>12} {'min':>8} {'mean':>8} {'std':>8} {'max':>8}")
     for path, waveform, x in zip(args.files, waveforms, features):
@@ -59,7 +62,63 @@ def run(args: argparse.Namespace) -> int:
         )
         if frames > extractor.max_length:
             print(f"  note: {name} is truncated to the first {extractor.max_length * FRAME_SHIFT / extractor.sampling_rate:.2f} s")
-    if args.out:
-        np.save(args.out, features)  # already float32: the extractor computes in float32
-        print(f"saved {features.shape} float32 to {args.out}")
+    if out:
+        save_npy(out, features)  # already float32: the extractor computes in float32
+        print(f"saved {features.shape} float32 to {out}")
     return 0
+
+
+def _extractor(args: argparse.Namespace) -> ASTFeatureExtractor:
+    if args.preprocessor:
+        return ASTFeatureExtractor.from_pretrained(args.preprocessor)
+    if not args.no_normalize:
+        if not math.isfinite(args.mean):
+            raise ValueError(f"--mean must be a finite number, got {args.mean}")
+        if not (math.isfinite(args.std) and args.std > 0):
+            raise ValueError(f"--std must be a positive, finite number, got {args.std}: "
+                             "give the dataset's feature standard deviation (ast_min.compute_norm_stats), or --no-normalize")
+    if args.num_mel_bins < 1 or args.max_length < 1:
+        raise ValueError(f"--num-mel-bins and --max-length must be at least 1, got {args.num_mel_bins} and {args.max_length}")
+    return ASTFeatureExtractor(
+        num_mel_bins=args.num_mel_bins, max_length=args.max_length,
+        do_normalize=not args.no_normalize, mean=args.mean, std=args.std,
+    )
+
+
+def require_one_frame(path, waveform: np.ndarray, sampling_rate: int = SAMPLING_RATE) -> None:
+    """Refuse a clip shorter than one 25 ms frame, naming its file: the front end has nothing to compute."""
+    if len(waveform) * SAMPLING_RATE < FRAME_LENGTH * sampling_rate:
+        duration = len(waveform) / sampling_rate
+        raise ValueError(
+            f"{os.fspath(path)!r} lasts {1000 * duration:.1f} ms, shorter than one "
+            f"{1000 * FRAME_LENGTH / SAMPLING_RATE:g} ms frame ({FRAME_LENGTH} samples at "
+            f"{SAMPLING_RATE / 1000:g} kHz): AST needs at least one frame of audio"
+        )
+
+
+def output_path(out: str) -> str:
+    """The path numpy.save will write for `out` (it appends .npy), checked writable before any work is done."""
+    out = os.fspath(out)
+    if not out.endswith(".npy"):
+        out += ".npy"
+    folder = os.path.dirname(os.path.abspath(out))
+    if os.path.isdir(out):
+        raise ValueError(f"--out {out!r} is a directory: name a file, e.g. {os.path.join(out, 'features.npy')}")
+    if not os.path.isdir(folder):
+        raise ValueError(f"--out {out!r}: the folder {folder!r} does not exist: create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out!r}: the folder {folder!r} is not writable: choose another --out")
+    return out
+
+
+def save_npy(out: str, array: np.ndarray) -> None:
+    """numpy.save into a temporary file beside `out`, renamed over it once complete."""
+    tmp = f"{out}.partial-{os.getpid()}"  # opened like numpy.save's own file: the user's umask applies
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -9,6 +9,15 @@
         save last/ (+ trainer state, to resume) and best/ in the Hugging Face format
         average the weights of epochs wa_start..wa_end (the original's "wa")
 
+Checkpoints are crash-consistent: each is written into `NAME.tmp/`, marked complete by a
+`training_info.json` written last, then renamed into place (the previous one kept as `NAME.old/`
+until the rename is done). Whatever step an interruption hits, a complete copy survives, and
+`--resume` continues from the newest complete one, finishing the interrupted save first. The
+trainer state holds tensors and plain data only, loaded with `torch.load(weights_only=True)`: a
+checkpoint folder from elsewhere cannot run code on resume. An output directory that already holds
+files is refused unless the run resumes it or `overwrite` is set, and the trainer replaces only the
+checkpoints it wrote itself (those with a `training_info.json` listing every file they hold).
+
 Scale-out is torch's own: under `torchrun` every process trains a DistributedDataParallel replica
 (NCCL on GPUs, gloo on CPUs) on its share of each global batch (`DistributedSampler`); rank 0 alone
 evaluates, logs and writes checkpoints. `batch_size` is the global batch, so a run on 2 processes
@@ -28,25 +37,33 @@ import contextlib
 import json
 import math
 import os
+import pickle
+import shlex
 import shutil
+import sys
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as nnf
 from tqdm.auto import tqdm
 
-from ast_min.data import Collator, MixupDataset, WeightedDistributedSampler, balanced_weights
+from ast_min import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification, compute_norm_stats
+from ast_min.cli import resolve_device
+from ast_min.data import (
+    ClipDataset, Collator, MixupDataset, SyntheticDataset, WeightedDistributedSampler, balanced_weights,
+)
+from ast_min.features import SAMPLING_RATE
 from ast_min.metrics import compute_metrics, confusion_matrix
 from ast_min.recipes import RECIPES, Recipe, get_recipe
 
-if TYPE_CHECKING:  # for the type hints only: importing the model here would slow down `import ast_min.train`
-    from ast_min import ASTFeatureExtractor, ASTForAudioClassification
-
-STATE_FILE = "trainer_state.pt"
+STATE_FILE = "trainer_state.pt"  # in last/: what a resumed run needs besides the weights
+INFO_FILE = "training_info.json"  # in every checkpoint the trainer writes: complete or not, epoch, files
+HISTORY_FILE = "history.json"
+CHECKPOINTS = ("last", "best", "averaged")
 
 
 # ---- the schedule ----------------------------------------------------------------------------------------------------
@@ -122,16 +139,18 @@ class RunOptions:
     device: str = "auto"
     num_workers: int = 0
     resume: bool = False
+    overwrite: bool = False  # replace the checkpoints of an earlier run in output_dir (never other files)
     attn_implementation: str = "auto"
     progress: bool = True
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, one more forward pass
 
 
-def _resolve_device(name: str, dist_info: Distributed | None = None) -> str:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and dist_info is not None and dist_info.world_size > 1:
-        name = f"cuda:{dist_info.local_rank}"
-    return name
+def _resolve_device(name: str, world: Distributed | None = None) -> str:
+    """The device name this process trains on: under torchrun, plain "cuda" becomes this rank's card."""
+    device = resolve_device(name)
+    if device.type == "cuda" and device.index is None and world is not None and world.world_size > 1:
+        return f"cuda:{world.local_rank}"
+    return str(device)
 
 
 def _resolve_precision(precision: str, device: str) -> str:
@@ -148,8 +167,6 @@ def build_model(
     recipe: Recipe, id2label: dict[int, str], multi_label: bool, init: str | None, attn_implementation: str
 ) -> ASTForAudioClassification:
     """A fresh AST of `recipe.model`'s size, or a checkpoint adapted to the recipe's frames and labels."""
-    from ast_min import ASTConfig, ASTForAudioClassification
-
     problem_type = "multi_label_classification" if multi_label else "single_label_classification"
     if init is None:
         config = ASTConfig(
@@ -172,10 +189,8 @@ def build_model(
     return model
 
 
-def build_feature_extractor(recipe: Recipe, dataset, sampling_rate: int = 16000, max_clips: int = 2000):
+def build_feature_extractor(recipe: Recipe, dataset, sampling_rate: int = SAMPLING_RATE, max_clips: int = 2000):
     """The front end with the recipe's statistics, or the training set's own (`compute_norm_stats`)."""
-    from ast_min import ASTFeatureExtractor
-
     mean, std = recipe.norm_mean, recipe.norm_std
     if mean is None or std is None:
         mean, std = dataset_norm_stats(dataset, recipe, sampling_rate, max_clips)
@@ -185,10 +200,10 @@ def build_feature_extractor(recipe: Recipe, dataset, sampling_rate: int = 16000,
     )
 
 
-def dataset_norm_stats(dataset, recipe: Recipe, sampling_rate: int = 16000, max_clips: int = 2000) -> tuple[float, float]:
+def dataset_norm_stats(
+    dataset, recipe: Recipe, sampling_rate: int = SAMPLING_RATE, max_clips: int = 2000
+) -> tuple[float, float]:
     """Mean and std of the un-normalised log-mel features of (up to `max_clips` evenly spaced) clips."""
-    from ast_min import compute_norm_stats
-
     step = max(1, len(dataset) // max_clips)
     items = [dataset[i] for i in range(0, len(dataset), step)]
     waveforms = [item["waveform"] for item in items if item is not None]
@@ -206,7 +221,7 @@ def predict(
     model.eval()
     logits, targets = [], []
     for batch in loader:
-        if "input_values" not in batch:  # every clip of this batch was unreadable
+        if "input_values" not in batch:  # every clip of this batch was unusable
             continue
         with _autocast(device, precision):
             out = model(batch["input_values"].to(device))
@@ -235,23 +250,208 @@ def _autocast(device: str, precision: str):
 
 
 # ---- checkpoints -------------------------------------------------------------------------------------------------------
-def _save_model(model, feature_extractor, directory: str, extra_files: dict | None = None) -> None:
-    """Write a Hugging Face checkpoint directory atomically: into a temporary one, then rename.
+# A checkpoint NAME (last, best, averaged) is saved in five steps, each of which an interruption may follow:
+#   1. remove NAME.tmp (an earlier save's leftover)   2. write NAME.tmp, INFO_FILE last: now it is complete
+#   3. remove NAME.old   4. rename NAME -> NAME.old, NAME.tmp -> NAME   5. remove NAME.old
+# After any of them, NAME, NAME.tmp or NAME.old holds a complete copy, and the newest complete one is
+# the checkpoint (`_finish_save` makes it NAME again). Removal rewrites INFO_FILE as incomplete first,
+# so a half-removed directory is never taken for a complete one.
 
-    An interruption mid-save leaves the previous checkpoint intact (resume never reads half a file).
+
+def _write_json(path: str, obj) -> None:
+    """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
+    partial = path + ".partial"
+    with open(partial, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(partial, path)
+
+
+def _read_info(directory: str) -> dict | None:
+    """The INFO_FILE of a checkpoint directory the trainer wrote, or None."""
+    try:
+        with open(os.path.join(directory, INFO_FILE)) as f:
+            info = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _complete_epoch(directory: str) -> int | None:
+    """The epoch of a complete checkpoint in `directory`, or None when it is missing or incomplete."""
+    info = _read_info(directory) if os.path.isdir(directory) else None
+    if info is None or info.get("complete") is not True or not isinstance(info.get("epoch"), int):
+        return None
+    return info["epoch"]
+
+
+def _owned(path: str) -> bool:
+    """Whether the trainer wrote everything at `path`, so that it may replace or remove it.
+
+    True for a missing path, a directory holding nothing but the marker being written (a save
+    interrupted at its first step), a save in progress (only the trainer writes there), and a
+    complete checkpoint holding no file beyond those its INFO_FILE lists.
     """
-    tmp = directory + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    if not os.path.lexists(path):
+        return True
+    if os.path.islink(path) or not os.path.isdir(path):
+        return False
+    names = set(os.listdir(path))
+    markers = {INFO_FILE, INFO_FILE + ".partial"}
+    if names <= {INFO_FILE + ".partial"}:
+        return True
+    info = _read_info(path)
+    if info is None:
+        return False
+    if info.get("complete") is not True:
+        return True
+    return names <= {*info.get("files", []), *markers}
+
+
+def _remove(directory: str) -> None:
+    """Remove a checkpoint directory the trainer wrote; it reads as incomplete from the first step on."""
+    if not os.path.isdir(directory):
+        return
+    if not _owned(directory):
+        raise RuntimeError(f"{directory!r} holds files ast-min train did not write: move them away, then run again")
+    if os.path.isfile(os.path.join(directory, INFO_FILE)):
+        _write_json(os.path.join(directory, INFO_FILE), {"complete": False})
+    for name in sorted(os.listdir(directory), key=lambda n: n == INFO_FILE):  # INFO_FILE last
+        path = os.path.join(directory, name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    os.rmdir(directory)
+
+
+def _save_checkpoint(model, feature_extractor, directory: str, epoch: int, state: dict | None = None) -> None:
+    """Write a Hugging Face checkpoint directory (with the trainer state when given) crash-consistently."""
+    tmp, old = directory + ".tmp", directory + ".old"
+    _remove(tmp)
+    os.makedirs(tmp)
+    _write_json(os.path.join(tmp, INFO_FILE), {"complete": False})  # marks the directory as the trainer's
     model.save_pretrained(tmp)
     feature_extractor.save_pretrained(tmp)
-    for name, obj in (extra_files or {}).items():
-        torch.save(obj, os.path.join(tmp, name))
-    old = directory + ".old"
-    shutil.rmtree(old, ignore_errors=True)
-    if os.path.exists(directory):
-        os.replace(directory, old)
-    os.replace(tmp, directory)
-    shutil.rmtree(old, ignore_errors=True)
+    if state is not None:
+        torch.save(state, os.path.join(tmp, STATE_FILE))
+    files = sorted(set(os.listdir(tmp)) - {INFO_FILE})
+    _write_json(os.path.join(tmp, INFO_FILE), {"complete": True, "epoch": epoch, "written_by": "ast-min train",
+                                               "files": files})
+    _finish_save(directory)
+
+
+def _finish_save(directory: str) -> int | None:
+    """Make the newest complete copy among NAME, NAME.tmp and NAME.old the checkpoint NAME; its epoch, or None.
+
+    The steps repeat the end of `_save_checkpoint`, so an interruption here is recovered the same way.
+    """
+    tmp, old = directory + ".tmp", directory + ".old"
+    epochs = {d: _complete_epoch(d) for d in (directory, tmp, old)}
+    complete = [d for d, e in epochs.items() if e is not None]
+    if not complete:
+        return None
+    newest = max(complete, key=lambda d: epochs[d])  # ties: NAME, listed first
+    if newest == tmp:
+        _remove(old)
+        if os.path.exists(directory):
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+    elif newest == old:
+        _remove(tmp)
+        _remove(directory)
+        os.replace(old, directory)
+    _remove(tmp)
+    _remove(old)
+    return epochs[newest]
+
+
+def _prepare_output_dir(output_dir: str, resume: bool, overwrite: bool) -> None:
+    """Refuse an output directory the run would damage or cannot write, before any training.
+
+    A directory holding files needs `resume` (continue its run) or `overwrite` (replace its
+    checkpoints); either way, a checkpoint directory holding files the trainer did not write is refused.
+    """
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in --output-dir and --overwrite replaces it: give one of them")
+    if os.path.lexists(output_dir) and not os.path.isdir(output_dir):
+        raise ValueError(f"--output-dir {output_dir!r} is a file, not a directory: choose another --output-dir")
+    existing = sorted(os.listdir(output_dir)) if os.path.isdir(output_dir) else []
+    if existing and not (resume or overwrite):
+        shown = ", ".join(existing[:5]) + (" ..." if len(existing) > 5 else "")
+        raise ValueError(
+            f"--output-dir {output_dir!r} already holds files ({shown}): pass --resume to continue its run, "
+            "--overwrite to replace its checkpoints (other files are kept), or choose an empty or new directory"
+        )
+    for name in CHECKPOINTS:
+        for path in (os.path.join(output_dir, name + suffix) for suffix in ("", ".tmp", ".old")):
+            legacy = os.path.isfile(os.path.join(path, STATE_FILE)) and not os.path.exists(os.path.join(path, INFO_FILE))
+            if legacy:
+                raise ValueError(
+                    f"{path!r} comes from an earlier version of ast-min train (it has no {INFO_FILE}), whose runs "
+                    "cannot be resumed or replaced: choose another --output-dir (its checkpoints still load "
+                    "with from_pretrained)"
+                )
+            if not _owned(path):
+                raise ValueError(
+                    f"{path!r} was not written by ast-min train (or holds files it did not write): ast-min "
+                    f"replaces only its own checkpoints; move it away or choose another --output-dir"
+                )
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=output_dir, prefix=".ast-min-write-test-")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise ValueError(f"cannot write to --output-dir {output_dir!r} ({e.strerror}): choose a writable directory") from None
+
+
+def _clear_previous_run(output_dir: str) -> None:
+    """--overwrite: remove the earlier run's checkpoints (checked to be the trainer's) and history, nothing else."""
+    for name in CHECKPOINTS:
+        for suffix in ("", ".tmp", ".old"):
+            _remove(os.path.join(output_dir, name + suffix))
+    for name in (HISTORY_FILE, HISTORY_FILE + ".partial"):
+        if os.path.isfile(os.path.join(output_dir, name)):
+            os.remove(os.path.join(output_dir, name))
+
+
+def _load_trainer_state(output_dir: str, model, optimizer, scaler, recipe: Recipe, labels: list[str]) -> dict | None:
+    """Restore model, optimiser and scaler from the newest complete last/; the loop's state, or None if none.
+
+    Only tensors and plain data are unpickled (`weights_only=True`). Each failure names the file and the fix.
+    """
+    path = os.path.join(output_dir, "last", STATE_FILE)
+    if _complete_epoch(os.path.join(output_dir, "last")) is None:
+        return None
+    fresh = "start a new run with --overwrite (or another --output-dir)"
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = str(e).strip().splitlines()[0]
+        raise ValueError(
+            f"refusing to resume from {path!r}: it holds Python objects other than tensors and plain data, "
+            f"which could run code when loaded ({reason}). ast-min never writes such a file; {fresh}"
+        ) from None
+    except Exception as e:  # noqa: BLE001 - torch's loader raises many kinds on a damaged file
+        raise ValueError(f"cannot read the trainer state {path!r} ({type(e).__name__}: {e}): the file is damaged; "
+                         f"{fresh}") from None
+    missing = [k for k in ("model", "optimizer", "scaler", "state", "recipe") if not isinstance(saved, dict) or k not in saved]
+    if missing:
+        raise ValueError(f"{path!r} is not an ast-min trainer state (it lacks {', '.join(missing)}); {fresh}")
+    theirs = saved["recipe"]
+    changed = [f"{k} {theirs.get(k)!r} -> {getattr(recipe, k)!r}" for k in ("model", "max_length", "num_mel_bins")
+               if theirs.get(k) != getattr(recipe, k)]
+    if "labels" in saved and list(saved["labels"]) != list(labels):
+        changed.append(f"labels {list(saved['labels'])[:4]}... -> {list(labels)[:4]}...")
+    if changed:
+        raise ValueError(f"{path!r} was written by a run with other settings ({'; '.join(changed)}): resume with the "
+                         f"options of that run, or {fresh}")
+    try:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scaler.load_state_dict(saved["scaler"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        reason = str(e).strip().splitlines()[0]
+        raise ValueError(f"{path!r} does not fit this run's model ({reason}): resume with the options of the run "
+                         f"that wrote it, or {fresh}") from None
+    return saved["state"]
 
 
 def _unwrap(model):
@@ -271,9 +471,12 @@ def train(
 
     Datasets yield dicts {"waveform" (N,), "target" (C,), "index"} (ClipDataset, SyntheticDataset).
     Writes `options.output_dir/{last,best}` (and `averaged` with weight averaging), each a Hugging
-    Face checkpoint with its preprocessor_config.json, and `history.json`. The summary holds the
-    per-epoch history, the best epoch and its metrics, and the trained `model` (the weight-averaged
-    one when averaging is on) with its `feature_extractor`.
+    Face checkpoint with its preprocessor_config.json and training_info.json, and `history.json`.
+    The summary holds the per-epoch history, the best epoch and its metrics, and the trained
+    `model` (the weight-averaged one when averaging is on) with its `feature_extractor`.
+
+    Everything that can be checked without training is checked first: the options, the label
+    list (two classes at least), and the output directory (see `_prepare_output_dir`).
     """
     options = options or RunOptions()
     device = _resolve_device(options.device)
@@ -286,30 +489,48 @@ def train(
     labels = tuple(train_set.labels)
     if tuple(eval_set.labels) != labels:
         raise ValueError("the training and evaluation sets have different label lists; give both the same classes")
+    if len(labels) < 2:
+        raise ValueError(f"the training set has {len(labels)} class ({', '.join(map(repr, labels))}): a classifier "
+                         "needs at least two; add clips of another class (another sub-folder, or rows in the manifest)")
     id2label = getattr(train_set, "id2label", None) or {i: str(name) for i, name in enumerate(labels)}
     multi_label = bool(recipe.multi_label if recipe.multi_label is not None else train_set.multi_label)
     loss_kind = loss_function(recipe, multi_label)
     main_metric = "mAP" if multi_label else "accuracy"
 
+    if world.is_main:
+        _prepare_output_dir(options.output_dir, options.resume, options.overwrite)
+    world.barrier()
+
     torch.manual_seed(options.seed)  # the random initialisation (DDP then copies rank 0's weights to all)
     model = build_model(recipe, id2label, multi_label, options.init, options.attn_implementation).to(device)
+    if options.gradient_checkpointing:
+        enable = getattr(model, "gradient_checkpointing_enable", None)
+        if not callable(enable):
+            raise RuntimeError(f"--gradient-checkpointing: {type(model).__name__} has no gradient_checkpointing_enable() "
+                               "in this version of ast-min; update ast-min, or train without the flag")
+        enable()
     if feature_extractor is None:
         feature_extractor = build_feature_extractor(recipe, train_set, train_set.sampling_rate)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay, betas=recipe.betas)
     scaler = torch.amp.GradScaler(device.split(":")[0], enabled=precision == "fp16")
 
     state = {"epoch": 0, "step": 0, "history": [], "best": None, "wa": None, "wa_count": 0}
-    state_path = os.path.join(options.output_dir, "last", STATE_FILE)
-    if options.resume and os.path.isfile(state_path):
-        saved = torch.load(state_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scaler.load_state_dict(saved["scaler"])
-        state = saved["state"]
+    label_names = [id2label[i] for i in range(len(id2label))]
+    if options.overwrite and world.is_main:  # only now: --init may have named a checkpoint of the old run
+        _clear_previous_run(options.output_dir)
+    saved = None
+    if options.resume:
+        if world.is_main:  # finish any save an interruption cut short; then every rank reads the state
+            for name in CHECKPOINTS:
+                _finish_save(os.path.join(options.output_dir, name))
+        world.barrier()
+        saved = _load_trainer_state(options.output_dir, model, optimizer, scaler, recipe, label_names)
+    if saved is not None:
+        state = saved
         if world.is_main:
             print(f"resuming {options.output_dir} after epoch {state['epoch']} (step {state['step']})")
     elif options.resume and world.is_main:
-        print(f"nothing to resume in {options.output_dir}: starting from epoch 1")
+        print(f"nothing to resume in {options.output_dir} (no complete last/ checkpoint): starting from epoch 1")
 
     ddp_model = model
     if world.world_size > 1:
@@ -317,8 +538,6 @@ def train(
 
     train_loader, eval_loader, per_epoch = _data_loaders(recipe, train_set, eval_set, feature_extractor, options, world)
 
-    if world.is_main:
-        os.makedirs(options.output_dir, exist_ok=True)
     show = options.progress and world.is_main
     epochs = tqdm(range(state["epoch"] + 1, recipe.epochs + 1), desc="epochs", initial=state["epoch"],
                   total=recipe.epochs, disable=not show)
@@ -341,24 +560,23 @@ def train(
             state["history"].append(record)
             if state["best"] is None or metrics[main_metric] > state["best"]["metrics"][main_metric]:
                 state["best"] = {"epoch": epoch, "metrics": metrics}
-                _save_model(model, feature_extractor, os.path.join(options.output_dir, "best"))
-            _save_model(model, feature_extractor, os.path.join(options.output_dir, "last"), {
-                STATE_FILE: {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "scaler": scaler.state_dict(), "state": state, "recipe": recipe.to_dict()},
+                _save_checkpoint(model, feature_extractor, os.path.join(options.output_dir, "best"), epoch)
+            _save_checkpoint(model, feature_extractor, os.path.join(options.output_dir, "last"), epoch, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                "state": state, "recipe": recipe.to_dict(), "labels": label_names,
             })
-            with open(os.path.join(options.output_dir, "history.json"), "w") as f:
-                json.dump(state["history"], f, indent=2)
+            _write_json(os.path.join(options.output_dir, HISTORY_FILE), state["history"])
             tqdm.write(_log_line(record, recipe.epochs, main_metric))
         world.barrier()  # the other ranks wait for rank 0's evaluation and checkpoint
 
     summary = {"history": state["history"], "best": state["best"], "output_dir": options.output_dir,
-               "main_metric": main_metric, "labels": [id2label[i] for i in range(len(id2label))],
+               "main_metric": main_metric, "labels": label_names,
                "model": model, "feature_extractor": feature_extractor}
     if state["wa"] is not None:  # every rank ends with the averaged weights; rank 0 scores and saves them
         model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in state["wa"].items()})
         if world.is_main:
             metrics = evaluate(model, eval_loader, device, precision, loss_kind)
-            _save_model(model, feature_extractor, os.path.join(options.output_dir, "averaged"))
+            _save_checkpoint(model, feature_extractor, os.path.join(options.output_dir, "averaged"), state["epoch"])
             summary["averaged"] = {"epochs": [recipe.wa_start, recipe.wa_end], "metrics": metrics}
             tqdm.write(f"weight-averaged model (epochs {recipe.wa_start}-{recipe.wa_end}): "
                        f"{main_metric} {metrics[main_metric]:.4f} -> {os.path.join(options.output_dir, 'averaged')}")
@@ -395,14 +613,14 @@ def _data_loaders(recipe: Recipe, train_set, eval_set, feature_extractor, option
 def _train_one_epoch(ddp_model, steps, optimizer, scaler, recipe: Recipe, options: RunOptions, state: dict, epoch: int,
                      device: str, precision: str, loss_kind: str, world: Distributed) -> tuple[float, float | None, int]:
     """One pass over the training batches; returns the mean training loss, the last learning rate and
-    the number of unreadable clips dropped from this epoch's batches (summed over all ranks)."""
+    the number of unusable clips dropped from this epoch's batches (summed over all ranks)."""
     ddp_model.train()
     total_loss, batches, micro, lr = 0.0, 0, 0, None
     dropped = torch.zeros((), dtype=torch.int64)
     num_batches = len(steps)
     for i, batch in enumerate(steps):
         dropped += batch["dropped"]  # counted by the Collator: worker processes' dataset counts never reach here
-        if "input_values" not in batch:  # every clip of this batch was unreadable (already warned)
+        if "input_values" not in batch:  # every clip of this batch was unusable (already warned)
             continue
         lr = learning_rate(recipe, state["step"], epoch)
         for group in optimizer.param_groups:
@@ -427,7 +645,7 @@ def _train_one_epoch(ddp_model, steps, optimizer, scaler, recipe: Recipe, option
         total_loss += loss_value
         batches += 1
         steps.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
-    if micro:  # only when the epoch's last batch was entirely unreadable: drop the unsynchronised rest
+    if micro:  # only when the epoch's last batch was entirely unusable: drop the unsynchronised rest
         optimizer.zero_grad(set_to_none=True)
     if world.world_size > 1:  # rank 0 logs the whole epoch's count
         dropped = dropped.to(device)
@@ -473,13 +691,18 @@ def _log_line(record: dict, epochs: int, main_metric: str) -> str:
         parts.append(f"lr {record['lr']:.2e}")
     parts.append(f"{record['seconds']:.0f} s")
     if record["skipped_files"]:
-        parts.append(f"{record['skipped_files']} unreadable clips skipped")
+        parts.append(f"{record['skipped_files']} unusable clips skipped")
     return "  ".join(parts)
 
 
 def _check_recipe(recipe: Recipe, world: Distributed, options: RunOptions) -> None:
-    if recipe.batch_size < 1 or recipe.epochs < 1 or recipe.lr <= 0:
-        raise ValueError(f"batch_size ({recipe.batch_size}), epochs ({recipe.epochs}) and lr ({recipe.lr}) must be positive")
+    if recipe.batch_size < 1 or recipe.epochs < 1 or not (math.isfinite(recipe.lr) and recipe.lr > 0):
+        raise ValueError(f"batch_size ({recipe.batch_size}), epochs ({recipe.epochs}) and lr ({recipe.lr}) must be "
+                         "positive (and lr finite)")
+    if not (math.isfinite(recipe.lr_decay) and recipe.lr_decay > 0) or not (
+            math.isfinite(recipe.weight_decay) and recipe.weight_decay >= 0):
+        raise ValueError(f"lr_decay ({recipe.lr_decay}) must be positive and weight_decay ({recipe.weight_decay}) "
+                         "non-negative, both finite")
     if recipe.batch_size % world.world_size:
         raise ValueError(
             f"the global batch_size {recipe.batch_size} does not split evenly over {world.world_size} processes: "
@@ -491,6 +714,21 @@ def _check_recipe(recipe: Recipe, world: Distributed, options: RunOptions) -> No
         raise ValueError(f"lr_decay_every must be at least 1 epoch, got {recipe.lr_decay_every}")
     if recipe.wa_start and not 1 <= recipe.wa_start <= recipe.wa_end:
         raise ValueError(f"weight averaging needs 1 <= wa_start ({recipe.wa_start}) <= wa_end ({recipe.wa_end})")
+    _check_norm(recipe.norm_mean, recipe.norm_std)
+
+
+def _check_norm(mean: float | None, std: float | None) -> None:
+    """The front end's statistics: both given (finite, std > 0) or both None (computed on the training set)."""
+    if (mean is None) != (std is None):
+        given, missing = ("norm_std", "norm_mean") if mean is None else ("norm_mean", "norm_std")
+        raise ValueError(
+            f"--{given.replace('_', '-')} needs --{missing.replace('_', '-')}: the features are normalised with "
+            "both; give the dataset's log-mel mean and std together, or neither to compute both on the training set"
+        )
+    if mean is not None and not math.isfinite(mean):
+        raise ValueError(f"--norm-mean must be a finite number, got {mean}")
+    if std is not None and not (math.isfinite(std) and std > 0):
+        raise ValueError(f"--norm-std must be a positive, finite number, got {std}: it divides the features")
 
 
 # ---- the `ast-min train` command ---------------------------------------------------------------------------------------
@@ -547,7 +785,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--output-dir", default="runs/ast-min", help="where last/, best/ (and averaged/) checkpoints and history.json go")
     run.add_argument("--init", help="starting checkpoint: a Hugging Face directory or hub id, or an original-repo .pth "
                      "(default: random initialisation of the recipe's model size)")
-    run.add_argument("--resume", action="store_true", help="continue the run in --output-dir after its last finished epoch")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run in --output-dir after its newest complete checkpoint (last/)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="start afresh in an --output-dir that holds an earlier run: its checkpoints and history.json "
+                     "are replaced, other files kept (without --resume or --overwrite a non-empty --output-dir is refused)")
     run.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and augmentation")
     run.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                      help="mixed precision: bf16 autocast, or fp16 autocast with a gradient scaler; auto: bf16 on CUDA, else fp32")
@@ -560,6 +802,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="CPU threads per process for torch (default: torch's choice, all cores); on a machine "
                      "shared with other jobs, 1 avoids the thread oversubscription that can make training several times slower")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
+    run.add_argument("--gradient-checkpointing", action="store_true",
+                     help="recompute each block's activations during backward instead of storing them: less memory "
+                     "for longer clips or larger batches, at the cost of about one more forward pass")
     hyper = parser.add_argument_group("hyper-parameters (default: the recipe's)")
     for name, help_text in _RECIPE_OPTIONS.items():
         default = getattr(Recipe(), name)
@@ -575,8 +820,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _datasets(args, recipe: Recipe):
-    from ast_min.data import ClipDataset, SyntheticDataset
-
     if args.data is None:
         if args.eval_data is not None:
             raise ValueError("--eval-data needs --data (without --data the synthetic set is used for both)")
@@ -607,16 +850,37 @@ def run(args: argparse.Namespace) -> int:
     recipe = get_recipe(args.recipe)
     overrides = {name: getattr(args, name) for name in [*_RECIPE_OPTIONS, "noise", "balanced"] if getattr(args, name) is not None}
     model_overrides = {name: getattr(args, name) for name in _MODEL_OPTIONS if getattr(args, name) is not None}
+    if (args.norm_mean is None) != (args.norm_std is None):  # one of them, with the recipe's other: refused
+        _check_norm(args.norm_mean, args.norm_std)
     recipe = recipe.replace(**overrides, model={**recipe.model, **model_overrides})
     train_set, eval_set = _datasets(args, recipe)
     options = RunOptions(
         output_dir=args.output_dir, init=args.init, seed=args.seed, precision=args.precision,
         grad_accum=args.grad_accum, device=args.device, num_workers=args.num_workers, resume=args.resume,
-        attn_implementation=args.attn_implementation, progress=not args.no_progress,
+        overwrite=args.overwrite, attn_implementation=args.attn_implementation, progress=not args.no_progress,
+        gradient_checkpointing=args.gradient_checkpointing,
     )
-    summary = train(recipe, train_set, eval_set, options)
+    try:
+        summary = train(recipe, train_set, eval_set, options)
+    except KeyboardInterrupt:
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(interrupted_message(args, recipe.epochs), file=sys.stderr)
+        return 130  # 128 + SIGINT, the shell's convention
     if summary["best"] is not None and int(os.environ.get("RANK", "0")) == 0:
         best = summary["best"]
         print(f"best epoch {best['epoch']}: {summary['main_metric']} {best['metrics'][summary['main_metric']]:.4f} "
               f"-> {os.path.join(args.output_dir, 'best')}")
     return 0
+
+
+def interrupted_message(args: argparse.Namespace, epochs: int) -> str:
+    """What Ctrl-C left in --output-dir, and the command that resumes the run."""
+    argv = list(getattr(args, "argv", None) or ["train", "--output-dir", args.output_dir])
+    argv = [a for a in argv if a != "--overwrite"] + ([] if "--resume" in argv else ["--resume"])
+    command = "ast-min " + shlex.join(argv)
+    last = os.path.join(args.output_dir, "last")
+    saved = max((e for e in map(_complete_epoch, (last, last + ".tmp", last + ".old")) if e is not None), default=None)
+    if saved is None:
+        return f"ast-min train: interrupted before the first epoch was saved; nothing to keep. To start again:\n  {command}"
+    return (f"ast-min train: interrupted; {last} holds epoch {saved} of {epochs} (best/ the best so far). "
+            f"To continue from there:\n  {command}")

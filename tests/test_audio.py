@@ -2,6 +2,11 @@
 against numpy's mean, resampling against the analytic tone (float64 math) and an aliasing check.
 """
 
+import os
+import struct
+import threading
+import warnings
+
 import numpy as np
 import pytest
 import soundfile
@@ -9,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ast_min import load_audio
+from ast_min import audio
 from ast_min.audio import resample
 
 
@@ -52,8 +58,9 @@ def test_resampled_tone_matches_the_analytic_tone(tmp_path_factory, rate, freq):
     waveform = load_audio(path)
     assert abs(len(waveform) - seconds * 16000) <= 1
     middle = slice(800, 7200)  # away from the filter's edge transients
-    # soxr HQ reproduces these tones to within 5e-7 (measured over 100 Hz-3 kHz from each rate):
-    # 1e-5 leaves a margin, while a wrong rate, delay or gain would miss by orders of magnitude more.
+    # soxr's "HQ" is its 20-bit quality: passband error and stop-band leakage below 2^-20 ~ 1e-6 of
+    # full scale. 1e-5 leaves a margin over that, while a wrong rate, delay or gain would miss by
+    # orders of magnitude more.
     np.testing.assert_allclose(waveform[middle], tone(16000)[middle], atol=1e-5)
 
 
@@ -71,7 +78,7 @@ def test_resampling_removes_content_above_the_new_nyquist():
 def test_other_target_rate(tmp_path):
     soundfile.write(tmp_path / "a.wav", np.zeros(16000, np.float32), 16000)
     assert load_audio(tmp_path / "a.wav", sampling_rate=8000).shape == (8000,)
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ValueError, match=r"sampling_rate must be an integer number of Hz in \[1000, 1000000\], got 0"):
         load_audio(tmp_path / "a.wav", sampling_rate=0)
 
 
@@ -88,3 +95,91 @@ def test_missing_unreadable_and_empty_files(tmp_path):
         load_audio(tmp_path / "empty.wav")
     with pytest.raises(ValueError, match="mono waveform"):
         resample(np.zeros((2, 100)), 44100, 16000)
+
+
+# ---- damaged and hostile files -------------------------------------------------------------------
+def _wav_with_rate(path, rate):
+    """A 0.25 s 16-bit WAV whose header then claims `rate` Hz (both the rate and the byte-rate fields)."""
+    soundfile.write(path, np.zeros(4000, np.float32), 16000, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    assert data[:4] == b"RIFF" and data[12:16] == b"fmt "  # soundfile's canonical 44-byte header
+    data[24:28] = struct.pack("<I", rate)
+    data[28:32] = struct.pack("<I", 2 * rate)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("rate", [1, 999, 1_000_001, 2**31 - 1])
+def test_implausible_header_rates_are_refused_before_reading(tmp_path, rate):
+    # At 1 Hz the file's 4000 samples claim 67 minutes: resampled to 16 kHz they would be 64 M
+    # samples; a 200 KB file claims 28 hours (6 GB). The header alone must be enough to refuse it.
+    path = _wav_with_rate(tmp_path / "odd.wav", rate)
+    with pytest.raises(ValueError, match=rf"odd.wav.* claims a sampling rate of {rate} Hz.*corrupt"):
+        load_audio(path)
+
+
+def test_plausible_edge_rates_are_read(tmp_path):
+    for rate in (audio.MIN_SAMPLING_RATE, 384_000):
+        soundfile.write(tmp_path / "a.wav", np.zeros(rate // 10, np.float32), rate)
+        assert load_audio(tmp_path / "a.wav").shape == (1600,)  # 0.1 s at 16 kHz
+
+
+def test_resample_refuses_implausible_rates_and_sizes(monkeypatch):
+    with pytest.raises(ValueError, match="orig_rate must be an integer number of Hz"):
+        resample(np.zeros(100), 1, 16000)
+    with pytest.raises(ValueError, match="new_rate must be an integer"):
+        resample(np.zeros(100), 16000, 10**9)
+    monkeypatch.setattr(audio, "MAX_SECONDS", 1)  # the bound's mechanism, on a size small enough to build
+    with pytest.raises(ValueError, match=r"lasts 0.0 h \(32000 samples at 16000 Hz\), more than.*cut it"):
+        resample(np.zeros(32000), 16000, 8000)
+
+
+def test_files_longer_than_the_bound_are_refused_before_reading(tmp_path, monkeypatch):
+    soundfile.write(tmp_path / "long.wav", np.zeros(32000, np.float32), 16000)
+    monkeypatch.setattr(audio, "MAX_SECONDS", 1)
+    with pytest.raises(ValueError, match=r"long.wav' lasts .* more than the 0 h"):
+        load_audio(tmp_path / "long.wav")
+
+
+@pytest.mark.parametrize("subtype, frame_bytes", [("PCM_16", 2), ("FLOAT", 4)])
+def test_a_wav_cut_short_of_its_header_is_read_with_a_warning(tmp_path, subtype, frame_bytes):
+    clip = (0.1 * np.random.default_rng(0).standard_normal(8000)).astype(np.float32)
+    soundfile.write(tmp_path / "whole.wav", clip, 16000, subtype=subtype)
+    data = (tmp_path / "whole.wav").read_bytes()
+    start = data.index(b"data") + 8  # the samples follow the data chunk's id and size
+    (tmp_path / "cut.wav").write_bytes(data[: start + 3000 * frame_bytes])  # the header still declares 8000 frames
+    with pytest.warns(UserWarning, match=r"cut.wav' holds 3000 frames but its header declares 8000"):
+        cut = load_audio(tmp_path / "cut.wav")
+    assert len(cut) == 3000
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the whole file: no warning
+        assert len(load_audio(tmp_path / "whole.wav")) == 8000
+
+
+def test_non_finite_samples_name_the_file(tmp_path):
+    clip = np.zeros(1600, np.float32)
+    clip[800] = np.nan
+    soundfile.write(tmp_path / "bad.wav", clip, 16000, subtype="FLOAT")
+    with pytest.raises(ValueError, match=r"bad.wav' has NaN or Inf samples \(the first at sample 800, 0.050 s\)"):
+        load_audio(tmp_path / "bad.wav")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_named_pipe_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "pipe.wav")
+    outcome = []
+
+    def read():
+        try:
+            load_audio(tmp_path / "pipe.wav")
+        except ValueError as e:
+            outcome.append(str(e))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    if reader.is_alive():  # unblock the reader so the test process can end
+        with open(tmp_path / "pipe.wav", "wb"):
+            pass
+        pytest.fail("load_audio blocked on a named pipe")
+    assert outcome and "not a regular file" in outcome[0], outcome

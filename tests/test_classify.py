@@ -4,9 +4,11 @@ Reference: the file read with soundfile, channels averaged, resampled with soxr 
 steps written out here), featurised by `transformers.ASTFeatureExtractor` with the checkpoint's
 normalisation, classified by `transformers.ASTForAudioClassification`, sigmoid/softmax applied
 here. Tolerance 2e-3 on probabilities: transformers' numpy front end and ast-min's differ only by
-float32 FFT/log rounding (under 1e-4 on the normalised features of tone-plus-noise clips like these,
-measured), and a probability moves by at most 1/4 of a logit change, which a tiny random model
-keeps near that size.
+float32 rounding in the FFT and the log (relative errors of a few hundred float32 eps, ~1e-5, on
+features of order 1), a probability moves by at most 1/4 of a logit change, and a tiny random
+model's logits change by at most the size of its feature error times its weights' gain (of order 1).
+A wrong statistic, window or resampler moves the scores by far more (the normalisation test below
+asserts that the statistics alone move them by over ten times the tolerance).
 """
 
 import json
@@ -298,7 +300,77 @@ def test_bad_checkpoints_exit_2_with_a_message(tmp_path, capsys, checkpoints, ki
 
 
 @pytest.mark.parametrize("argv, message", [(["--top-k", "0"], "--top-k"), (["--hop", "0"], "--hop"),
-                                           (["--device", "tpu9"], "--device")])  # fmt: skip
+                                           (["--hop", "inf"], "--hop must be a positive, finite"),
+                                           (["--hop", "nan"], "--hop must be a positive, finite"),
+                                           (["--device", "tpu9"], "--device"),
+                                           (["--device", "cuda:99"], "--device cuda:99"),
+                                           (["--device", "xla"], "--device xla")])  # fmt: skip
 def test_bad_options_are_explained(tmp_path, capsys, checkpoints, argv, message):
     code, _, err = run_json(capsys, write(tmp_path / "a.wav", 0.3), "--checkpoint", checkpoints["multi"], *argv)
     assert code == 2 and message in err
+
+
+def test_cuda_on_a_machine_without_it_is_one_line(tmp_path, capsys, checkpoints, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, _, err = run_json(capsys, write(tmp_path / "a.wav", 0.3), "--checkpoint", checkpoints["multi"], "--device", "cuda")
+    assert code == 2 and "--device cuda: this machine has no CUDA device" in err and "Traceback" not in err
+
+
+def test_non_finite_scores_are_an_error_never_bare_nan_json(tmp_path, capsys, checkpoints):
+    # Finite weights whose logits overflow float32 (3e38 * a feature of magnitude > 1 = inf): the
+    # softmax of +inf and -inf logits is NaN. A checkpoint's weights can all be finite and still do this.
+    ckpt = save_random_hf_checkpoint(tmp_path / "big", tiny_config(id2label=LABELS), seed=6)
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(ckpt / "model.safetensors")
+    head = next(k for k in weights if k.endswith("dense.weight") and weights[k].shape[0] == len(LABELS))
+    weights[head] = torch.sign(torch.randn(weights[head].shape, generator=torch.Generator().manual_seed(0))) * 3e38
+    save_file(weights, ckpt / "model.safetensors", metadata={"format": "pt"})
+    good = write(tmp_path / "a.wav", 0.4)
+    code = cli_main(["classify", str(good), "--checkpoint", str(ckpt), "--json"])
+    out = capsys.readouterr()
+
+    def refuse(constant):
+        raise AssertionError(f"bare {constant} in the JSON output")
+
+    json.loads(out.out, parse_constant=refuse)  # strict JSON, whatever it holds
+    assert code == 2 and "a.wav" in out.err and ("NaN" in out.err or "finite" in out.err), out.err
+
+
+def test_labels_file_errors_name_the_file(tmp_path, capsys, checkpoints):
+    import os
+
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "num.json").write_text("3")
+    for name in ("bad.json", "num.json"):
+        with pytest.raises(ValueError, match=f"cannot read label names from .*{name}"):
+            classify.read_labels(tmp_path / name, 6)
+    os.mkfifo(tmp_path / "pipe.txt")
+    with pytest.raises(ValueError, match="not a regular file"):  # opening it would block until a writer came
+        classify.read_labels(tmp_path / "pipe.txt", 6)
+
+
+def test_a_warning_is_one_line_from_ast_min(tmp_path, checkpoints):
+    """In a real process (pytest would capture the warning): a WAV cut short of its header is
+    classified, with a one-line warning that reads as ast-min's, not as a Python source location."""
+    import os
+    import subprocess
+    import sys
+
+    data = write(tmp_path / "whole.wav", 0.5).read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "ast_min.cli", "classify", str(tmp_path / "cut.wav"), "--checkpoint", str(checkpoints["multi"])]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "ast-min classify: warning: " in done.stderr and "cut short" in done.stderr, done.stderr
+    assert "UserWarning" not in done.stderr and ".py:" not in done.stderr, done.stderr
+
+
+def test_ctrl_c_is_one_line_and_status_130(tmp_path, capsys, checkpoints, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(classify.Classifier, "classify_file", interrupted)
+    assert cli_main(["classify", str(write(tmp_path / "a.wav", 0.3)), "--checkpoint", str(checkpoints["multi"])]) == 130
+    assert capsys.readouterr().err.strip() == "ast-min classify: interrupted"

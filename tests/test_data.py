@@ -246,10 +246,32 @@ def test_unreadable_file_is_skipped_with_a_warning_and_counted(tmp_path):
     (tmp_path / "dog" / "broken.wav").write_bytes(b"RIFF not really a wave file")
     dataset = ClipDataset.from_folder(tmp_path)
     items = []
-    with pytest.warns(UserWarning, match="skipping unreadable audio file .*broken.wav"):
+    with pytest.warns(UserWarning, match="skipping unusable audio file .*broken.wav"):
         items = [dataset[i] for i in range(len(dataset))]
     assert sum(item is None for item in items) == 1 and dataset.num_skipped == 1
     assert dataset.skipped_files[0].endswith("broken.wav")
+
+
+def test_readable_but_unusable_files_are_skipped_by_name_and_counted(tmp_path):
+    # A clip of 1 sample (no 25 ms frame) and one with a NaN sample decode fine: the dataset must
+    # skip them like undecodable files, naming each file, never fail a batch with "clip 1 has ...".
+    _write(str(tmp_path / "dog" / "good.wav"))
+    sf.write(tmp_path / "dog" / "one_sample.wav", np.zeros(1, np.float32), 16000)
+    nan = np.zeros(4000, np.float32)
+    nan[7] = np.nan
+    sf.write(tmp_path / "dog" / "nan.wav", nan, 16000, subtype="FLOAT")
+    os.mkfifo(tmp_path / "dog" / "pipe.wav")  # would block for ever if opened
+    dataset = ClipDataset.from_folder(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        items = [dataset[i] for i in range(len(dataset))] + [dataset[i] for i in range(len(dataset))]
+    assert sorted(os.path.basename(f) for f in dataset.skipped_files) == ["nan.wav", "one_sample.wav", "pipe.wav"]
+    assert sum(item is None for item in items) == 6 and dataset.num_skipped == 3  # counted once per file
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 3  # warned once per file, not per epoch
+    assert any("one_sample.wav" in m and "shorter than one 25 ms frame" in m for m in messages), messages
+    assert any("nan.wav" in m and "NaN or Inf samples" in m for m in messages), messages
+    assert any("pipe.wav" in m and "not a regular file" in m for m in messages), messages
 
 
 class _PassThrough:

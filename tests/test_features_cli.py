@@ -1,6 +1,9 @@
 """`ast-min features`: files in, the same features as transformers' extractor on the decoded audio out."""
 
+import os
+
 import numpy as np
+import pytest
 import soundfile
 from test_features_extractor import run_transformers, to_log_mel, transformers_extractor
 from test_features import assert_energy_close
@@ -42,4 +45,59 @@ def test_features_command_reads_a_preprocessor_config_and_reports_bad_files(tmp_
     assert "no audio file at" in capsys.readouterr().err
     soundfile.write(tmp_path / "tiny.wav", np.zeros(100, np.float32), 16000)
     assert main(["features", str(tmp_path / "tiny.wav")]) == 2
-    assert f"clip 0 has 100 samples, fewer than one {F.FRAME_LENGTH}-sample (25 ms) frame" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "tiny.wav' lasts 6.2 ms, shorter than one 25 ms frame" in err and "clip 0" not in err
+
+
+def test_out_without_npy_prints_the_path_numpy_writes(tmp_path, capsys):
+    soundfile.write(tmp_path / "a.wav", np.zeros(4000, np.float32), 16000)
+    assert main(["features", str(tmp_path / "a.wav"), "--out", str(tmp_path / "feat"), "--max-length", "50"]) == 0
+    assert sorted(os.listdir(tmp_path)) == ["a.wav", "feat.npy"]  # no "feat", no temporary file left
+    assert f"to {tmp_path / 'feat.npy'}" in capsys.readouterr().out
+    assert np.load(tmp_path / "feat.npy").shape == (1, 50, 128)
+
+
+@pytest.mark.parametrize("where", ["missing_folder", "read_only", "directory"])
+def test_an_unusable_out_is_refused_before_any_file_is_read(tmp_path, capsys, monkeypatch, where):
+    soundfile.write(tmp_path / "a.wav", np.zeros(4000, np.float32), 16000)
+    out = {"missing_folder": tmp_path / "nope" / "x.npy", "read_only": tmp_path / "ro" / "x.npy",
+           "directory": tmp_path / "d.npy"}[where]
+    if where == "read_only":
+        (tmp_path / "ro").mkdir()
+        os.chmod(tmp_path / "ro", 0o500)
+        if os.access(tmp_path / "ro", os.W_OK):  # root ignores permissions: simulate the check's answer
+            real_access = os.access
+            monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(tmp_path / "ro") else real_access(p, mode))
+    if where == "directory":
+        (tmp_path / "d.npy").mkdir()
+
+    import ast_min.features_cli as cli_module
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a file was read before --out was checked")
+
+    monkeypatch.setattr(cli_module, "load_audio", no_loading)
+    assert main(["features", str(tmp_path / "a.wav"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and {"missing_folder": "does not exist", "read_only": "not writable",
+                                "directory": "is a directory"}[where] in err, err
+    assert "Traceback" not in err and "AssertionError" not in err
+
+
+def test_nan_samples_are_reported_by_file_name(tmp_path, capsys):
+    clip = np.zeros(4000, np.float32)
+    clip[10] = np.inf
+    soundfile.write(tmp_path / "ok.wav", np.zeros(4000, np.float32), 16000)
+    soundfile.write(tmp_path / "broken.wav", clip, 16000, subtype="FLOAT")
+    assert main(["features", str(tmp_path / "ok.wav"), str(tmp_path / "broken.wav")]) == 2
+    err = capsys.readouterr().err
+    assert "broken.wav' has NaN or Inf samples" in err and "clip " not in err, err
+
+
+@pytest.mark.parametrize("argv, message", [(["--std", "0"], "--std must be a positive"), (["--std", "inf"], "--std"),
+                                           (["--mean", "nan"], "--mean must be a finite"),
+                                           (["--num-mel-bins", "0"], "--num-mel-bins")])
+def test_bad_normalisation_options_name_the_option(tmp_path, capsys, argv, message):
+    soundfile.write(tmp_path / "a.wav", np.zeros(4000, np.float32), 16000)
+    assert main(["features", str(tmp_path / "a.wav"), *argv]) == 2
+    assert message in capsys.readouterr().err

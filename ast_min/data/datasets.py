@@ -12,9 +12,10 @@ Manifests, multi-label rows allowed:
   `label`) column whose labels are separated by `,` or `;` (quote the field when it holds commas).
 Relative file paths are resolved against the manifest's folder.
 
-A file that cannot be read is skipped with a warning and counted (`num_skipped`), so one bad file
-in a million never loses a training run; an empty folder, an empty manifest or a label outside the
-label list is a clear error before training starts.
+A file that cannot be used is skipped with a warning naming it, and counted (`num_skipped`), so
+one bad file in a million never loses a training run: undecodable, a pipe rather than a file, NaN
+samples, an implausible header, or shorter than one 25 ms frame. An empty folder, an empty
+manifest or a label outside the label list is a clear error before training starts.
 
 Items are dicts: `waveform` float32 numpy (N,), `target` float32 (C,) multi-hot, `index`.
 """
@@ -28,6 +29,10 @@ import warnings
 
 import numpy as np
 import torch
+
+from ast_min.audio import check_input_file, load_audio
+from ast_min.features import SAMPLING_RATE
+from ast_min.features_cli import require_one_frame
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au")
 
@@ -50,7 +55,7 @@ class ClipDataset(torch.utils.data.Dataset):
         files: list[str],
         labels_per_file: list[list[str]],
         labels: list[str] | None = None,
-        sampling_rate: int = 16000,
+        sampling_rate: int = SAMPLING_RATE,
         multi_label: bool | None = None,
         source: str = "dataset",
         display_names: list[str] | None = None,
@@ -78,27 +83,26 @@ class ClipDataset(torch.utils.data.Dataset):
         # The names a model should print for each class (class_labels_indices.csv's display_name);
         # default: the labels themselves.
         self.display_names = tuple(display_names) if display_names is not None else self.labels
-        self.skipped_files: list[str] = []  # each unreadable file once, in the order met
+        self.skipped_files: list[str] = []  # each unusable file once, in the order met
 
     def __len__(self) -> int:
         return len(self.files)
 
     @property
     def num_skipped(self) -> int:
-        """How many distinct files could not be read so far (each was skipped with a warning)."""
+        """How many distinct files could not be used so far (each was skipped with a warning)."""
         return len(self.skipped_files)
 
     def __getitem__(self, index: int) -> dict | None:
-        """The clip at `index`, or None (with a warning) when its file cannot be read."""
-        from ast_min import load_audio
-
+        """The clip at `index`, or None (with a warning naming the file) when its file cannot be used."""
         path = self.files[index]
         try:
             waveform = load_audio(path, sampling_rate=self.sampling_rate)
-        except Exception as e:  # noqa: BLE001 - any unreadable file is skipped, whatever the library raises
+            require_one_frame(path, waveform, self.sampling_rate)
+        except Exception as e:  # noqa: BLE001 - any unusable file is skipped, whatever the library raises
             if path not in self.skipped_files:  # warn and count each bad file once, not once per epoch
                 self.skipped_files.append(path)
-                warnings.warn(f"skipping unreadable audio file {path!r} ({type(e).__name__}: {e})", stacklevel=2)
+                warnings.warn(f"skipping unusable audio file {path!r} ({type(e).__name__}: {e})", stacklevel=2)
             return None
         target = np.zeros(len(self.labels), dtype=np.float32)
         target[self.targets[index]] = 1.0
@@ -140,9 +144,7 @@ class ClipDataset(torch.utils.data.Dataset):
         `class_labels` (a class_labels_indices.csv) or `labels` gives the label list; without either
         it is the sorted set of labels the manifest names.
         """
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"no manifest at {path!r}")
+        path = check_input_file(path, "manifest", "pass a .json or .csv manifest, or a class-folder tree as --data")
         if path.lower().endswith(".json"):
             files, rows = _read_json_manifest(path)
         elif path.lower().endswith(".csv"):
@@ -209,9 +211,7 @@ def _read_csv_manifest(path: str) -> tuple[list[str], list[list[str]]]:
 
 def read_class_labels(path: str | os.PathLike) -> tuple[list[str], list[str]]:
     """The original repo's class_labels_indices.csv (`index,mid,display_name`) -> (ids, display names)."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no class list at {path!r} (expected class_labels_indices.csv: index,mid,display_name)")
+    path = check_input_file(path, "class list", "pass class_labels_indices.csv (index,mid,display_name)")
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         if not {"index", "mid", "display_name"} <= set(reader.fieldnames or []):

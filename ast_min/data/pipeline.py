@@ -51,7 +51,7 @@ class MixupDataset(torch.utils.data.Dataset):
         if rng.random() >= self.mixup:
             return item
         other = self.dataset[int(rng.integers(0, len(self.dataset)))]
-        if other is None:  # the partner was unreadable (already warned and counted): no mix
+        if other is None:  # the partner was unusable (already warned and counted): no mix
             return item
         waveform, target = mixup(item["waveform"], item["target"], other["waveform"], other["target"], draw_mixup_weight(rng, self.alpha))
         return {**item, "waveform": waveform, "target": target}
@@ -60,9 +60,9 @@ class MixupDataset(torch.utils.data.Dataset):
 class Collator:
     """Turns a list of items into a batch {"input_values" (B, T, F), "targets" (B, C), "index" (B,), "dropped"}.
 
-    Items that are None (unreadable files) are dropped and counted in "dropped": the count travels
+    Items that are None (unusable files) are dropped and counted in "dropped": the count travels
     with the batch because DataLoader workers each hold their own copy of the dataset, so only the
-    batches reach the training loop. A batch whose every item was unreadable is just {"dropped": n}.
+    batches reach the training loop. A batch whose every item was unusable is just {"dropped": n}.
     Waveforms are cut to the samples that `max_length` frames need before the front end runs (the
     rest would be truncated anyway).
     With `train=True` the recipe's SpecAugment masks (`freqm`, `timem`) and noise + roll are applied.
