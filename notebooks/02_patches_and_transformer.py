@@ -460,3 +460,12 @@ plt.show()
 # These weights are random, so the maps say nothing about the sound yet. Chapter 04 fine-tunes a
 # trained model and draws the same maps and rollout for it, with a number that says how closely the
 # rollout follows the sound events.
+#
+# ## Now you try
+#
+# - `ast-min assignment start patches`: cut the spectrogram into overlapping patches and project them,
+#   by unfold and by convolution, then `ast-min assignment check patches`.
+# - `ast-min assignment start attention`: write multi-head attention from the weights (heads by
+#   view/transpose to (B, H, L, Dh)), then `ast-min assignment check attention`.
+# - On your own: change `frequency_stride` and `time_stride` to 16 (no overlap). How many tokens are
+#   left, and how much less attention work (it grows with L²) does the model do?
