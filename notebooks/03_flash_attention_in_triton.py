@@ -635,6 +635,12 @@ assert programs(1) < 132 <= programs(8)
 notes = pathlib.Path(kernels.__file__).with_name("NOTES.md").read_text()
 status = re.search(r"\*\*Status[^*]*\*\*", notes)
 print("kernels/NOTES.md:", status.group(0) if status else "(no status line)")
+# Its GPU table (measured, or marked as predictions until a GPU run fills it in), as it stands today:
+for section in re.split(r"\n(?=## )", notes):
+    title = section.splitlines()[0]
+    if title.startswith("## ") and ("Measure" in title or "Predict" in title):
+        print("\n" + title)
+        print("\n".join(line for line in section.splitlines() if line.startswith("|")))
 
 # %% [markdown]
 # ## Now you try

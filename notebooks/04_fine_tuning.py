@@ -224,6 +224,7 @@ print(f"masks: {f_width} bins from {f_start}, {t_width} frames from {t_start}; f
       f"feature mean {float(batch['input_values'].mean()):.3f}")
 assert torch.allclose(batch["input_values"][0], masked, atol=1e-5)
 assert math.isclose(collate.mask_value, fill, rel_tol=1e-9)
+assert fill > 0  # log-mel 0 lies above this data's mean log-mel: the masks are brighter than average
 
 normalised = extractor([item["waveform"]], sampling_rate=16000, return_tensors="pt").input_values[0]
 zero_filled = spec_augment(normalised, np.random.default_rng([SEED, 1, item["index"], 1]), FREQM, TIMEM, value=0.0)[0]
@@ -357,7 +358,7 @@ def fit(model, epochs=EPOCHS, lr=LR, warmup=WARMUP, max_grad_norm=None):
         model.train()
         losses = []
         for batch in make_loader(train_set, epoch):
-            rate = lr * min(1.0, (step + 1) / warmup)  # linear warm-up, then constant (no decay in 4 epochs)
+            rate = lr * min(1.0, (step + 1) / warmup)  # linear warm-up, then constant (no decay in this short run)
             for group in optimizer.param_groups:
                 group["lr"] = rate
             with torch.autocast(DEVICE, dtype=AMP_DTYPE or torch.float32, enabled=AMP_DTYPE is not None):
@@ -405,9 +406,14 @@ library_losses = [h["train_loss"] for h in summary["history"]]
 print("library epoch losses:", [round(v, 4) for v in library_losses])
 weight_gap = max((a.cpu() - b.cpu()).abs().max().item() for a, b in zip(by_hand_model.state_dict().values(), summary["model"].state_dict().values()))
 print(f"largest weight difference after {len(steps)} steps: {weight_gap:.1e}")
-# Same operations in the same order on the same data: only a different kernel choice could make
-# them differ, by float rounding (~1e-7 relative per step), compounded over the run.
-assert np.allclose(hand_epoch_losses, library_losses, atol=1e-4) and weight_gap < 1e-3
+# Same operations in the same order on the same data. On a CPU in fp32 that is the same arithmetic;
+# a margin of float rounding (~1e-7 relative per step) compounded over the run is allowed. On a GPU,
+# bf16 autocast and reductions whose order may vary let the runs drift apart by rounding, so there
+# only the loss curves are compared, loosely.
+if DEVICE == "cpu":
+    assert np.allclose(hand_epoch_losses, library_losses, atol=1e-4) and weight_gap < 1e-3
+else:
+    assert np.allclose(hand_epoch_losses, library_losses, atol=5e-2)
 
 fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3))
 left.plot([s["loss"] for s in steps], lw=0.8, label="hand-written loop, per step")
@@ -472,7 +478,9 @@ for (i, j), v in np.ndenumerate(matrix):
 torch.manual_seed(SEED)
 scratch = ast_min.ASTForAudioClassification(new_config)
 scratch_steps, _ = fit(scratch)
-scratch_accuracy = np.mean(np.equal(*[a.argmax(1) for a in scores_of(scratch, eval_set)]))
+scratch_scores, scratch_targets = scores_of(scratch, eval_set)
+scratch_accuracy = np.mean(scratch_scores.argmax(1) == scratch_targets.argmax(1))
+assert np.isclose(metrics.accuracy(scratch_scores, scratch_targets), scratch_accuracy)
 print(f"held-out accuracy after {EPOCHS} epochs: fine-tuned {accuracy:.1%}, from scratch {scratch_accuracy:.1%}")
 plt.figure(figsize=(6, 3))
 plt.plot([s["loss"] for s in steps], lw=0.8, label="from the default model")
