@@ -563,14 +563,15 @@ print(f"K and V of one (clip, head): {kv_bytes / 1e3:.0f} kB, re-read by {triton
 assert intensity["unfused"] < ridge["A100 SXM"] and intensity["fused, BLOCK_M 128"] < ridge["H100 SXM"] < intensity["fused, read once"]
 
 # %% [markdown]
-# So the numbers say: the unfused computation sits far below both ridges (memory-bound), the fused
-# kernel's *true* HBM-level count at BLOCK_M = 128 is also below the H100's ridge — yet FlashAttention
-# kernels do reach a large fraction of the H100's peak. What keeps them compute-bound is the **L2
-# cache**: K and V of one (clip, head) are a few hundred kilobytes, and the programs that re-read them
-# (all query blocks of one (clip, head), adjacent on grid axis 0, so launched together) run at the same
-# time. Their re-reads are served by the 40–50 MB L2, not HBM, and HBM traffic is close to the
-# read-once count. Larger BLOCK_M raises the intensity, but the query block and its accumulator must
-# fit in registers: BLOCK_M is bounded by on-chip memory.
+# So the numbers say: the unfused computation sits far below both ridges (memory-bound), and the fused
+# kernel at BLOCK_M = 128 would also sit below the H100's ridge *if every re-read of K and V went to
+# HBM* — yet FlashAttention-2 reaches 50–73 % of an A100's peak (Dao 2023). What keeps it
+# compute-bound is the **L2 cache**: K and V of one (clip, head) are a few hundred kilobytes, and the
+# programs that re-read them (all query blocks of one (clip, head), adjacent on grid axis 0, which the
+# GPU schedules roughly in order) typically run at the same time. Their re-reads are then served by
+# the 40–50 MB L2, not HBM, and HBM traffic comes close to the read-once count. A larger BLOCK_M raises
+# the intensity too, but the query block and its accumulator must fit in registers: BLOCK_M is
+# bounded by on-chip memory.
 #
 # That is FlashAttention's IO theorem (Dao et al. 2022, Theorem 2): with on-chip memory of M elements
 # (d ≤ M ≤ Nd), it does $\Theta(N^2 d^2 / M)$ HBM accesses, against $\Theta(Nd + N^2)$ for the

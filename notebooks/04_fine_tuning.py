@@ -35,6 +35,7 @@
 
 # %%
 import copy
+import itertools
 import math
 import os
 import tempfile
@@ -76,9 +77,10 @@ print(f"input {old.max_length} frames x {old.num_mel_bins} mel bins -> {old.freq
 assert pretrained.classifier.dense.out_features == old.num_labels
 
 # %% [markdown]
-# The new task: sort the same kinds of sounds into three coarser classes — steady **tonal** sounds,
-# **noise**, and **pulsed** sounds (clicks, pips) — from clips of 0.97 s (96 frames) instead of the
-# 128 frames the model was trained on. A class the grouping does not name falls under `other`.
+# The new task: sort the same kinds of sounds into coarser classes — steady **tonal** sounds,
+# **noise**, and **pulsed** sounds (clicks, pips) — from clips of 96 frames (0.97 s), shorter than the
+# clips the model was trained on (its `max_length`, printed above). A class the grouping does not name
+# falls under `other`.
 
 # %%
 GROUPS = {"pure_tone": "tonal", "rising_chirp": "tonal", "falling_chirp": "tonal", "am_tone": "tonal",
@@ -109,12 +111,12 @@ class Regrouped(torch.utils.data.Dataset):
         return {**item, "target": target, "fine": fine}
 
 
-train_set, eval_set = Regrouped(480, seed=100), Regrouped(200, seed=101)  # new seeds: clips the model never saw
+train_set, eval_set = Regrouped(320, seed=100), Regrouped(150, seed=101)  # new seeds: clips the model never saw
 id2label = dict(enumerate(Regrouped.labels))
 C = len(id2label)
 counts = np.sum([eval_set[i]["target"] for i in range(len(eval_set))], axis=0)
 print(id2label, "held-out clips per class:", dict(zip(Regrouped.labels, counts.astype(int))))
-assert counts.sum() == len(eval_set)
+assert counts.sum() == len(eval_set) and FRAMES < old.max_length
 
 # %% [markdown]
 # ## 2 · Adapting the model, by hand
@@ -154,8 +156,9 @@ print("by hand == from_pretrained(max_length, id2label), apart from the random n
 # %% [markdown]
 # What the position embeddings look like before and after: each cell's colour is the cosine
 # similarity of that patch position's embedding to one reference position (the middle of the grid).
-# Trained embeddings are smooth — neighbours look alike — which is what makes cutting and
-# interpolating meaningful. For comparison, the last panel interpolates to a *longer* clip.
+# Cutting keeps the embeddings it keeps exactly; interpolating makes new ones between old neighbours,
+# which preserves meaning only as far as neighbouring embeddings are alike. For comparison, the last
+# panel interpolates to a *longer* clip.
 
 # %%
 def similarity_map(position_embeddings, f, t, ref):
@@ -296,12 +299,12 @@ assert abs(loss0 - math.log(C)) < 0.1  # logits of std s add about s²/2 to ln C
 model = copy.deepcopy(adapted).train()
 optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 overfit = []
-for step in range(60):
+for step in range(80):
     loss = F.cross_entropy(model(first_batch["input_values"]).logits, first_batch["targets"])
     optimizer.zero_grad(); loss.backward(); optimizer.step()
     overfit.append(loss.item())
 print(f"one batch: loss {overfit[0]:.3f} -> {overfit[-1]:.4f} in {len(overfit)} steps")
-assert overfit[-1] < 0.02
+assert overfit[-1] < 0.05 * overfit[0]  # twenty times below the start: memorised
 
 # %% [markdown]
 # **A learning-rate range test** (Smith 2017): train from the starting weights while the learning rate
@@ -313,9 +316,10 @@ assert overfit[-1] < 0.02
 model = copy.deepcopy(adapted).train()
 optimizer = torch.optim.Adam(model.parameters(), lr=1.0, weight_decay=5e-7, betas=(0.95, 0.999))
 rates = np.geomspace(1e-6, 1.0, 60)
-range_losses, batches = [], iter(make_loader(train_set, epoch=1))
+range_losses = []
+batches = itertools.chain.from_iterable(make_loader(train_set, epoch) for epoch in itertools.count(1))  # fresh batches
 for lr in rates:
-    batch = next(batches, None) or first_batch
+    batch = next(batches)
     for group in optimizer.param_groups:
         group["lr"] = lr
     loss = F.cross_entropy(model(batch["input_values"]).logits, batch["targets"])
@@ -330,6 +334,7 @@ plt.semilogx(rates, range_losses, ".", alpha=0.4, label="loss per step")
 plt.semilogx(rates[2:-2], smooth, label="5-step mean")
 plt.axvline(LR, color="k", ls=":", label=f"chosen peak lr {LR:.0e}")
 plt.ylim(0, 3 * math.log(C)); plt.xlabel("learning rate"); plt.ylabel("cross-entropy"); plt.legend()
+plt.tight_layout()
 assert smooth[-1] > smooth.min()  # the loss rose again at the largest rates: the range covered the edge
 
 # %% [markdown]
