@@ -18,8 +18,10 @@
 # a 1024-frame × 128-bin log-mel spectrogram (Gong, Chung & Glass, *AST*, Interspeech 2021,
 # section 2.1). The original code computes it with torchaudio's port of Kaldi's `fbank`, called with
 # `window_type='hanning'`, `dither=0.0`, `use_energy=False`, `htk_compat=True`, a 10 ms shift and
-# 128 mel bins. ast-min reproduces *that call*, not Kaldi's defaults (which differ: section 4 shows
-# how), and not Kaldi's C++ program, which refuses 128 bins at 16 kHz (section 6 shows why). The
+# 128 mel bins. ast-min reproduces *that call*, not Kaldi's defaults (which differ: section 8 shows
+# how), and not Kaldi's C++ program, which refuses 128 bins at 16 kHz (section 6 shows why). One more
+# condition: the original code subtracts the whole waveform's mean before the call; ast-min, like
+# transformers, does not (the per-frame DC removal of section 3 makes the two nearly equal). The
 # checkpoint was trained on that exact picture, down to details that look like accidents, so every
 # step matters.
 #
