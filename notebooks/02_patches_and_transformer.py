@@ -216,8 +216,9 @@ plt.show()
 #   channel. The paper's text says the three channels' weights are *averaged*; the original code
 #   (`src/models/ast_models.py`) *sums* them. Summing is exactly "copy the spectrogram into all
 #   three colour channels and run DeiT's kernel": the first layer sees what an RGB image of a grey
-#   spectrogram would give. Averaging gives a third of that, which the following LayerNorm largely
-#   absorbs. DeiT's stride is 16 (no overlap); AST uses the kernel with stride 10.
+#   spectrogram would give. Averaging would give a third of that: the patch content a third as strong,
+#   next to the bias and position embeddings, as DeiT was trained with. DeiT's stride is 16 (no
+#   overlap); AST uses the same kernel with stride 10.
 # - **The position embeddings** cover DeiT's 24 × 24 grid (384 / 16). AST's grid has fewer rows
 #   (frequency patches) and many more columns (time patches): the time axis is bilinearly
 #   interpolated to the new width, and the frequency axis is cut from the middle
