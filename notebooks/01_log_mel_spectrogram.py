@@ -15,9 +15,15 @@
 # # 01 · From a waveform to AST's log-mel spectrogram, by hand
 #
 # The Audio Spectrogram Transformer does not listen to samples: it looks at a picture of the sound,
-# a 1024-frame × 128-bin log-mel spectrogram computed exactly as Kaldi's `fbank` computes it
-# (Gong, Chung & Glass, *AST*, Interspeech 2021, section 2.1). The checkpoint was trained on that
-# exact picture, down to details that look like accidents, so every step matters.
+# a 1024-frame × 128-bin log-mel spectrogram (Gong, Chung & Glass, *AST*, Interspeech 2021,
+# section 2.1). The original code computes it with torchaudio's port of Kaldi's `fbank`, called with
+# `window_type='hanning'`, `dither=0.0`, `use_energy=False`, `htk_compat=True`, a 10 ms shift and
+# 128 mel bins. ast-min reproduces *that call*, not Kaldi's defaults (which differ: section 8 shows
+# how), and not Kaldi's C++ program, which refuses 128 bins at 16 kHz (section 6 shows why). One more
+# condition: the original code subtracts the whole waveform's mean before the call; ast-min, like
+# transformers, does not (the per-frame DC removal of section 3 makes the two nearly equal). The
+# checkpoint was trained on that exact picture, down to details that look like accidents, so every
+# step matters.
 #
 # We build each step by hand with numpy, in float64, plot it, and end the step with an assertion
 # that our hand-built result equals `ast_min`'s:
@@ -25,17 +31,20 @@
 # 1. a waveform from an audio file (mono, 16 kHz),
 # 2. 25 ms frames every 10 ms,
 # 3. per-frame DC removal and pre-emphasis,
-# 4. Kaldi's symmetric Hann window,
-# 5. the power spectrum of a 512-point FFT,
+# 4. the window: Kaldi's symmetric Hann, what the paper calls Hamming, and Kaldi's defaults,
+# 5. the power spectrum: a DFT by hand, then the FFT; the time/frequency trade-off,
 # 6. the mel filterbank — and its empty filter,
 # 7. the log,
-# 8. padding to 1024 frames and normalisation: the model's `input_values`.
+# 8. the exact conditions: what the window and dither change, and where Kaldi's defaults differ,
+# 9. padding to 1024 frames and normalisation: the model's `input_values`.
 #
 # Shape legend: N samples, T frames, K = 257 FFT bins, F = 128 mel bins.
 
 # %%
 import tempfile
 from pathlib import Path
+
+from IPython.display import Audio, display
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -76,6 +85,7 @@ fig, ax = plt.subplots(figsize=(10, 2.5))
 ax.plot(np.arange(len(x)) / SR, x, lw=0.4)
 ax.set(xlabel="seconds", ylabel="amplitude", title="the waveform AST hears: mono, 16 kHz")
 plt.show()
+display(Audio(waveform, rate=SR))  # listen: the whistle, the hum, three clicks
 
 # %% [markdown]
 # Check: the file had 44,100 samples per second and two channels; `load_audio` averaged the
@@ -151,6 +161,18 @@ axes[1].set(xlabel="Hz", ylabel="dB", title="pre-emphasis: -30 dB at DC, +6 dB a
 plt.show()
 
 # %% [markdown]
+# Listen to what pre-emphasis does, applied to the whole clip at once (Kaldi applies it frame by
+# frame, which differs only at each frame's first sample): the hum almost disappears, the clicks
+# and the top of the whistle stand out. (The player rescales both clips to the same peak.)
+
+# %%
+emphasised_clip = np.concatenate([[x[0] * (1 - 0.97)], x[1:] - 0.97 * x[:-1]])
+display(Audio(emphasised_clip, rate=SR))
+# Per frame, without DC removal, Kaldi's pre-emphasis equals the whole-clip filter after each frame's first sample.
+per_frame = features.pre_emphasis(frames)
+assert np.allclose(per_frame[i, 1:].numpy(), emphasised_clip[i * 160 + 1 : i * 160 + 400], atol=1e-12)
+
+# %% [markdown]
 # ## 4 · The window
 #
 # Cutting a frame out of a signal is multiplying by a rectangle, whose spectrum has strong side
@@ -179,6 +201,37 @@ axes[1].legend(fontsize=8)
 plt.show()
 
 # %% [markdown]
+# **Which window?** Three candidates matter for AST:
+#
+# - **Hann** (Kaldi's `hanning`), above: what the original code passes (`window_type='hanning'`), and
+#   what `transformers` uses. ast-min follows the code, because the checkpoints were trained on it.
+# - **Hamming**, `0.54 − 0.46·cos(2πn / 399)`: what the paper's text says ("a 25 ms Hamming window").
+#   It does not reach zero at the ends (0.08), which lowers the nearest side lobe but lets the far
+#   ones decay slowly.
+# - **Povey**, Hann to the power 0.85: Kaldi's *default* `window_type`, which AST overrides.
+#
+# Their spectra (zero-padded, in dB relative to each window's peak) show the trade: the main lobe's
+# width (how much one tone spreads into its neighbours) against the side lobes (how far a loud tone
+# leaks). Section 8 measures what each does to AST's features.
+
+# %%
+hamming_hand = 0.54 - 0.46 * np.cos(2 * np.pi * n / 399)
+povey_hand = window_hand**0.85
+assert np.allclose(hamming_hand, np.hamming(400)) and np.allclose(window_hand, np.hanning(400))  # numpy's symmetric windows
+
+fig, axes = plt.subplots(1, 2, figsize=(12, 2.8))
+lobe_hz = np.fft.rfftfreq(8192, 1 / SR)
+for w, name in [(window_hand, "Hann (AST's code)"), (hamming_hand, "Hamming (AST's paper)"), (povey_hand, "povey (Kaldi's default)")]:
+    axes[0].plot(w, label=name)
+    response = np.abs(np.fft.rfft(w, 8192))
+    axes[1].plot(lobe_hz, 20 * np.log10(response / response.max() + 1e-12), lw=0.8, label=name)
+axes[0].set(xlabel="n", title="three windows of 400 samples")
+axes[0].legend(fontsize=8)
+axes[1].set(xlim=(0, 1000), ylim=(-100, 3), xlabel="Hz from the tone", ylabel="dB", title="their spectra: main lobe and side lobes")
+axes[1].legend(fontsize=8)
+plt.show()
+
+# %% [markdown]
 # ## 5 · The power spectrum
 #
 # Each windowed frame is zero-padded to 512 samples (the next power of two: a faster FFT and
@@ -186,9 +239,31 @@ plt.show()
 # only the 257 bins from 0 Hz to 8 kHz are kept, every 16000 / 512 = 31.25 Hz apart. Their power
 # |X_k|² is the energy near each frequency.
 
+#
+# **The DFT by hand.** The k-th bin is the correlation of the frame with a cosine and a sine that
+# complete k cycles in 512 samples: $X_k = \sum_n x_n \cos(2\pi kn/512) - i \sum_n x_n \sin(2\pi kn/512)$.
+# Stacking those cosines and sines gives two (257 × 512) matrices, and the whole spectrogram is two
+# matrix products:
+
 # %%
-spectrum_hand = np.fft.rfft(windowed_hand, n=512)  # (T, 257) complex
+n_fft = 512
+k_bins = np.arange(n_fft // 2 + 1)[:, None]  # (K, 1)
+angles = 2 * np.pi * k_bins * np.arange(n_fft)[None, :] / n_fft  # (K, 512)
+cos_matrix, sin_matrix = np.cos(angles), np.sin(angles)
+padded_frames = np.zeros((T, n_fft))
+padded_frames[:, :400] = windowed_hand  # zero-padded to 512
+real_part, imag_part = padded_frames @ cos_matrix.T, -padded_frames @ sin_matrix.T  # (T, K) each
+by_fft = torch.fft.rfft(torch.from_numpy(padded_frames))  # (T, K) complex128
+scale = np.abs(padded_frames).sum(axis=1, keepdims=True)  # |X_k| <= sum |x_n|: the natural error scale
+assert np.all(np.abs(real_part - by_fft.real.numpy()) <= 1e-12 * scale)
+assert np.all(np.abs(imag_part - by_fft.imag.numpy()) <= 1e-12 * scale)
+print(f"DFT as a matrix: {2 * (n_fft // 2 + 1) * n_fft:,} multiplications per frame; "
+      f"the FFT needs about {int(n_fft * np.log2(n_fft) * 2):,} — the same numbers")
+
+# %%
+spectrum_hand = np.fft.rfft(windowed_hand, n=512)  # (T, 257) complex: the FFT from here on
 power_hand = spectrum_hand.real**2 + spectrum_hand.imag**2  # (T, K)
+assert np.allclose(power_hand, real_part**2 + imag_part**2, rtol=1e-9, atol=1e-12 * power_hand.max())
 
 power = features.power_spectrum(torch.from_numpy(windowed_hand))
 assert power.shape == (T, 257)
@@ -202,6 +277,42 @@ axes[1].imshow(10 * np.log10(power_hand.T + 1e-12), aspect="auto", origin="lower
                extent=[0, N / SR, 0, SR / 2])
 axes[1].set(xlabel="seconds", ylabel="Hz", title="power spectrogram (T, 257), dB")
 plt.show()
+
+# %% [markdown]
+# **The time/frequency trade-off.** A frame of L samples lasts L / 16000 s, and its spectrum cannot
+# separate tones closer than about 16000 / L Hz (a Hann window's main lobe is 4 bins of 16000 / L
+# wide). Longer frames resolve the hum's harmonics, 110 Hz apart, but smear each click over their
+# whole length; shorter frames pin the clicks down and blur the harmonics together (an 8 ms frame is
+# shorter than the hum's 9 ms period, so its energy even pulses with the hum's phase). AST's 25 ms is
+# the speech-processing compromise. Below, one second of a 110 Hz hum with its harmonics and four
+# sharp clicks, with three frame lengths (Hann window, the same 10 ms shift).
+
+# %%
+def power_spectrogram(signal, length, shift=160):
+    """(T, K) power of Hann-windowed, DC-removed frames of `length` samples (no pre-emphasis)."""
+    count = 1 + (len(signal) - length) // shift
+    frames_ = np.stack([signal[j * shift : j * shift + length] for j in range(count)])
+    frames_ = frames_ - frames_.mean(axis=1, keepdims=True)
+    spectrum = np.fft.rfft(frames_ * np.hanning(length), n=int(2 ** np.ceil(np.log2(length))))
+    return np.abs(spectrum) ** 2
+
+
+t1 = np.arange(SR) / SR
+hum_and_clicks = sum(0.1 / h * np.sin(2 * np.pi * 110 * h * t1) for h in range(1, 8))
+hum_and_clicks[(np.array([0.2, 0.4, 0.6, 0.8]) * SR + 80).astype(int)] += 30.0  # one loud sample each
+fig, axes = plt.subplots(1, 3, figsize=(14, 3.2), sharey=True)
+for ax, length in zip(axes, (128, 400, 1600)):
+    spec_ = power_spectrogram(hum_and_clicks, length)
+    ax.imshow(10 * np.log10(spec_.T + 1e-12), aspect="auto", origin="lower", cmap="magma", vmin=-30,
+              extent=[length / 2 / SR, (length / 2 + 160 * len(spec_)) / SR, 0, SR / 2])
+    ax.set(xlim=(0, 1), ylim=(0, 1000), xlabel="seconds",
+           title=f"L = {length}: {1000 * length / SR:g} ms, bins {SR / int(2 ** np.ceil(np.log2(length))):.1f} Hz apart")
+axes[0].set_ylabel("Hz")
+plt.tight_layout()
+plt.show()
+# The 25-ms version is the spectrogram above, less pre-emphasis: the same framing and window.
+unemphasised = np.fft.rfft((frames_hand - frames_hand.mean(axis=1, keepdims=True)) * window_hand, n=512)
+assert np.allclose(power_spectrogram(x, 400), np.abs(unemphasised) ** 2)
 
 # %% [markdown]
 # ## 6 · The mel filterbank, and its empty filter
@@ -285,7 +396,103 @@ fig.colorbar(image, ax=ax, label="log energy")
 plt.show()
 
 # %% [markdown]
-# ## 8 · Pad to 1024 frames and normalise: `input_values`
+# ## 8 · The exact conditions: window, dither and Kaldi's defaults
+#
+# "Kaldi's fbank" names a family of pictures, chosen by options. Kaldi's own defaults are
+# `window_type='povey'` and `dither=1.0` (Gaussian noise of standard deviation 1 added to every
+# sample, in 16-bit integer units, i.e. 2⁻¹⁵ of full scale); torchaudio's port keeps the povey window
+# but defaults to no dither. The original AST code passes `window_type='hanning'` and `dither=0.0`.
+# ast-min's features equal Kaldi's fbank *under those options* — Hann window, no dither, no energy
+# term — and, at 128 bins, equal what torchaudio and transformers compute where Kaldi's C++ refuses.
+# How much does each option move the features? The same pipeline, with one step swapped:
+
+# %%
+def log_mel_with(signal, window, dither_std=0.0, seed=0):
+    """Log-mel (T, F) of `signal` through ast-min's steps, with another window and optional dither."""
+    if dither_std:
+        signal = signal + dither_std * np.random.default_rng(seed).standard_normal(signal.shape)
+    frames_ = features.pre_emphasis(features.remove_dc(features.frame_signal(torch.from_numpy(signal))))
+    return features.log_mel(features.power_spectrum(frames_ * torch.from_numpy(window)), filterbank).numpy()
+
+
+hann_features = log_mel_with(x, window_hand)
+assert np.allclose(hann_features, log_mel_hand, atol=1e-9)  # the Hann version is the picture built above
+audible = np.arange(F) != 3  # leave out the empty filter, constant in every variant
+for name, window_ in [("Hamming (the paper's text)", hamming_hand), ("povey (Kaldi's default)", povey_hand)]:
+    delta = log_mel_with(x, window_) - hann_features
+    print(f"{name:>27} vs Hann: mean |Δ log-mel| {np.abs(delta[:, audible]).mean():.3f}, max {np.abs(delta[:, audible]).max():.2f}; "
+          f"in input_values units (÷ 2·std) mean {np.abs(delta[:, audible]).mean() / (2 * features.AUDIOSET_STD):.3f}")
+
+hamming_delta = log_mel_with(x, hamming_hand) - hann_features
+fig, axes = plt.subplots(1, 2, figsize=(13, 3))
+image = axes[0].imshow(hamming_delta.T, aspect="auto", origin="lower", cmap="RdBu_r", vmin=-2, vmax=2, extent=[0, N / SR, -0.5, F - 0.5])
+fig.colorbar(image, ax=axes[0], label="Δ log energy")
+axes[0].set(xlabel="seconds", ylabel="mel bin", title="Hamming minus Hann (the paper's text vs the code)")
+axes[1].plot(hann_features[i], lw=0.8, label="Hann")
+axes[1].plot(log_mel_with(x, hamming_hand)[i], lw=0.8, label="Hamming")
+axes[1].set(xlabel="mel bin", ylabel="log energy", title=f"frame {i}")
+axes[1].legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The Hamming window's non-zero ends leak each loud component further across the spectrum, so bins
+# far from the loud components (the noise above the whistle) come out higher (red); right beside the
+# whistle its slightly narrower main lobe gives less (blue); where the signal is strong the two
+# nearly agree. A model trained on one picture sees a systematically different one through the other
+# window: the paper's word "Hamming" does not describe the checkpoints, the code does.
+#
+# **Dither** hides the log floor: with dither, a digitally silent stretch has a small random energy
+# in every bin instead of exactly 0, so its log is a noise level rather than log ε. It also makes the
+# features random — two runs differ — which is why AST turns it off. Kaldi's default dither, on a
+# second of digital silence and on our clip:
+
+# %%
+lsb = 2.0**-15  # Kaldi's dither=1.0 on 16-bit audio, in the [-1, 1) units used here
+silence = np.zeros(SR)
+print(f"silence, no dither: every bin at {log_mel_with(silence, window_hand)[:, audible].max():.2f} (= log ε = {np.log(eps):.2f}); "
+      f"with 1-LSB dither: mean {log_mel_with(silence, window_hand, lsb)[:, audible].mean():.2f}")
+dither_delta = log_mel_with(x, window_hand, lsb) - hann_features
+print(f"our clip: max |Δ log-mel| {np.abs(dither_delta[:, audible]).max():.1e}")
+assert not np.allclose(log_mel_with(x, window_hand, lsb, seed=1), log_mel_with(x, window_hand, lsb, seed=2))  # random
+assert np.all(log_mel_with(silence, window_hand) == np.log(eps))
+
+# %% [markdown]
+# The same statement against Kaldi's arithmetic itself, when `kaldi-native-fbank` (a C++ port of
+# Kaldi's feature code, used by ast-min's tests) is installed. It refuses 128 bins at 16 kHz, as
+# Kaldi does, so compare at 126: with the Hann window and no dither, it agrees with ast-min to float32
+# rounding; with its default window (povey) it does not.
+
+# %%
+try:
+    import kaldi_native_fbank as knf
+except ImportError:
+    knf = None
+if knf is None:
+    print("kaldi-native-fbank is not installed: skipped (pip install kaldi-native-fbank)")
+else:
+    def kaldi(window_type):
+        opts = knf.FbankOptions()
+        opts.frame_opts.dither = 0.0
+        opts.frame_opts.window_type = window_type
+        opts.mel_opts.num_bins = 126
+        fb = knf.OnlineFbank(opts)
+        fb.accept_waveform(SR, waveform)
+        fb.input_finished()
+        return np.exp(np.stack([fb.get_frame(j) for j in range(fb.num_frames_ready)]).astype(np.float64))  # energies
+
+    ours_126 = np.exp(features.fbank([torch.from_numpy(x)], num_mel_bins=126, dtype=torch.float64)[0].numpy())
+    for window_type in ("hanning", "povey"):
+        theirs_126 = kaldi(window_type)
+        # Kaldi computes in float32: a bin's error is a few float32 ulps of itself plus FFT rounding of
+        # the order of 2^-24 x the frame's strongest energy; 1e-4 of each leaves a wide margin.
+        bound = 1e-4 * theirs_126 + 1e-4 * theirs_126.max(axis=1, keepdims=True) + 2 * eps
+        outside = np.mean(np.abs(ours_126 - theirs_126) > bound)
+        print(f"kaldi-native-fbank, window {window_type!r}: {outside:.1%} of the (frame, bin) energies differ beyond float32 rounding")
+        assert outside == 0 if window_type == "hanning" else outside > 0  # povey: a different picture
+
+# %% [markdown]
+# ## 9 · Pad to 1024 frames and normalise: `input_values`
 #
 # AST's position embeddings cover exactly 1024 frames (10.24 s), so shorter clips are padded with
 # zero rows — *before* normalisation, as transformers does — and longer ones are cut. Then
@@ -341,3 +548,12 @@ print("ast-min and transformers agree; max |difference| in input_values:",
 #
 # To compute features outside a notebook: `ast-min features FILE... --out features.npy`; for a
 # dataset's own normalisation statistics: `ast_min.compute_norm_stats(files)`.
+#
+# ## Now you try
+#
+# - `ast-min assignment start framing`: cut a waveform into Kaldi's frames (snip_edges, DC removal,
+#   pre-emphasis with its first-sample rule), then `ast-min assignment check framing`.
+# - `ast-min assignment start mel`: build the mel filterbank and the log-mel, empty filter included,
+#   then `ast-min assignment check mel`.
+# - On your own: redo section 8 with a clip of your own recording. Which bins does the Hamming window
+#   move most, and why? What does 1-LSB dither do to a clip that was recorded with digital silence?

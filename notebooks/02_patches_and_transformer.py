@@ -23,14 +23,18 @@
 # 1. cutting the spectrogram into overlapping square patches (stride smaller than the patch),
 # 2. projecting each patch — by `unfold` and a matrix product, and by the convolution checkpoints store,
 # 3. the [CLS] and distillation tokens and the position embeddings on the f × t patch grid,
-# 4. one attention head, then a whole transformer block,
-# 5. the full model loaded from a checkpoint, down to the logits,
-# 6. where the [CLS] token looks: its attention over the spectrogram, and attention rollout.
+# 4. AST's central idea: starting from an ImageNet vision transformer (DeiT), by collapsing its RGB
+#    patch kernel to one channel and fitting its position grid to the spectrogram's,
+# 5. attention, from the weights up: LayerNorm, the linear maps, the heads, the softmax, GELU —
+#    a whole transformer block,
+# 6. the full model loaded from a checkpoint, down to the logits,
+# 7. where the [CLS] token looks: its attention over the spectrogram, and attention rollout.
 #
 # Shape legend: B batch, T frames, F mel bins, f × t patch grid, P = f·t patches, L = P + 2 tokens,
 # D hidden size, H heads, Dh head dim.
 
 # %%
+import math
 import tempfile
 from pathlib import Path
 
@@ -41,7 +45,8 @@ import torch.nn.functional as F
 from matplotlib.patches import Rectangle
 
 import ast_min
-from ast_min.model import patchify
+import kernels
+from ast_min.model import adapt_position_embeddings, patchify
 
 torch.manual_seed(0)
 torch.set_grad_enabled(False)  # inference only in this chapter
@@ -113,8 +118,9 @@ print(f"{f} x {t_} = {f * t_} patches, {f * t_ + 2} tokens")
 assert (f, t_) == (config.frequency_out_dimension, config.time_out_dimension)
 
 # %% [markdown]
-# Drawn on the first few frames and all bins, every patch of the first three columns: the overlaps
-# show as the darker bands where two outlines cross.
+# Drawn on the first few frames and all bins, every patch of the first three columns, each a
+# translucent square: where two patches overlap their colours stack, so the overlaps show as the
+# denser bands.
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 6))
@@ -122,10 +128,10 @@ ax.imshow(x[0, : 2 * st_ + p + st_].T, origin="lower", aspect="auto", cmap="gray
 colors = plt.cm.tab10.colors
 for j in range(3):
     for i in range(f):
-        ax.add_patch(Rectangle((j * st_ - 0.5, i * sf_ - 0.5), p, p, fill=False, lw=1.5, color=colors[(i + j) % 10]))
+        ax.add_patch(Rectangle((j * st_ - 0.5, i * sf_ - 0.5), p, p, fc=colors[(i + j) % 10], alpha=0.3, ec=colors[(i + j) % 10], lw=1.5))
 ax.set_xlabel("frame")
 ax.set_ylabel("mel bin")
-ax.set_title(f"{p} x {p} patches, stride ({sf_}, {st_}): each overlaps its neighbours by ({p - sf_}, {p - st_})")
+ax.set_title(f"{p} x {p} patches, stride ({sf_}, {st_}):\neach overlaps its neighbours by ({p - sf_}, {p - st_})")
 plt.show()
 
 # %% [markdown]
@@ -199,57 +205,193 @@ axes[0].set_ylabel("frequency patch")
 plt.show()
 
 # %% [markdown]
-# ## 4 · One attention head, then a block
+# ## 4 · From ImageNet to audio (paper section 2.2)
 #
-# A block is pre-norm: `x + Attn(LN(x))`, then `x + MLP(LN(x))`. In attention (Vaswani et al.
-# 2017, eq. 1) every token's query is compared with every token's key,
-# `softmax(q kᵀ / √Dh)`, and the result weights the values. Head `h` owns the slice
-# `[h·Dh, (h+1)·Dh)` of the projections.
+# AudioSet is small next to ImageNet, so AST does not start from random weights: it starts from DeiT
+# (Touvron et al. 2021), a vision transformer trained on ImageNet at 384 × 384 pixels, with the same
+# width, depth and heads as AST-Base and the same two tokens. Two of DeiT's tensors do not fit a
+# spectrogram, and AST adapts them:
+#
+# - **The patch kernel** is (D, 3, 16, 16): one 16 × 16 filter per RGB channel. A spectrogram has one
+#   channel. The paper's text says the three channels' weights are *averaged*; the original code
+#   (`src/models/ast_models.py`) *sums* them. Summing is exactly "copy the spectrogram into all
+#   three colour channels and run DeiT's kernel": the first layer sees what an RGB image of a grey
+#   spectrogram would give. Averaging would give a third of that: the patch content a third as strong,
+#   next to the bias and position embeddings, as DeiT was trained with. DeiT's stride is 16 (no
+#   overlap); AST uses the same kernel with stride 10.
+# - **The position embeddings** cover DeiT's 24 × 24 grid (384 / 16). AST's grid has fewer rows
+#   (frequency patches) and many more columns (time patches): the time axis is bilinearly
+#   interpolated to the new width, and the frequency axis is cut from the middle
+#   (`adapt_position_embeddings`).
+#
+# No ImageNet weights are available offline here, so this section uses stand-ins of DeiT's shapes: a
+# randomly initialised RGB kernel, and 2-D sine-cosine position embeddings (the fixed ones of MAE,
+# He et al. 2022), smooth over the grid as learned embeddings are, so that the figures show what the
+# adaptation does to a smooth grid. With the real DeiT weights the code is the same.
+
+# %%
+D = config.hidden_size
+deit_image, deit_patch = 384, 16
+deit_grid = deit_image // deit_patch  # 24 patches per side, stride 16
+deit_kernel = torch.nn.init.trunc_normal_(torch.empty(D, 3, deit_patch, deit_patch), std=0.02)  # (D, RGB, 16, 16) stand-in
+deit_bias = torch.zeros(D)
+
+ast_kernel = deit_kernel.sum(dim=1, keepdim=True)  # (D, 1, 16, 16): the original code's rule
+rgb_copy = spec.unsqueeze(1).expand(-1, 3, -1, -1)  # (B, 3, F, T): the spectrogram in all three channels
+through_rgb = F.conv2d(rgb_copy, deit_kernel, deit_bias, stride=(sf_, st_))  # (B, D, f, t)
+through_gray = F.conv2d(spec.unsqueeze(1), ast_kernel, deit_bias, stride=(sf_, st_))
+torch.testing.assert_close(through_rgb, through_gray, atol=1e-4, rtol=1e-4)  # float32 sums of 3·256 products
+averaged = F.conv2d(spec.unsqueeze(1), deit_kernel.mean(dim=1, keepdim=True), deit_bias, stride=(sf_, st_))
+torch.testing.assert_close(averaged * 3, through_gray, atol=1e-4, rtol=1e-4)  # the paper's average: a third
+assert ast_kernel.shape == pe.projection.weight.shape  # exactly the shape AST's patch projection stores
+print(f"DeiT kernel {tuple(deit_kernel.shape)} -> AST kernel {tuple(ast_kernel.shape)}, stride 16 -> ({sf_}, {st_})")
+
+# %%
+def sincos_1d(n: int, dim: int) -> torch.Tensor:
+    """(n, dim): sines and cosines of position × geometric frequencies (Vaswani et al. 2017, section 3.5)."""
+    omega = 1.0 / 10000 ** (torch.arange(dim // 2) / (dim // 2))
+    angles = torch.arange(n)[:, None] * omega[None]  # (n, dim/2)
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+def sincos_2d(rows: int, cols: int, dim: int) -> torch.Tensor:
+    """(rows·cols, dim), row-major: half the channels encode the row, half the column."""
+    r = sincos_1d(rows, dim // 2)[:, None].expand(rows, cols, dim // 2)
+    c = sincos_1d(cols, dim // 2)[None, :].expand(rows, cols, dim // 2)
+    return torch.cat([r, c], dim=-1).reshape(rows * cols, dim)
+
+
+deit_pos = torch.cat([torch.zeros(2, D), sincos_2d(deit_grid, deit_grid, D)])[None]  # (1, 2 + 24·24, D)
+
+# By hand, in the original's order: time (columns) first, then frequency (rows).
+grid_img = deit_pos[:, 2:].transpose(1, 2).reshape(1, D, deit_grid, deit_grid)  # (1, D, rows = freq, cols = time)
+assert t_ > deit_grid and f < deit_grid  # AST-Base: more time patches, fewer frequency patches than DeiT
+wider = F.interpolate(grid_img, size=(deit_grid, t_), mode="bilinear", align_corners=False)  # (1, D, 24, t)
+start = deit_grid // 2 - f // 2
+cut = wider[:, :, start : start + f]  # (1, D, f, t): the middle rows
+ast_pos = torch.cat([deit_pos[:, :2], cut.reshape(1, D, f * t_).transpose(1, 2)], dim=1)  # (1, 2 + f·t, D)
+library_pos = adapt_position_embeddings(deit_pos, (deit_grid, deit_grid), (f, t_))
+torch.testing.assert_close(ast_pos, library_pos)
+assert ast_pos.shape == emb.position_embeddings.shape  # exactly the shape AST's embeddings store
+print(f"position embeddings {tuple(deit_pos.shape)} ({deit_grid} x {deit_grid}) -> {tuple(ast_pos.shape)} ({f} x {t_})")
+
+ref = (deit_grid // 2, deit_grid // 2)  # a reference cell in the middle of DeiT's grid ...
+ref_after = (ref[0] - start, round((ref[1] + 0.5) * t_ / deit_grid - 0.5))  # ... and where it lands after
+fig, (left, right) = plt.subplots(1, 2, figsize=(15, 3), gridspec_kw={"width_ratios": [1, 3.2]})
+before = F.cosine_similarity(grid_img[0].permute(1, 2, 0), grid_img[0, :, ref[0], ref[1]], dim=-1)  # (24, 24)
+after = F.cosine_similarity(cut[0].permute(1, 2, 0), cut[0, :, ref_after[0], ref_after[1]], dim=-1)  # (f, t)
+left.imshow(before, origin="lower", cmap="viridis"); left.set_title(f"DeiT grid {deit_grid} x {deit_grid}")
+left.axhspan(start - 0.5, start + f - 0.5, fill=False, ec="w", ls="--")  # the rows that are kept
+right.imshow(after, origin="lower", aspect="auto", cmap="viridis"); right.set_title(f"AST grid {f} x {t_}: rows cut, columns interpolated")
+for ax in (left, right):
+    ax.set_xlabel("time patch")
+left.set_ylabel("frequency patch")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Each panel colours a cell by its embedding's cosine similarity to one reference cell (the same
+# point of the image before and after). The dashed band on the left marks the rows that are kept;
+# on the right the same neighbourhood is stretched over about four times as many columns — nearby
+# time patches now share nearly the same position vector, and fine-tuning on audio has to teach the
+# model the new resolution.
+#
+# ## 5 · Attention, from the weights up
+#
+# A block is pre-norm: `x + Attn(LN(x))`, then `x + MLP(LN(x))`. Each piece, built from tensors and
+# the block's weights, then compared with the library's module.
+#
+# **LayerNorm** normalises each token over its D features, then scales and shifts per feature:
+# `(x − mean) / √(var + eps) · γ + β`, with the biased variance (÷ D) as the checkpoints were trained.
 
 # %%
 block = model.audio_spectrogram_transformer.layers[0]
 attn = block.attention
 H, Dh = config.num_attention_heads, config.head_dim
-z = F.layer_norm(h0, (config.hidden_size,), block.layernorm_before.weight, block.layernorm_before.bias, config.layer_norm_eps)
-torch.testing.assert_close(z, block.layernorm_before(h0))
+B, L = h0.shape[:2]
 
-h = min(3, H - 1)  # one head
-sl = slice(h * Dh, (h + 1) * Dh)
-q = z @ attn.query.weight[sl].T + attn.query.bias[sl]  # (B, L, Dh)
-k = z @ attn.key.weight[sl].T + attn.key.bias[sl]
-v = z @ attn.value.weight[sl].T + attn.value.bias[sl]
-scores = q @ k.transpose(1, 2) / Dh**0.5  # (B, L, L)
-probs = scores.softmax(dim=-1)  # each row: how much one token attends to every token
-head_out = probs @ v  # (B, L, Dh)
 
-_, maps = attn(z, "eager", output_attentions=True)  # (B, H, L, L)
-torch.testing.assert_close(probs, maps[:, h], atol=1e-6, rtol=1e-5)
-print("head", h, "attention", tuple(probs.shape), "rows sum to 1:", torch.allclose(probs.sum(-1), torch.ones(1)))
+def layer_norm(x, norm):
+    mean = x.mean(dim=-1, keepdim=True)
+    var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)  # biased: divided by D
+    return (x - mean) / torch.sqrt(var + config.layer_norm_eps) * norm.weight + norm.bias
+
+
+z = layer_norm(h0, block.layernorm_before)  # (B, L, D)
+torch.testing.assert_close(z, block.layernorm_before(h0), atol=1e-5, rtol=1e-5)
 
 # %% [markdown]
-# All heads side by side, then the output projection, give the module's output; the backends
-# (`eager`, `sdpa`, and the Triton kernel on a GPU) all compute this same function.
+# **The linear maps and the heads.** The model has three separate linear maps, query, key and value,
+# each `z Wᵀ + b` from D to D. Head `h` owns the slice `[h·Dh, (h+1)·Dh)` of each output; instead of
+# slicing H times, view the last axis as (H, Dh) and move the heads in front: (B, L, D) →
+# (B, L, H, Dh) → (B, H, L, Dh). That is the layout `kernels.flash_attention` takes, and `transpose`
+# makes it without a copy (the strides change; chapter 03's kernel reads through them).
 
 # %%
-heads = []
-for hh in range(H):
-    s = slice(hh * Dh, (hh + 1) * Dh)
-    qh, kh, vh = (z @ lin.weight[s].T + lin.bias[s] for lin in (attn.query, attn.key, attn.value))
-    heads.append((qh @ kh.transpose(1, 2) / Dh**0.5).softmax(-1) @ vh)  # (B, L, Dh)
-attended = torch.cat(heads, dim=-1) @ attn.output.weight.T + attn.output.bias  # (B, L, D)
-torch.testing.assert_close(heads[h], head_out)
+def linear(x, layer):
+    return x @ layer.weight.T + layer.bias
+
+
+def split_heads(x):
+    return x.view(B, L, H, Dh).transpose(1, 2)  # (B, L, D) -> (B, H, L, Dh), a view
+
+
+q, k, v = (split_heads(linear(z, layer)) for layer in (attn.query, attn.key, attn.value))  # (B, H, L, Dh) each
+h = min(3, H - 1)  # one head: the view is the slice
+torch.testing.assert_close(q[:, h], linear(z, attn.query)[..., h * Dh : (h + 1) * Dh])
+torch.testing.assert_close(linear(z, attn.query), attn.query(z), atol=1e-5, rtol=1e-5)
+print("q, k, v:", tuple(q.shape), "contiguous:", q.is_contiguous(), "strides:", q.stride())
+
+# %% [markdown]
+# **Scores and the softmax.** Every token's query meets every token's key, `q kᵀ / √Dh` (Vaswani et
+# al. 2017, eq. 1), and each row goes through a softmax. Subtracting the row maximum first changes
+# nothing mathematically (it cancels in the ratio) but keeps `exp` from overflowing.
+
+# %%
+def softmax(s):
+    e = torch.exp(s - s.amax(dim=-1, keepdim=True))
+    return e / e.sum(dim=-1, keepdim=True)
+
+
+scores = q @ k.transpose(-2, -1) / Dh**0.5  # (B, H, L, L)
+probs = softmax(scores)  # each row: how much one token attends to every token
+torch.testing.assert_close(probs, torch.softmax(scores, dim=-1))
+_, maps = attn(z, "eager", output_attentions=True)  # the module's own maps (B, H, L, L)
+torch.testing.assert_close(probs, maps, atol=1e-6, rtol=1e-5)
+heads = probs @ v  # (B, H, L, Dh)
+torch.testing.assert_close(heads, kernels.attention_math(q, k, v)[0], atol=1e-5, rtol=1e-5)  # the kernels' reference, same layout
+print("attention maps", tuple(probs.shape), "rows sum to 1:", torch.allclose(probs.sum(-1), torch.ones(1)))
+
+# %% [markdown]
+# The heads go back side by side — (B, H, L, Dh) → (B, L, H, Dh) → (B, L, D) — and the output
+# projection mixes them. The backends (`eager`, `sdpa`, and the Triton kernel on a GPU) all compute
+# this same function.
+
+# %%
+merged = heads.transpose(1, 2).reshape(B, L, D)  # (B, L, D); reshape copies, as the transpose is not contiguous
+attended = linear(merged, attn.output)  # (B, L, D)
 for backend in ("eager", "sdpa"):
     torch.testing.assert_close(attended, attn(z, backend)[0], atol=1e-4, rtol=1e-4)
 
-# the rest of the block: residual, LayerNorm, MLP with exact (erf) GELU, residual
+# %% [markdown]
+# **The MLP and GELU.** The rest of the block: a residual, a second LayerNorm, and an MLP
+# `D → 4D → D` with the exact GELU, `x · Φ(x) = ½ x (1 + erf(x / √2))` (Hendrycks & Gimpel 2016),
+# then the second residual.
+
+# %%
+def gelu(x):
+    return 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))
+
+
 x1 = h0 + attended
-mlp_in = block.layernorm_after(x1)
-x2 = x1 + (F.gelu(mlp_in @ block.mlp.fc1.weight.T + block.mlp.fc1.bias) @ block.mlp.fc2.weight.T + block.mlp.fc2.bias)
+u = linear(layer_norm(x1, block.layernorm_after), block.mlp.fc1)  # (B, L, 4D)
+torch.testing.assert_close(gelu(u), F.gelu(u), atol=1e-6, rtol=1e-6)
+x2 = x1 + linear(gelu(u), block.mlp.fc2)
 torch.testing.assert_close(x2, block(h0, "eager")[0], atol=1e-4, rtol=1e-4)
 print("block 0 by hand == ast_min's Block")
 
 # %% [markdown]
-# ## 5 · The whole model, down to the logits
+# ## 6 · The whole model, down to the logits
 #
 # Stack the blocks, apply the final LayerNorm, average the [CLS] and distillation outputs
 # (`pooler_output`), and the head (LayerNorm + Linear) gives one logit per label. AudioSet is
@@ -283,7 +425,7 @@ if transformers is not None:
     print("transformers agrees")
 
 # %% [markdown]
-# ## 6 · Where does [CLS] look?
+# ## 7 · Where does [CLS] look?
 #
 # `output_attentions=True` returns every layer's maps (B, H, L, L). Row 0 is the [CLS] token's
 # attention; its entries 2.. are over the patches, so they fold back onto the f × t grid and
@@ -316,5 +458,15 @@ axes[2].set_xlabel("frame")
 plt.show()
 
 # %% [markdown]
-# With trained weights the rollout concentrates on the sound events (the clicks, the tone onset);
-# with random weights it is diffuse. Chapter 03 fine-tunes a model, so you can compare.
+# These weights are random, so the maps say nothing about the sound yet. Chapter 04 fine-tunes a
+# trained model and draws the same maps and rollout for it, with a number that says how closely the
+# rollout follows the sound events.
+#
+# ## Now you try
+#
+# - `ast-min assignment start patches`: cut the spectrogram into overlapping patches and project them,
+#   by unfold and by convolution, then `ast-min assignment check patches`.
+# - `ast-min assignment start attention`: write multi-head attention from the weights (heads by
+#   view/transpose to (B, H, L, Dh)), then `ast-min assignment check attention`.
+# - On your own: change `frequency_stride` and `time_stride` to 16 (no overlap). How many tokens are
+#   left, and how much less attention work (it grows with L²) does the model do?
