@@ -20,6 +20,7 @@ COMMANDS = {
     "features": ("ast_min.features_cli", "compute the log-mel features of audio files"),
     "classify": ("ast_min.classify", "print the top-k labels of audio files"),
     "train": ("ast_min.train", "fine-tune an AST on a folder, a manifest or a recipe"),
+    "assignment": ("ast_min.assignments.cli", "self-grading assignments: list, start, check; grade (instructors)"),
 }
 
 
