@@ -1,8 +1,9 @@
 """Run a grader on a submission in a separate, limited process, so no student bug can stop the grading.
 
-The command's process (`grade`) starts a grading process (`python -m ast_min.assignments.runner`)
-that loads the grader and then the student's file, and runs the tests one after another, reporting
-each start and result as a JSON line on a pipe of its own (the student's prints go to a log). The
+The command's process (`grade`) starts a grading process (forked from a multiprocessing
+forkserver that has imported torch once) that loads the grader and then the student's file, and
+runs the tests one after another, reporting each start and result on a pipe of its own (the
+student's prints go to a log). The
 grading process has an address-space limit (`resource.setrlimit(RLIMIT_AS)`), so a huge allocation
 fails inside it as an error for that test; each test has a time limit, enforced from outside: a test
 that runs past it, or a process that dies (a crash, `os._exit`), is marked failed with the reason,
@@ -16,10 +17,8 @@ Shape of a report (also what `ast-min assignment check --json` prints):
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-import selectors
-import subprocess
+import multiprocessing
 import sys
 import tempfile
 import time
@@ -70,19 +69,6 @@ class Report:
         }
 
 
-def _package_root() -> str:
-    return str(Path(__file__).resolve().parents[2])
-
-
-def _child_env(extra: dict[str, str]) -> dict[str, str]:
-    env = dict(os.environ)
-    # The grading process must import this ast_min whatever its working directory.
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (_package_root(), env.get("PYTHONPATH", "")) if p)
-    env.setdefault("OMP_NUM_THREADS", "1")  # one thread: grading time does not depend on the machine's load
-    env.update(extra)
-    return env
-
-
 def grade(
     name: str,
     submission: str | os.PathLike,
@@ -121,80 +107,87 @@ def grade(
     return report
 
 
+def _context():
+    """Grading processes fork from a server that has imported torch and hypothesis once (seconds saved per run).
+
+    The server itself never runs torch code, so it has no threads to break by forking.
+    """
+    global _CONTEXT
+    if _CONTEXT is None:
+        _CONTEXT = multiprocessing.get_context("forkserver")
+        _CONTEXT.set_forkserver_preload(["torch", "hypothesis", "numpy", "ast_min.assignments.grading"])
+    return _CONTEXT
+
+
+_CONTEXT = None
+
+
 def _run_child(name, path, seed, max_examples, pending, limits, grader, workdir) -> list[TestResult]:
     """Run the pending tests in one grading process; return the results it produced before finishing or failing."""
-    read_fd, write_fd = os.pipe()
-    log = open(os.path.join(workdir, "log.txt"), "w+")
+    log_path = os.path.join(workdir, "log.txt")
     job = {"assignment": name, "submission": str(path.resolve()), "seed": seed, "examples": max_examples,
-           "tests": pending, "fd": write_fd}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ast_min.assignments.runner", json.dumps(job)],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, pass_fds=(write_fd,),
-        cwd=workdir, env=_child_env(grader.env),
-    )
-    os.close(write_fd)
-    results, current, buffer = [], None, b""
+           "tests": pending, "log": log_path, "cwd": workdir}
+    ctx = _context()
+    receiver, sender = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=child_main, args=(job, sender), daemon=True)
+    process.start()
+    sender.close()
+    results, current = [], None
     deadline = time.monotonic() + LOAD_TIME_LIMIT
-    selector = selectors.DefaultSelector()
-    selector.register(read_fd, selectors.EVENT_READ)
     try:
         while True:
-            remaining = deadline - time.monotonic()
-            events = selector.select(timeout=max(remaining, 0)) if remaining > 0 else []
-            if not events:  # time is up: for the current test, or for loading the file
+            if not receiver.poll(max(deadline - time.monotonic(), 0)):  # time is up
                 process.kill()
-                process.wait()
+                process.join()
                 if current is None:
+                    if results:  # between tests: the next test is what hung
+                        return results
                     return _all_failed(pending, limits, f"loading your file took more than {LOAD_TIME_LIMIT:.0f} s "
                                        "(is there a long computation or an endless loop outside the functions?)")
                 limit = limits[current].time_limit
                 results.append(TestResult(current, 0, limits[current].points,
                                           f"time limit: stopped after {limit:g} s (an endless loop, or far too slow)"))
                 return results
-            chunk = os.read(read_fd, 1 << 16)
-            if not chunk:  # the process ended
-                process.wait()
-                if current is None and not results and len(pending) > 0:
-                    if process.returncode == 0:
-                        return results  # nothing left to do
-                    return _all_failed(pending, limits, "the grading process died while loading your file "
-                                       f"(exit status {process.returncode}){_tail(log)}")
+            try:
+                event = receiver.recv()
+            except EOFError:  # the process ended
+                process.join()
                 if current is not None:
                     results.append(TestResult(current, 0, limits[current].points,
                                               f"the grading process died during this test (exit status "
-                                              f"{process.returncode}: a crash, os._exit or the memory limit){_tail(log)}"))
+                                              f"{process.exitcode}: a crash, os._exit or the memory limit){_tail(log_path)}"))
+                elif not results:  # it died before any test: never start it again
+                    return _all_failed(pending, limits, "the grading process died while loading your file "
+                                       f"(exit status {process.exitcode}){_tail(log_path)}")
                 return results
-            buffer += chunk
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                event = json.loads(line)
-                if event["event"] == "load_error":
-                    process.wait()
-                    return _all_failed(pending, limits, event["output"])
-                if event["event"] == "start":
-                    current = event["test"]
-                    deadline = time.monotonic() + limits[current].time_limit
-                elif event["event"] == "result":
-                    results.append(TestResult(event["test"], event["score"], event["max_score"], event["output"]))
-                    current = None
-                    deadline = time.monotonic() + LOAD_TIME_LIMIT
+            if event["event"] == "load_error":
+                return _all_failed(pending, limits, event["output"])
+            if event["event"] == "start":
+                current = event["test"]
+                deadline = time.monotonic() + limits[current].time_limit
+            elif event["event"] == "result":
+                results.append(TestResult(event["test"], event["score"], event["max_score"], event["output"]))
+                current = None
+                deadline = time.monotonic() + LOAD_TIME_LIMIT
+                if len(results) == len(pending):
+                    return results
     finally:
-        selector.close()
-        os.close(read_fd)
-        if process.poll() is None:
+        receiver.close()
+        if process.is_alive():
             process.kill()
-            process.wait()
-        log.close()
+        process.join()
 
 
 def _all_failed(tests, limits, message) -> list[TestResult]:
     return [TestResult(t, 0, limits[t].points, message) for t in tests]
 
 
-def _tail(log, lines: int = 6) -> str:
-    log.flush()
-    log.seek(0)
-    text = log.read().strip().splitlines()[-lines:]
+def _tail(log_path: str, lines: int = 6) -> str:
+    try:
+        with open(log_path, errors="replace") as log:
+            text = log.read().strip().splitlines()[-lines:]
+    except OSError:
+        return ""
     return ("\n  last output:\n    " + "\n    ".join(text)) if text else ""
 
 
@@ -220,11 +213,15 @@ def _limit_memory(extra_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
 
 
-def child_main(job: dict) -> int:
-    out = os.fdopen(job["fd"], "w", buffering=1)
+def child_main(job: dict, connection) -> int:
+    """The grading process: load the grader, arm the guard, limit memory, load the file, run the tests."""
+    os.chdir(job["cwd"])  # files the student's code writes land in a scratch folder
+    log = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(log, 1)  # the student's prints go to the log, quoted when the process dies
+    os.dup2(log, 2)
 
     def send(**event):
-        out.write(json.dumps(event) + "\n")
+        connection.send(event)
 
     import torch
 
@@ -232,6 +229,7 @@ def child_main(job: dict) -> int:
 
     torch.set_num_threads(1)
     grader = get(job["assignment"]).grader().GRADER
+    os.environ.update(grader.env)
     if grader.setup is not None:
         grader.setup()
     GUARD.arm(grader.forbidden)
@@ -263,5 +261,3 @@ def child_main(job: dict) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(child_main(json.loads(sys.argv[1])))
