@@ -265,6 +265,7 @@ class Context:
         for name, variant in variants.items():
             variant = variant.detach().cpu().to(torch.float64)
             if variant.shape == got.shape and bool(_close(got, variant, atol, rtol).all()):
+                name = name.split("#")[0]  # "mistake#2": a second form of the same mistake
                 return f"\n  hint ({name}): {hints[name]}"
         return ""
 
