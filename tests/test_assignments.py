@@ -182,3 +182,12 @@ def test_cli_grade_writes_csv_and_gradescope_results(tmp_path):
     run_script = (tmp_path / "framing-autograder" / "run_autograder").read_text()
     assert "ast-min assignment grade framing" in run_script and os.access(
         tmp_path / "framing-autograder" / "run_autograder", os.X_OK)
+
+
+def test_flash_refuses_a_full_n_by_n_mask(tmp_path):
+    from ast_min.assignments.graders.flash import T_MEMORY
+
+    wrong = mutated("flash", "        last_key = int(rows[-1]) + 1 if causal else N\n",
+                    "        last_key = int(rows[-1]) + 1 if causal else N\n        full = torch.ones(N, N).triu(1)\n")
+    (result,) = grade("flash", write(tmp_path, "flash", wrong), max_examples=EXAMPLES, only=[T_MEMORY]).tests
+    assert result.score == 0 and "shape (96, 96)" in result.output, result.output
