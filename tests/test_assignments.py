@@ -34,7 +34,7 @@ def mutated(name: str, old: str, new: str) -> str:
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / f"{name}.py"
+    path = tmp_path / get(name).filename
     path.write_text(text)
     return path
 
@@ -54,7 +54,8 @@ def test_starter_scores_zero_with_a_friendly_message(name, tmp_path):
     report = grade(name, write(tmp_path, name, starter), max_examples=EXAMPLES)
     assert report.score == 0, [(t.name, t.score) for t in report.tests if t.score]
     for t in report.tests:
-        assert "is not written yet" in t.output and f"ast-min assignment check {name}" in t.output, t.output
+        if t.max_score:  # a 0-point report (timing) has nothing to say about the starter
+            assert "is not written yet" in t.output and f"ast-min assignment check {name}" in t.output, t.output
 
 
 @pytest.mark.parametrize("name", NAMES)

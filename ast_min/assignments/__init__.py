@@ -32,6 +32,11 @@ class Assignment:
     chapter: str  # the notebook that teaches it
     functions: tuple[str, ...]  # the graded functions, in the order the tests use them
     summary: str
+    filename: str = ""  # the student's file; default NAME.py
+
+    def __post_init__(self):
+        if not self.filename:
+            object.__setattr__(self, "filename", f"{self.name}.py")
 
     @property
     def source(self) -> Path:
@@ -81,6 +86,8 @@ ASSIGNMENTS: dict[str, Assignment] = {
             "notebooks/03_flash_attention_in_triton.py",
             ("softmax", "flash_attention_forward"),
             "a row-softmax kernel and the fused-attention forward kernel in Triton (runs on the CPU)",
+            # not triton.py: a file of that name would shadow the triton package it imports
+            filename="triton_kernels.py",
         ),
         Assignment(
             "finetune",

@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     grade = sub.add_parser("grade", help="grade students' submissions, with hidden cases drawn from --seed")
     grade.add_argument("name", metavar="NAME")
-    grade.add_argument("submissions", metavar="SUBMISSION", nargs="+", help="a student's NAME.py, or a folder holding it")
+    grade.add_argument("submissions", metavar="SUBMISSION", nargs="+",
+                       help="a student's NAME.py (triton: triton_kernels.py), or a folder holding it")
     grade.add_argument("--seed", default="0", help="a secret: draws property-test cases students never ran")
     grade.add_argument("--csv", help="write one row per submission and test to this file")
     grade.add_argument("--gradescope", help="write Gradescope's results.json (one submission) to this file")
@@ -69,7 +70,7 @@ def _list(args) -> int:
 def _start(args) -> int:
     assignment = get(args.name)
     folder = Path(args.dir)
-    target = folder / f"{assignment.name}.py"
+    target = folder / assignment.filename
     if target.exists():
         raise FileExistsError_(
             f"{target} already exists, and start never overwrites your work: check it with "
@@ -89,13 +90,14 @@ class FileExistsError_(ValueError):
 
 
 def _submission(name: str, given: str | os.PathLike) -> Path:
+    filename = get(name).filename
     path = Path(given)
     if path.is_dir():
-        path = path / f"{name}.py"
+        path = path / filename
     if not path.is_file():
         raise FileNotFoundError(
             f"no {path}: start the assignment with `ast-min assignment start {name}` "
-            "(or give --dir, the folder holding your file)" if path.name == f"{name}.py" else f"no file {path}"
+            "(or give --dir, the folder holding your file)" if path.name == filename else f"no file {path}"
         )
     return path
 
