@@ -88,7 +88,9 @@ def test_known_mistake_fails_and_is_named(name, mistake, tmp_path):
     (result,) = report.tests
     assert result.score == 0, f"{mistake.name} passed {result.name}"
     assert f"hint ({mistake.name})" in result.output, result.output
-    assert "first mismatch" in result.output or "should have shape" in result.output, result.output
+    # the evidence beside the hint: where the output differs (or, for the fresh head, the measured loss)
+    evidence = ("first mismatch", "should have shape", "the loss at initialisation is")
+    assert any(e in result.output for e in evidence), result.output
 
 
 # ---- the grading process survives what students' code does ---------------------------------------------
