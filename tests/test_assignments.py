@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from ast_min.assignments import ASSIGNMENTS, get
+from ast_min.assignments import runner
 from ast_min.assignments.runner import grade
 from ast_min.assignments.starter import make_starter, solution_lines
 
@@ -24,7 +25,11 @@ EXAMPLES = 8  # hypothesis examples per property test in CI (students and instru
 # Seconds the whole grader may take on the reference solution on a 2-core machine, with EXAMPLES examples.
 # Measured figures are in docs/TEACHING.md; these budgets leave room for a loaded CI machine.
 BUDGET = {"framing": 60, "mel": 60, "patches": 60, "attention": 60, "flash": 90, "triton": 240, "finetune": 240}
-NAMES = sorted(n for n in ASSIGNMENTS if get(n).source.is_file())
+NAMES = sorted(ASSIGNMENTS)
+# One forkserver serves every grade here: let it import every grader (triton's excepted, see runner) and
+# the library modules their guards wrap once, instead of each grading process importing its own.
+runner.EXTRA_PRELOAD += [f"ast_min.assignments.graders.{n}" for n in NAMES if n != "triton"]
+runner.EXTRA_PRELOAD += ["ast_min.train", "ast_min.checkpoint", "ast_min.data.augment", "ast_min.features_fast", "kernels"]
 
 
 def mutated(name: str, old: str, new: str) -> str:
@@ -194,3 +199,9 @@ def test_flash_refuses_a_full_n_by_n_mask(tmp_path):
                     "        last_key = int(rows[-1]) + 1 if causal else N\n        full = torch.ones(N, N).triu(1)\n")
     (result,) = grade("flash", write(tmp_path, "flash", wrong), max_examples=EXAMPLES, only=[T_MEMORY]).tests
     assert result.score == 0 and "shape (96, 96)" in result.output, result.output
+
+
+def test_teaching_doc_lists_every_known_mistake():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "TEACHING.md").read_text()
+    missing = [f"{name}/{m.name}" for name, m in MISTAKES if f"| `{name}` | `{m.name}` |" not in doc]
+    assert not missing, f"docs/TEACHING.md's known-mistake table lacks {missing}"

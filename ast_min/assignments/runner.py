@@ -107,19 +107,34 @@ def grade(
     return report
 
 
-def _context():
-    """Grading processes fork from a server that has imported torch and hypothesis once (seconds saved per run).
+def _context(assignment: str, forbidden: tuple[str, ...]):
+    """Grading processes fork from a server that has imported torch, the grader and the modules its guard wraps once.
 
-    The server itself never runs torch code, so it has no threads to break by forking.
+    The server itself never runs torch code, so it has no threads to break by forking. It is started
+    by the first grade of this process, with that assignment's modules (and EXTRA_PRELOAD); later
+    grades of other assignments import theirs in each grading process. Not the triton grader: it
+    asks torch about CUDA at import, and a process that has touched CUDA must not fork.
     """
     global _CONTEXT
     if _CONTEXT is None:
+        modules = ["torch", "numpy", "hypothesis", "ast_min.assignments.grading"]
+        if assignment != "triton":
+            modules.append(f"ast_min.assignments.graders.{assignment}")
+            modules += [m for m in forbidden if _is_module(m)]
         _CONTEXT = multiprocessing.get_context("forkserver")
-        _CONTEXT.set_forkserver_preload(["torch", "hypothesis", "numpy", "ast_min.assignments.grading"])
+        _CONTEXT.set_forkserver_preload(modules + [m for m in EXTRA_PRELOAD if m not in modules])
     return _CONTEXT
 
 
+def _is_module(dotted: str) -> bool:
+    try:
+        return importlib.util.find_spec(dotted) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 _CONTEXT = None
+EXTRA_PRELOAD: list[str] = []  # more modules for the forkserver (the tests add every grader)
 
 
 def _run_child(name, path, seed, max_examples, pending, limits, grader, workdir) -> list[TestResult]:
@@ -127,7 +142,7 @@ def _run_child(name, path, seed, max_examples, pending, limits, grader, workdir)
     log_path = os.path.join(workdir, "log.txt")
     job = {"assignment": name, "submission": str(path.resolve()), "seed": seed, "examples": max_examples,
            "tests": pending, "log": log_path, "cwd": workdir}
-    ctx = _context()
+    ctx = _context(name, grader.forbidden)
     receiver, sender = ctx.Pipe(duplex=False)
     process = ctx.Process(target=child_main, args=(job, sender), daemon=True)
     process.start()
