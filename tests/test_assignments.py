@@ -100,7 +100,7 @@ def test_known_mistake_fails_and_is_named(name, mistake, tmp_path):
 
 # ---- the grading process survives what students' code does ---------------------------------------------
 
-FRAMING_TESTS = ["frame_signal: number of frames (snip_edges)", "hanning_window: shape and dtype"]
+FRAMING_TESTS = ["frame_signal: number of frames (snip_edges) and their samples", "hanning_window: shape and dtype"]
 
 
 @pytest.mark.parametrize(
@@ -125,6 +125,16 @@ def test_a_broken_function_costs_only_its_own_tests(body, expected, tmp_path):
     frames, window = report.tests
     assert frames.score == 0 and expected in frames.output, frames.output
     assert window.score == window.max_score, window.output  # the other function is still graded
+
+
+def test_calling_torch_fused_attention_is_refused_by_the_honour_code(tmp_path):
+    from ast_min.assignments.graders.attention import T_WORKED
+
+    cheat = mutated("attention", "    attended = scores.softmax(dim=-1) @ v  # (B, H, L, Dh)\n",
+                    "    attended = F.scaled_dot_product_attention(q, k, v)\n")
+    (result,) = grade("attention", write(tmp_path, "attention", cheat), only=[T_WORKED]).tests
+    assert result.score == 0 and "honour code" in result.output, result.output
+    assert "scaled_dot_product_attention" in result.output, result.output
 
 
 def test_a_file_that_does_not_import_fails_every_test_with_the_reason(tmp_path):

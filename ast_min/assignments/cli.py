@@ -63,7 +63,6 @@ def run(args: argparse.Namespace) -> int:
 def _list(args) -> int:
     for a in ASSIGNMENTS.values():
         print(f"{a.name:<10} {Path(a.chapter).stem:<32} {', '.join(a.functions)}")
-        print(f"{'':<10} {a.summary}")
     return 0
 
 
@@ -79,7 +78,8 @@ def _start(args) -> int:
         )
     folder.mkdir(parents=True, exist_ok=True)
     target.write_text(make_starter(assignment.source.read_text(), assignment.name))
-    print(f"wrote {target}: open it as a notebook (jupyter lab {target}, via jupytext) or in an editor;")
+    print(f"{assignment.name}: {assignment.summary} (taught in {assignment.chapter})")
+    print(f"wrote {target}: open it in an editor, or as a notebook in JupyterLab with jupytext (Open With > Notebook);")
     print(f"write the functions that raise NotImplementedError, then run: ast-min assignment check {assignment.name}"
           + ("" if str(folder) == "." else f" --dir {folder}"))
     return 0

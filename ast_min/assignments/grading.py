@@ -215,12 +215,12 @@ class Context:
     def expect_tensor(self, got, what: str, shape: tuple | None = None) -> torch.Tensor:
         """`got` must be a tensor (of `shape`, when given)."""
         if not isinstance(got, torch.Tensor):
-            raise Fail(f"{what} should be a torch.Tensor, got {type(got).__name__}{self._on()}")
+            raise Fail(f"{what} should be a torch.Tensor, got {type(got).__name__}{self.on_inputs()}")
         if shape is not None and tuple(got.shape) != tuple(shape):
-            raise Fail(f"{what} should have shape {tuple(shape)}, got {tuple(got.shape)}{self._on()}")
+            raise Fail(f"{what} should have shape {tuple(shape)}, got {tuple(got.shape)}{self.on_inputs()}")
         return got
 
-    def _on(self) -> str:
+    def on_inputs(self) -> str:
         return f"\n  inputs: {describe_inputs(self.inputs)}" if self.inputs else ""
 
     def compare(
@@ -245,7 +245,7 @@ class Context:
         hint = self._hint(got_cpu, variants or {}, hints or {}, atol, rtol)
         if got_cpu.shape != exp_cpu.shape:
             raise Fail(
-                f"{what} should have shape {tuple(exp_cpu.shape)}, got {tuple(got_cpu.shape)}{self._on()}{hint}"
+                f"{what} should have shape {tuple(exp_cpu.shape)}, got {tuple(got_cpu.shape)}{self.on_inputs()}{hint}"
             )
         close = _close(got_cpu, exp_cpu, atol, rtol)
         if bool(close.all()):
@@ -254,7 +254,7 @@ class Context:
         index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), exp_cpu.shape)) if exp_cpu.dim() else ()
         error = (got_cpu - exp_cpu).abs().nan_to_num(math.inf)
         raise Fail(
-            f"{what} is wrong{self._on()}\n"
+            f"{what} is wrong{self.on_inputs()}\n"
             f"  first mismatch at index {index}: expected {exp_cpu[index].item():.8g}, got {got_cpu[index].item():.8g}\n"
             f"  {int((~close).sum())} of {close.numel()} values differ; max |error| {error.max().item():.3g} "
             f"(tolerance {atol:g} + {rtol:g} |expected|){hint}"

@@ -22,6 +22,7 @@ import multiprocessing
 import sys
 import tempfile
 import time
+import types
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -145,7 +146,14 @@ def _run_child(name, path, seed, max_examples, pending, limits, grader, workdir)
     ctx = _context(name, grader.forbidden)
     receiver, sender = ctx.Pipe(duplex=False)
     process = ctx.Process(target=child_main, args=(job, sender), daemon=True)
-    process.start()
+    # multiprocessing would re-run the caller's main script in the grading process (a notebook's,
+    # an instructor's script without a __main__ guard, '<stdin>'): hand it an empty main module instead.
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        process.start()
+    finally:
+        sys.modules["__main__"] = main
     sender.close()
     results, current = [], None
     deadline = time.monotonic() + LOAD_TIME_LIMIT

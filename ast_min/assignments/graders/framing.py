@@ -55,7 +55,7 @@ MISTAKES = [
             "torch.nn.functional.pad(waveform, (0, -(waveform.shape[-1] - frame_length) % frame_shift))"
             ".unfold(-1, frame_length, frame_shift).clone()",
         ),
-        "frame_signal: number of frames (snip_edges)",
+        "frame_signal: number of frames (snip_edges) and their samples",
     ),
 ]
 HINTS = {m.name: m.hint for m in MISTAKES}
@@ -109,7 +109,7 @@ framings = st.tuples(st.integers(2, 40), st.integers(1, 50), st.integers(0, 120)
 # ---- 1. shapes ------------------------------------------------------------------------------------------
 
 
-@GRADER.test("frame_signal: number of frames (snip_edges)")
+@GRADER.test("frame_signal: number of frames (snip_edges) and their samples")
 def frame_count(ctx):
     for n, L, S in [(1000, 400, 160), (10, 4, 3), (9, 4, 3), (7, 7, 1), (12, 3, 5)]:
         ctx.inputs = dict(N=n, frame_length=L, frame_shift=S)
