@@ -5,14 +5,16 @@ order they run (shape checks, a worked example, hypothesis properties, edge case
 earns partial credit), and lists its known mistakes in `MISTAKES`. A test receives a `Context`:
 
     ctx.call(name, *args)   the student's function, with the honour-code guard armed
-    ctx.compare(got, expected, inputs=..., variants=...)
+    ctx.inputs = {...}      the current inputs, quoted by every failure message
+    ctx.compare(got, expected, what, atol=, rtol=, variants=, hints=)
                             close enough, or a `Fail` naming the inputs, the first mismatching
                             index, expected and got, and a hint when `got` equals a known mistake
     ctx.prove(strategy, check)
                             a hypothesis property, derandomised by the grading seed, no database;
                             a failure is reported on the shrunk counterexample
 
-Everything here runs inside the grading process (`runner.py`), never in the command's own process.
+The tests run only inside the grading process (`runner.py`); the command's own process reads the
+test list and limits, and never calls the student's code.
 """
 
 from __future__ import annotations
@@ -193,7 +195,7 @@ class Context:
         try:
             result = function(*args, **kwargs)
         except NotImplementedError as e:
-            raise NotWritten(f"`{name}` is not written yet ({e or 'NotImplementedError'}).") from None
+            raise NotWritten(f"`{name}` is not written yet: {e or 'it raises NotImplementedError'}") from None
         except (Fail, MemoryError):
             raise
         except SystemExit as e:
