@@ -195,8 +195,12 @@ def test_cli_grade_writes_csv_and_gradescope_results(tmp_path):
     assert results["score"] == sum(t["max_score"] for t in results["tests"]) > 0
     rows = (tmp_path / "grades.csv").read_text().splitlines()
     assert rows[0].startswith("submission,assignment,test,score") and len(rows) == 1 + len(results["tests"])
-    bundle = cli("autograder", "framing", "--dir", str(tmp_path), "--seed", "secret")
-    assert bundle.returncode == 0
+    bundle = cli("autograder", "framing", "--dir", str(tmp_path), "--seed", "secret", "--spec", "ast-min==0.1.0")
+    assert bundle.returncode == 0, bundle.stderr
+    assert "pip3 install ast-min==0.1.0" in (tmp_path / "framing-autograder" / "setup.sh").read_text()
+    assert (tmp_path / "framing-autograder" / "seed.txt").read_text().strip() == "secret"
+    assert cli("solution", "framing", "--dir", str(tmp_path)).returncode == 0
+    assert "### BEGIN SOLUTION" in (tmp_path / "framing_solution.py").read_text()
     run_script = (tmp_path / "framing-autograder" / "run_autograder").read_text()
     assert "ast-min assignment grade framing" in run_script and os.access(
         tmp_path / "framing-autograder" / "run_autograder", os.X_OK)

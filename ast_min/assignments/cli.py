@@ -15,6 +15,7 @@ import csv
 import hashlib
 import json
 import os
+import shlex
 import stat
 import sys
 from pathlib import Path
@@ -45,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bundle.add_argument("name", metavar="NAME")
     bundle.add_argument("--dir", default=".", help="folder to write the bundle in (default: the current folder)")
     bundle.add_argument("--seed", default="0", help="the secret for hidden cases, stored in the bundle")
+    bundle.add_argument("--spec", default="ast-min",
+                        help="what setup.sh pip-installs: the ast-min your class uses (a wheel's URL, "
+                             "git+https://...@COMMIT); default: ast-min")
     solution = sub.add_parser("solution", help="write the instructor source of NAME (solutions included)")
     solution.add_argument("name", metavar="NAME")
     solution.add_argument("--dir", default=".", help="folder to write NAME_solution.py in")
@@ -162,8 +166,8 @@ SETUP_SH = """#!/usr/bin/env bash
 # Gradescope runs this once when it builds the autograder image.
 set -euo pipefail
 apt-get update && apt-get install -y python3 python3-pip libsndfile1
-# Install ast-min exactly as the class did (a wheel or a git URL pinned to the course's commit):
-pip3 install "${AST_MIN_SPEC:-ast-min}"
+# ast-min exactly as the class installed it (`ast-min assignment autograder --spec` wrote it here):
+pip3 install {spec}
 """
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
@@ -179,13 +183,14 @@ def _autograder(args) -> int:
     assignment = get(args.name)
     folder = Path(args.dir) / f"{assignment.name}-autograder"
     folder.mkdir(parents=True, exist_ok=True)
-    for name, text in (("setup.sh", SETUP_SH), ("run_autograder", RUN_AUTOGRADER.format(name=assignment.name))):
+    setup = SETUP_SH.format(spec=shlex.quote(args.spec))
+    for name, text in (("setup.sh", setup), ("run_autograder", RUN_AUTOGRADER.format(name=assignment.name))):
         path = folder / name
         path.write_text(text)
         path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     (folder / "seed.txt").write_text(args.seed + "\n")
     print(f"wrote {folder}/ (setup.sh, run_autograder, seed.txt): zip its contents and upload the zip as the "
-          f"autograder of `{assignment.name}`; set AST_MIN_SPEC in setup.sh to the ast-min your class uses")
+          f"autograder of `{assignment.name}`; setup.sh installs {args.spec!r} (change it with --spec)")
     return 0
 
 
