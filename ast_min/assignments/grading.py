@@ -69,7 +69,7 @@ class Grader:
     assignment: str
     forbidden: tuple[str, ...]
     time_limit: float = 20.0  # seconds per test, unless the test says otherwise
-    memory_limit: int = 3 << 30  # bytes of address space the grading process may add to its own
+    memory_limit: int | None = 3 << 30  # bytes of address space the grading process may add; None: no cap
     tests: list[TestCase] = field(default_factory=list)
     setup: Callable[[], None] | None = None  # runs in the grading process before the student's file loads
     env: dict[str, str] = field(default_factory=dict)  # environment of the grading process

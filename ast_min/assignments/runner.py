@@ -256,7 +256,7 @@ def child_main(job: dict, connection) -> int:
     if grader.setup is not None:
         grader.setup()
     GUARD.arm(grader.forbidden)
-    if sys.platform.startswith("linux"):
+    if sys.platform.startswith("linux") and grader.memory_limit is not None:
         _limit_memory(grader.memory_limit)
     try:
         student = _load_submission(job["submission"])

@@ -29,7 +29,9 @@ GRADER = Grader(
     forbidden=("kernels", "kernels.reference", "torch.nn.functional.scaled_dot_product_attention", "ast_min.model",
                "torch.softmax", "torch.nn.functional.softmax"),
     time_limit=90.0,
-    memory_limit=6 << 30,  # the interpreter maps numpy copies of every tensor it touches
+    # The interpreter maps numpy copies of every tensor it touches. On CUDA no address-space cap: the
+    # driver reserves virtual ranges far larger than any cap that would still catch a runaway allocation.
+    memory_limit=None if CUDA else 6 << 30,
     env={} if CUDA else {"TRITON_INTERPRET": "1"},
 )
 SOFTMAX_TOL = dict(atol=1e-6, rtol=1e-6)
