@@ -3,8 +3,7 @@
 The command's process (`grade`) starts a grading process (forked from a multiprocessing
 forkserver that has imported torch once) that loads the grader and then the student's file, and
 runs the tests one after another, reporting each start and result on a pipe of its own (the
-student's prints go to a log). The
-grading process has an address-space limit (`resource.setrlimit(RLIMIT_AS)`), so a huge allocation
+student's prints go to a log). The grading process has an address-space limit (`resource.setrlimit(RLIMIT_AS)`), so a huge allocation
 fails inside it as an error for that test; each test has a time limit, enforced from outside: a test
 that runs past it, or a process that dies (a crash, `os._exit`), is marked failed with the reason,
 and a fresh grading process carries on from the next test. `sys.exit` and every exception in the
@@ -17,8 +16,8 @@ Shape of a report (also what `ast-min assignment check --json` prints):
 from __future__ import annotations
 
 import importlib.util
-import os
 import multiprocessing
+import os
 import sys
 import tempfile
 import time
