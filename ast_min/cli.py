@@ -30,6 +30,7 @@ COMMANDS = {
     "embed": ("ast_min.embed", "save AST embeddings of audio files (any layer, pooled or per patch)"),
     "export": ("ast_min.export", "export a classifier to ONNX, checked against torch with onnxruntime"),
     "listen": ("ast_min.listen", "classify live audio (microphone, a file as if live, or PCM on stdin) every hop"),
+    "assignment": ("ast_min.assignments.cli", "self-grading assignments: list, start, check; grade (instructors)"),
 }
 
 

@@ -1,0 +1,237 @@
+"""Grader of `flash`: the online softmax, FlashAttention-2 forward and backward in torch, and no N x N tensor.
+
+Expected values come from `kernels.reference.attention_math` (softmax(S) V written out) and autograd
+through it, in float64. Tolerance 1e-10 (gradients 1e-9): the blockwise sums regroup a softmax over
+N <= 70 keys, whose float64 rounding stays ~1e-14; every mistake below is off by far more at the
+inputs drawn (scores of order 1).
+
+The memory claim is checked, not trusted: a `TorchDispatchMode` records the shape of every tensor
+the student's functions create (factory calls, matmuls, masks, views), and any with two dimensions
+of size >= N fails the test (with N larger than the block sizes and the head dim, so that no
+legitimate tile qualifies).
+
+Shape legend: B batch, H heads, N tokens, Dh head dim, R rows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+from kernels.reference import attention_math
+from ast_min.assignments.grading import Fail, Grader, Mistake
+
+GRADER = Grader("flash", forbidden=(
+    "kernels", "kernels.reference", "torch.nn.functional.scaled_dot_product_attention", "ast_min.model",
+))
+TOL = dict(atol=1e-10, rtol=1e-10)
+GRAD_TOL = dict(atol=1e-9, rtol=1e-9)
+T_ONLINE, T_WORKED, T_FWD, T_BWD, T_MEMORY = (
+    "online_softmax: running max and sum for any block size",
+    "blockwise_attention: N = 50, Dh = 16, 16 x 16 blocks",
+    "blockwise_attention equals softmax(S) V for any sizes, blocks, causal or not",
+    "blockwise_attention_backward equals autograd for any sizes, blocks, causal or not",
+    "no N x N tensor is ever created (forward and backward)",
+)
+
+MISTAKES = [
+    Mistake("no_rescale", "your accumulator is not rescaled when the running maximum grows: acc must be "
+            "multiplied by exp(m_old - m_new) before adding the new block's P @ V (as l is)",
+            ("acc = acc * alpha[..., None] + p @ v[:, :, cols]", "acc = acc + p @ v[:, :, cols]"), T_WORKED),
+    Mistake("no_scale", "you left out the softmax scale: S = Q K^T * sm_scale, with sm_scale = 1/sqrt(Dh) when None",
+            ("scale = 1.0 / math.sqrt(q.shape[-1]) if sm_scale is None else sm_scale\n"
+             "    acc_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32\n    q, k, v = q.to",
+             "scale = 1.0 if sm_scale is None else sm_scale\n"
+             "    acc_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32\n    q, k, v = q.to"),
+            T_WORKED),
+    Mistake("causal_off_by_one", "your causal mask is off by one: query i sees keys 0..i, so mask key j exactly "
+            "when j > i",
+            ('cols[None, :] > rows[:, None], float("-inf")', 'cols[None, :] > rows[:, None] + 1, float("-inf")'),
+            T_FWD),
+    Mistake("sum_not_rescaled", "your running sum is not rescaled when the maximum grows: l_new = l * exp(m - m_new) "
+            "+ sum(exp(block - m_new))",
+            ("l = l * torch.exp(m - m_new) + torch.exp(block - m_new[:, None]).sum(dim=1)",
+             "l = l + torch.exp(block - m_new[:, None]).sum(dim=1)"), T_ONLINE),
+    Mistake("no_delta", "dS is missing the delta term: dS = P * (dP - delta) with delta = rowsum(dO * O) "
+            "(the softmax's Jacobian)",
+            ("ds = p * (dp - delta[:, :, rows, None])", "ds = p * dp"), T_BWD),
+    Mistake("lse_without_max", "your LSE is log(l) without the running maximum: LSE = m + log(l)",
+            ("lse[:, :, rows] = m + torch.log(l)", "lse[:, :, rows] = torch.log(l)"), T_WORKED),
+]
+HINTS = {m.name: m.hint for m in MISTAKES}
+
+
+class TensorShapes(TorchDispatchMode):
+    """Records (op, shape) of every tensor any torch operation returns while active."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes: list[tuple[str, tuple[int, ...]]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                self.shapes.append((str(func), tuple(t.shape)))
+        return out
+
+
+def qkv(seed, B, H, N, Dh, count=3):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(B, H, N, Dh, generator=g, dtype=torch.float64) for _ in range(count)]
+
+
+def _scores(q, k, causal, scale, offset=0):
+    s = q @ k.transpose(-2, -1) * scale  # (B, H, N, N): the grader may, the student may not
+    if causal:
+        n = q.shape[-2]
+        s = s.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1 + offset), float("-inf"))
+    return s
+
+
+def forward_variants(q, k, v, causal, scale, block_n) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """(O, LSE) of each forward mistake, computed from the full score matrix."""
+    s = _scores(q, k, causal, scale)
+    N = s.shape[-1]
+    nb = -(-N // block_n)
+    padded = torch.nn.functional.pad(s, (0, nb * block_n - N), value=float("-inf"))  # (B, H, N, nb*bn)
+    running = padded.unflatten(-1, (nb, block_n)).amax(-1).cummax(-1).values  # (B, H, N, nb): m after each block
+    m_per_key = running.repeat_interleave(block_n, dim=-1)[..., :N]  # each key's block's running max
+    o_ref, lse_ref = attention_math(q, k, v, causal, scale)
+    l = torch.exp(s - s.amax(-1, keepdim=True)).sum(-1)
+    no_rescale = (torch.exp(s - m_per_key) @ v) / l[..., None]
+    out = {
+        "no_rescale": (no_rescale, lse_ref),
+        "no_scale": attention_math(q, k, v, causal, 1.0),
+        "lse_without_max": (o_ref, lse_ref - s.amax(-1)),
+    }
+    if causal:
+        s1 = _scores(q, k, True, scale, offset=1)
+        out["causal_off_by_one"] = (s1.softmax(-1) @ v, torch.logsumexp(s1, -1))
+    return out
+
+
+def check_forward(ctx, B, H, N, Dh, causal, block_m, block_n, seed, sm_scale=None):
+    q, k, v = qkv(seed, B, H, N, Dh)
+    scale = 1 / math.sqrt(Dh) if sm_scale is None else sm_scale
+    ctx.inputs = dict(q=q, k=k, v=v, causal=causal, sm_scale=sm_scale, block_m=block_m, block_n=block_n)
+    got = ctx.call("blockwise_attention", q, k, v, causal=causal, sm_scale=sm_scale, block_m=block_m, block_n=block_n)
+    if not isinstance(got, (tuple, list)) or len(got) != 2:
+        raise Fail(f"blockwise_attention should return (O, LSE), got {type(got).__name__}")
+    o_ref, lse_ref = attention_math(q, k, v, causal, scale)
+    variants = forward_variants(q, k, v, causal, scale, block_n)
+    ctx.compare(got[0], o_ref, "O", **TOL, variants={n: o for n, (o, _) in variants.items()}, hints=HINTS)
+    ctx.compare(got[1], lse_ref, "LSE", **TOL, variants={n: lse for n, (_, lse) in variants.items()}, hints=HINTS)
+
+
+def check_backward(ctx, B, H, N, Dh, causal, block_m, block_n, seed):
+    q, k, v, do = qkv(seed, B, H, N, Dh, count=4)
+    scale = 1 / math.sqrt(Dh)
+    o, lse = attention_math(q, k, v, causal, scale)
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    expected = torch.autograd.grad(attention_math(*leaves, causal, scale)[0], leaves, do)
+    ctx.inputs = dict(do=do, q=q, k=k, v=v, causal=causal, block_m=block_m, block_n=block_n)
+    got = ctx.call("blockwise_attention_backward", do, q, k, v, o, lse, causal=causal, block_m=block_m, block_n=block_n)
+    if not isinstance(got, (tuple, list)) or len(got) != 3:
+        raise Fail(f"blockwise_attention_backward should return (dq, dk, dv), got {type(got).__name__}")
+    p = torch.exp(_scores(q, k, causal, scale) - lse[..., None])  # (B, H, N, N)
+    ds = p * (do @ v.transpose(-2, -1))  # the mistake: no delta
+    no_delta = {"dq": scale * ds @ k, "dk": scale * ds.transpose(-2, -1) @ q}
+    for name, g, e in zip(("dq", "dk", "dv"), got, expected):
+        variants = {"no_delta": no_delta[name]} if name in no_delta else {}
+        ctx.compare(g, e, name, **GRAD_TOL, variants=variants, hints=HINTS)
+
+
+# (B, H, N, Dh, causal, block_m, block_n, seed)
+cases = st.tuples(st.integers(1, 2), st.integers(1, 2), st.integers(1, 70), st.sampled_from([1, 2, 4, 8, 16]),
+                  st.booleans(), st.integers(1, 40), st.integers(1, 40), st.integers(0, 2**16))
+
+
+# ---- 1. shapes ---------------------------------------------------------------------------------------------------
+
+
+@GRADER.test("blockwise_attention: O (B, H, N, Dh) and LSE (B, H, N)")
+def shapes(ctx):
+    q, k, v = qkv(0, 2, 3, 20, 8)
+    ctx.inputs = dict(q=q, k=k, v=v, block_m=8, block_n=8)
+    got = ctx.call("blockwise_attention", q, k, v, block_m=8, block_n=8)
+    if not isinstance(got, (tuple, list)) or len(got) != 2:
+        raise Fail(f"blockwise_attention should return (O, LSE), got {type(got).__name__}")
+    ctx.expect_tensor(got[0], "O", (2, 3, 20, 8))
+    ctx.expect_tensor(got[1], "LSE", (2, 3, 20))
+
+
+# ---- 2. worked examples ---------------------------------------------------------------------------------------------
+
+
+@GRADER.test(T_ONLINE, points=2)
+def online(ctx):
+    def check(args):
+        R, N, block, seed = args
+        s = torch.randn(R, N, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 4
+        s = s + torch.linspace(-6, 6, N, dtype=torch.float64)  # rising scores: the maximum keeps growing
+        ctx.inputs = dict(scores=s, block_size=block)
+        got = ctx.call("online_softmax", s.clone(), block)
+        if not isinstance(got, (tuple, list)) or len(got) != 2:
+            raise Fail(f"online_softmax should return (m, l), got {type(got).__name__}")
+        m = s.amax(-1)
+        nb = -(-N // block)
+        padded = torch.nn.functional.pad(s, (0, nb * block - N), value=float("-inf")).unflatten(-1, (nb, block))
+        running = padded.amax(-1).cummax(-1).values  # (R, nb)
+        unscaled = torch.exp(padded - running[..., None]).sum((-1, -2))
+        ctx.compare(got[0], m, "m", **TOL)
+        ctx.compare(got[1], torch.exp(s - m[:, None]).sum(-1), "l", **TOL,
+                    variants={"sum_not_rescaled": unscaled}, hints=HINTS)
+
+    ctx.prove(st.tuples(st.integers(1, 4), st.integers(1, 60), st.integers(1, 20), st.integers(0, 2**16)), check)
+
+
+@GRADER.test(T_WORKED, points=2)
+def worked(ctx):
+    check_forward(ctx, 1, 1, 50, 16, False, 16, 16, 0)
+
+
+# ---- 3. properties -----------------------------------------------------------------------------------------------------
+
+
+@GRADER.test(T_FWD, points=3)
+def forward_property(ctx):
+    ctx.prove(cases, lambda a: check_forward(ctx, *a))
+
+
+@GRADER.test(T_BWD, points=3)
+def backward_property(ctx):
+    ctx.prove(cases, lambda a: check_backward(ctx, *a), max_examples=max(ctx.max_examples // 2, 4))
+
+
+@GRADER.test(T_MEMORY, points=2)
+def memory(ctx):
+    N, blocks = 96, dict(block_m=32, block_n=16)
+    q, k, v, do = qkv(5, 1, 2, N, 16, count=4)
+    o, lse = attention_math(q, k, v, True)
+    for name, args in (("blockwise_attention", (q, k, v)), ("blockwise_attention_backward", (do, q, k, v, o, lse))):
+        ctx.inputs = dict(N=N, Dh=16, causal=True, **blocks)
+        with TensorShapes() as recorder:
+            ctx.call(name, *args, causal=True, **blocks)
+        big = [(op, shape) for op, shape in recorder.shapes if sum(d >= N for d in shape) >= 2]
+        if big:
+            op, shape = big[0]
+            raise Fail(f"`{name}` created a tensor of shape {shape} (by {op}) for N = {N}: FlashAttention holds "
+                       f"one ({blocks['block_m']}, {blocks['block_n']}) tile of scores at a time, never an N x N "
+                       "matrix (a full causal mask counts: build the mask per tile from row and column indices)")
+
+
+# ---- 4. edge cases ------------------------------------------------------------------------------------------------------
+
+
+@GRADER.test("edge: N = 1, a prime N with a ragged last block, causal with N < block, a given sm_scale")
+def edges(ctx):
+    check_forward(ctx, 1, 1, 1, 4, True, 16, 16, 1)
+    check_forward(ctx, 1, 2, 37, 8, True, 16, 16, 2)
+    check_forward(ctx, 2, 1, 5, 8, True, 64, 64, 3)
+    check_forward(ctx, 1, 1, 29, 8, False, 7, 5, 4, sm_scale=0.3)
+    check_backward(ctx, 1, 1, 37, 8, True, 16, 8, 5)

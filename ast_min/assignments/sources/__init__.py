@@ -1,0 +1,1 @@
+"""The instructor sources, solutions included: read as text, never imported, never handed out."""

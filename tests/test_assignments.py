@@ -1,0 +1,221 @@
+"""The assignments grade what they claim: solutions get full marks, starters zero, known mistakes their hint.
+
+Each proof grades a real file through the same separate, limited grading process students use.
+To keep CI short, property tests draw few examples here (EXAMPLES), and each known mistake is
+graded only on the test named to catch it (its hint must appear there); the full grader runs once
+per assignment, on the instructor's solution, and that run must fit the assignment's budget.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ast_min.assignments import ASSIGNMENTS, get
+from ast_min.assignments import runner
+from ast_min.assignments.runner import grade
+from ast_min.assignments.starter import make_starter, solution_lines
+
+EXAMPLES = 8  # hypothesis examples per property test in CI (students and instructors get 30)
+# Seconds the whole grader may take on the reference solution on a 2-core machine, with EXAMPLES examples.
+# Measured figures are in docs/TEACHING.md; these budgets leave room for a loaded CI machine.
+BUDGET = {"framing": 60, "mel": 60, "patches": 60, "attention": 60, "flash": 90, "triton": 240, "finetune": 240}
+NAMES = sorted(ASSIGNMENTS)
+# One forkserver serves every grade here: let it import every grader (triton's excepted, see runner) and
+# the library modules their guards wrap once, instead of each grading process importing its own.
+runner.EXTRA_PRELOAD += [f"ast_min.assignments.graders.{n}" for n in NAMES if n != "triton"]
+runner.EXTRA_PRELOAD += ["ast_min.train", "ast_min.checkpoint", "ast_min.data.augment", "ast_min.features_fast", "kernels"]
+
+
+def mutated(name: str, old: str, new: str) -> str:
+    source = get(name).source.read_text()
+    assert source.count(old) == 1, f"the mutation's text occurs {source.count(old)} times in {name}'s source, not once"
+    return source.replace(old, new)
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / get(name).filename
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reference_solution_scores_full_marks_within_budget(name):
+    report = grade(name, get(name).source, max_examples=EXAMPLES)
+    failed = [f"{t.name}: {t.output}" for t in report.tests if t.score != t.max_score]
+    assert not failed, "\n".join(failed)
+    assert report.max_score > 0 and report.score == report.max_score
+    assert report.seconds < BUDGET[name], f"{name} took {report.seconds:.1f} s, over its {BUDGET[name]} s budget"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_starter_scores_zero_with_a_friendly_message(name, tmp_path):
+    starter = make_starter(get(name).source.read_text(), name)
+    report = grade(name, write(tmp_path, name, starter), max_examples=EXAMPLES)
+    assert report.score == 0, [(t.name, t.score) for t in report.tests if t.score]
+    for t in report.tests:
+        if t.max_score:  # a 0-point report (timing) has nothing to say about the starter
+            assert "is not written yet" in t.output and f"ast-min assignment check {name}" in t.output, t.output
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_starter_contains_no_solution_line(name):
+    source = get(name).source.read_text()
+    starter = make_starter(source, name)
+    starter_lines = {line.strip() for line in starter.splitlines()}
+    hidden = solution_lines(source)
+    assert hidden, f"{name}'s source has no solution block"
+    leaked = [line for line in hidden if line in starter_lines]
+    assert not leaked, f"solution lines in {name}'s starter: {leaked}"
+    assert "### BEGIN SOLUTION" not in starter and "### END SOLUTION" not in starter
+    assert starter.count("raise NotImplementedError") == source.count("### BEGIN SOLUTION")
+    for function in get(name).functions:  # every graded function is stubbed, not deleted
+        assert f"def {function}(" in starter
+
+
+MISTAKES = [(name, m) for name in NAMES for m in get(name).grader().MISTAKES]
+
+
+def test_every_assignment_knows_three_mistakes():
+    for name in NAMES:
+        assert len(get(name).grader().MISTAKES) >= 3, name
+
+
+@pytest.mark.parametrize("name, mistake", MISTAKES, ids=[f"{n}-{m.name}" for n, m in MISTAKES])
+def test_known_mistake_fails_and_is_named(name, mistake, tmp_path):
+    submission = write(tmp_path, name, mutated(name, *mistake.mutation))
+    report = grade(name, submission, max_examples=EXAMPLES, only=[mistake.test])
+    (result,) = report.tests
+    assert result.score == 0, f"{mistake.name} passed {result.name}"
+    assert f"hint ({mistake.name})" in result.output, result.output
+    # the evidence beside the hint: where the output differs (or, for the fresh head, the measured loss)
+    evidence = ("first mismatch", "should have shape", "the loss at initialisation is")
+    assert any(e in result.output for e in evidence), result.output
+
+
+# ---- the grading process survives what students' code does ---------------------------------------------
+
+FRAMING_TESTS = ["frame_signal: number of frames (snip_edges) and their samples", "hanning_window: shape and dtype"]
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ("while True:\n        pass", "time limit"),
+        ("import os\n    os._exit(3)", "grading process died"),
+        ("import sys\n    sys.exit(1)", "sys.exit"),
+        ("return torch.empty(50 * 2**30, dtype=torch.uint8)", "memory"),
+        ("from ast_min.features import frame_signal as f\n    return f(waveform, frame_length, frame_shift)",
+         "honour code"),
+    ],
+    ids=["endless-loop", "crash", "sys-exit", "50GB", "honour-code"],
+)
+def test_a_broken_function_costs_only_its_own_tests(body, expected, tmp_path):
+    source = get("framing").source.read_text()
+    reference = "    if waveform.shape[-1] < frame_length:\n        return waveform.new_zeros(0, frame_length)\n"
+    assert source.count(reference) == 1
+    broken = source.replace(reference, f"    {body}\n" + reference)
+    report = grade("framing", write(tmp_path, "framing", broken), max_examples=EXAMPLES, only=FRAMING_TESTS,
+                   time_limit=8)
+    frames, window = report.tests
+    assert frames.score == 0 and expected in frames.output, frames.output
+    assert window.score == window.max_score, window.output  # the other function is still graded
+
+
+def test_calling_torch_fused_attention_is_refused_by_the_honour_code(tmp_path):
+    from ast_min.assignments.graders.attention import T_WORKED
+
+    cheat = mutated("attention", "    attended = scores.softmax(dim=-1) @ v  # (B, H, L, Dh)\n",
+                    "    attended = F.scaled_dot_product_attention(q, k, v)\n")
+    (result,) = grade("attention", write(tmp_path, "attention", cheat), only=[T_WORKED]).tests
+    assert result.score == 0 and "honour code" in result.output, result.output
+    assert "scaled_dot_product_attention" in result.output, result.output
+
+
+def test_a_file_that_does_not_import_fails_every_test_with_the_reason(tmp_path):
+    report = grade("framing", write(tmp_path, "framing", "import no_such_module_here\n"), only=FRAMING_TESTS)
+    assert report.score == 0
+    for t in report.tests:
+        assert "could not be loaded" in t.output and "no_such_module_here" in t.output, t.output
+
+
+def test_grading_is_deterministic_and_shows_the_shrunk_counterexample(tmp_path):
+    # A window that is right only for even lengths: whether a draw catches it depends on the seed,
+    # and the counterexample shown is always the smallest odd length hypothesis shrinks to.
+    wrong = mutated("framing", "return 0.5 - 0.5 * torch.cos(2 * torch.pi * n / (length - 1))",
+                    "return 0.5 - 0.5 * torch.cos(2 * torch.pi * n / (length - 1 + length % 2 * 1e-3))")
+    path = write(tmp_path, "framing", wrong)
+    test = ["hanning_window: Kaldi's symmetric window for any length"]
+    first = grade("framing", path, seed=1, only=test, max_examples=EXAMPLES).tests[0]
+    again = grade("framing", path, seed=1, only=test, max_examples=EXAMPLES).tests[0]
+    assert first.output == again.output and first.score == 0
+    assert "length=3" in first.output, first.output  # shrunk to the smallest odd length
+
+
+# ---- the command line --------------------------------------------------------------------------------------
+
+
+def cli(*args, cwd=None):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.run([sys.executable, "-m", "ast_min.cli", "assignment", *args], capture_output=True,
+                          text=True, cwd=cwd, env=env)
+
+
+def test_cli_list_start_never_overwrites_and_check_json(tmp_path):
+    listed = cli("list")
+    assert listed.returncode == 0
+    for name in NAMES:
+        assert any(line.startswith(name) for line in listed.stdout.splitlines()), listed.stdout
+    assert cli("start", "framing", "--dir", str(tmp_path)).returncode == 0
+    starter = (tmp_path / "framing.py").read_text()
+    (tmp_path / "framing.py").write_text(starter + "# my work\n")
+    again = cli("start", "framing", "--dir", str(tmp_path))
+    assert again.returncode == 2 and "never overwrites" in again.stderr
+    assert (tmp_path / "framing.py").read_text().endswith("# my work\n")
+    checked = cli("check", "framing", "--dir", str(tmp_path), "--json")
+    assert checked.returncode == 1, checked.stderr
+    result = json.loads(checked.stdout)
+    assert set(result) == {"assignment", "score", "max_score", "tests"} and result["score"] == 0
+    assert {"name", "score", "max_score", "output"} == set(result["tests"][0])
+
+
+def test_cli_grade_writes_csv_and_gradescope_results(tmp_path):
+    folder = tmp_path / "alice"
+    folder.mkdir()
+    (folder / "framing.py").write_text(get("framing").source.read_text())
+    out = cli("grade", "framing", str(folder), "--seed", "secret", "--csv", str(tmp_path / "grades.csv"),
+              "--gradescope", str(tmp_path / "results" / "results.json"))
+    assert out.returncode == 0, out.stderr
+    results = json.loads((tmp_path / "results" / "results.json").read_text())
+    assert results["score"] == sum(t["max_score"] for t in results["tests"]) > 0
+    rows = (tmp_path / "grades.csv").read_text().splitlines()
+    assert rows[0].startswith("submission,assignment,test,score") and len(rows) == 1 + len(results["tests"])
+    bundle = cli("autograder", "framing", "--dir", str(tmp_path), "--seed", "secret", "--spec", "ast-min==0.1.0")
+    assert bundle.returncode == 0, bundle.stderr
+    assert "pip3 install ast-min==0.1.0" in (tmp_path / "framing-autograder" / "setup.sh").read_text()
+    assert (tmp_path / "framing-autograder" / "seed.txt").read_text().strip() == "secret"
+    assert cli("solution", "framing", "--dir", str(tmp_path)).returncode == 0
+    assert "### BEGIN SOLUTION" in (tmp_path / "framing_solution.py").read_text()
+    run_script = (tmp_path / "framing-autograder" / "run_autograder").read_text()
+    assert "ast-min assignment grade framing" in run_script and os.access(
+        tmp_path / "framing-autograder" / "run_autograder", os.X_OK)
+
+
+def test_flash_refuses_a_full_n_by_n_mask(tmp_path):
+    from ast_min.assignments.graders.flash import T_MEMORY
+
+    wrong = mutated("flash", "        last_key = int(rows[-1]) + 1 if causal else N\n",
+                    "        last_key = int(rows[-1]) + 1 if causal else N\n        full = torch.ones(N, N).triu(1)\n")
+    (result,) = grade("flash", write(tmp_path, "flash", wrong), max_examples=EXAMPLES, only=[T_MEMORY]).tests
+    assert result.score == 0 and "shape (96, 96)" in result.output, result.output
+
+
+def test_teaching_doc_lists_every_known_mistake():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "TEACHING.md").read_text()
+    missing = [f"{name}/{m.name}" for name, m in MISTAKES if f"| `{name}` | `{m.name}` |" not in doc]
+    assert not missing, f"docs/TEACHING.md's known-mistake table lacks {missing}"
