@@ -3,6 +3,10 @@
     ast-min features FILE...   log-mel features of audio files (the front end)
     ast-min classify FILE...   top-k labels of audio files
     ast-min train ...          fine-tune a model
+    ast-min embed FILE...      embeddings of audio files, for downstream tasks
+    ast-min export ...         the classifier as an ONNX file, checked against torch
+    ast-min listen ...         classify live audio every hop (microphone, file, stdin)
+    ast-min assignment ...     self-grading assignments: list, start, check, grade
 
 Each sub-command lives in the module that does the work, which provides `add_arguments(parser)`
 and `run(args) -> int`; this file dispatches, and holds what several commands check the same way
