@@ -583,8 +583,9 @@ def _datasets(args, recipe: Recipe):
         if not recipe.train_size or not recipe.eval_size:
             raise ValueError(f"recipe {recipe.name!r} has no synthetic data sizes: give --data and --eval-data "
                              "(or --train-size and --eval-size for the synthetic set)")
-        return (SyntheticDataset(recipe.train_size, seed=args.synthetic_seed, num_frames=recipe.max_length),
-                SyntheticDataset(recipe.eval_size, seed=args.synthetic_seed + 1, num_frames=recipe.max_length))
+        return (SyntheticDataset(recipe.train_size, seed=args.synthetic_seed, num_frames=recipe.max_length, **recipe.synthetic),
+                SyntheticDataset(recipe.eval_size, seed=args.synthetic_seed + 1, num_frames=recipe.max_length,
+                                 **recipe.synthetic))
     if args.eval_data is None:
         raise ValueError("--data needs --eval-data: a held-out folder or manifest to pick the best epoch on")
 
