@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from ast_min.data import Collator, MixupDataset, WeightedDistributedSampler, balanced_weights
 from ast_min.metrics import compute_metrics, confusion_matrix
 from ast_min.recipes import RECIPES, Recipe, get_recipe
+from ast_min.reference import compare_with_reference
 
 if TYPE_CHECKING:  # for the type hints only: importing the model here would slow down `import ast_min.train`
     from ast_min import ASTFeatureExtractor, ASTForAudioClassification
@@ -349,6 +350,8 @@ def train(
             with open(os.path.join(options.output_dir, "history.json"), "w") as f:
                 json.dump(state["history"], f, indent=2)
             tqdm.write(_log_line(record, recipe.epochs, main_metric))
+            if (versus := compare_with_reference(recipe, epoch, record)) is not None:  # is this run normal?
+                tqdm.write(versus)
         world.barrier()  # the other ranks wait for rank 0's evaluation and checkpoint
 
     summary = {"history": state["history"], "best": state["best"], "output_dir": options.output_dir,

@@ -13,10 +13,17 @@ Ten classes of sounds that a log-mel spectrogram tells apart by shape, not by a 
     square_wave     odd harmonics only, falling as 1/k (a comb with every second tooth missing)
     tone_bursts     short sine pips separated by silence (a dashed horizontal line)
 
+and, with `other=True`, an eleventh class `other` of sounds that are none of them, so that a model
+trained on the set can say "none of these": speech-like babble from the source-filter model of the
+voice, band-passed noise bursts, mixtures of two classes, melodies, warbles.
+
 Every clip draws its event's frequency, duration, onset and gain, and a white-noise background at a
 random signal-to-noise ratio, from `numpy.random.default_rng([seed, index])`: clip `i` of seed `s`
 is the same on every machine and in every process, whatever order the clips are asked in, so a
-held-out set is simply another seed.
+held-out set is simply another seed. With `realistic=True` the clips are recorded in harsher
+conditions drawn the same way: short events, level changes, coloured background noise at a random
+SNR, a room's reverberation, clipping and a lossy codec (`make_clip` lists the ranges). The
+embedded model's recipe (`ast-min train --recipe synthetic`) uses both options.
 
 Shape legend: N samples (a clip is one 1-D float32 array at `SAMPLING_RATE`).
 """
@@ -318,8 +325,8 @@ def level_changes(rng: np.random.Generator, n: int, max_db: float = 6.0) -> np.n
 
 def codec_round_trip(x: np.ndarray, quality: float = 0.5) -> np.ndarray:
     """`x` (N,) encoded with Ogg/Vorbis at `quality` (0 best .. 1 smallest, libsndfile's compression
-    level) and decoded again: the band limit and pre-echo of lossy codecs. Deterministic (the encoder
-    draws no random numbers). Returns float64 (N,)."""
+    level) and decoded again: the quantisation noise a lossy codec adds where its psychoacoustic model
+    expects it to be masked. Deterministic (the encoder draws no random numbers). Returns float64 (N,)."""
     import io
 
     import soundfile as sf
