@@ -24,7 +24,7 @@ from ast_min.recipes import get_recipe
 DEFAULT = Path(ast_min.__file__).parent / "default_model"
 EXAMPLES = Path(__file__).parents[1] / "examples"
 HELD_OUT_SEED = 20261125
-OTHER_RECALL_FLOOR = None  # set below from the measurement
+OTHER_RECALL_FLOOR = 0.69  # of held-out `other` clips answered `other`: see test_none_of_these_sounds_are_called_other
 RECIPE_DATA = get_recipe("synthetic").synthetic  # the synthetic set's options the model was trained with
 
 
@@ -54,20 +54,26 @@ def _predict(model, front_end, waveforms) -> np.ndarray:
         return torch.cat([model(batch).logits.argmax(-1) for batch in x.split(100)]).numpy()
 
 
-def test_held_out_accuracy_is_at_least_95_percent(shipped):
-    """The ten classes, in the conditions the model was trained for; a clip called `other` counts as wrong."""
+def test_held_out_accuracy_of_the_ten_classes(shipped):
+    """The ten classes in the conditions the model was trained for (a clip called `other` counts as
+    wrong), and in the original clean conditions of the README's example files."""
     model, front_end = shipped
     assert RECIPE_DATA == {"other": True, "realistic": True}
-    classes = len(synthetic.LABELS_WITH_OTHER)
-    indices = [i for i in range(330) if i % classes != synthetic.LABELS_WITH_OTHER.index("other")]  # 300 clips
-    clips = [synthetic.make_clip(HELD_OUT_SEED, i, samples_for_frames(model.config.max_length), **RECIPE_DATA) for i in indices]
-    predicted = _predict(model, front_end, (w for w, _ in clips))
-    true = np.array([label for _, label in clips])
-    accuracy = float(np.mean(predicted == true))
-    # The README's table gives the accuracy measured on 1,000 clips of this seed. A true accuracy p
-    # scores under 95 % on these 300 clips with probability scipy.stats.binom.cdf(284, 300, p):
-    # 6e-4 at p = 0.98, so a failure means the model, the front end or the generator changed.
-    assert accuracy >= 0.95, f"held-out accuracy on the ten classes {accuracy:.3f}"
+    n = samples_for_frames(model.config.max_length)
+    other = synthetic.LABELS_WITH_OTHER.index("other")
+    indices = [i for i in range(560) if i % len(synthetic.LABELS_WITH_OTHER) != other][:500]
+    clips = [synthetic.make_clip(HELD_OUT_SEED, i, n, **RECIPE_DATA) for i in indices]
+    accuracy = float(np.mean(_predict(model, front_end, (w for w, _ in clips)) == [label for _, label in clips]))
+    # The README's table has the accuracy measured on 1,000 clips of another seed (at least 95 %). The
+    # floor here sits where a model as accurate as measured scores below it on these 500 clips with
+    # probability about 1e-4 (scipy.stats.binom.cdf(461, 500, measured)), so a failure means the model,
+    # the front end or the generator changed, not bad luck.
+    assert accuracy >= 0.925, f"held-out accuracy on the ten classes {accuracy:.3f} (realistic conditions)"
+    clean = SyntheticDataset(300, seed=HELD_OUT_SEED, num_frames=model.config.max_length)
+    items = [clean[i] for i in range(len(clean))]
+    accuracy = float(np.mean(_predict(model, front_end, (c["waveform"] for c in items)) == [c["target"].argmax() for c in items]))
+    # Clean clips are easier; measured accuracy above 99 % leaves a 95 % floor > 5 standard deviations away.
+    assert accuracy >= 0.95, f"held-out accuracy on the ten classes {accuracy:.3f} (clean conditions)"
 
 
 def test_none_of_these_sounds_are_called_other(shipped):
@@ -78,9 +84,9 @@ def test_none_of_these_sounds_are_called_other(shipped):
     clips = [synthetic.make_clip(HELD_OUT_SEED, 11 * k + other, n, **RECIPE_DATA) for k in range(200)]
     assert all(label == other for _, label in clips)
     recall = float(np.mean(_predict(model, front_end, (w for w, _ in clips)) == other))
-    # Documented rate: at least OTHER_RECALL_FLOOR of such sounds are answered `other` (the README's
-    # table has the recall measured on 1,000 clips). The floor sits where a true recall at the
-    # measured value falls below it on 200 clips with probability < 1e-4 (exact binomial tail).
+    # The documented rate: the README's table has the recall measured on 1,000 clips of another seed.
+    # The floor sits where a model with the measured recall falls below it on these 200 clips with
+    # probability about 1e-4 (scipy.stats.binom.cdf(137, 200, measured)).
     assert recall >= OTHER_RECALL_FLOOR, f"'other' recall {recall:.3f} on 200 held-out none-of-these clips"
 
 
@@ -198,6 +204,10 @@ def test_other_kinds_and_bad_input():
     for kind in synthetic.OTHER_KINDS:
         x = synthetic.other_event(kind, rng, 8000)
         assert x.shape == (8000,) and np.isfinite(x).all() and np.std(x) > 0, kind
+    # clip_kind names what make_clip made, from the same draws: every kind turns up among 110 clips of `other`
+    kinds = {synthetic.clip_kind(3, 11 * k + 10, other=True, realistic=True) for k in range(110)}
+    assert kinds == set(synthetic.OTHER_KINDS)
+    assert synthetic.clip_kind(3, 12, other=True, realistic=True) == "rising_chirp"
     with pytest.raises(ValueError, match="kinds are"):
         synthetic.other_event("birdsong", rng, 8000)
     with pytest.raises(ValueError, match="colour"):
