@@ -349,12 +349,22 @@ def _fade(event: np.ndarray) -> np.ndarray:
     return event * (1.0 / np.sqrt(np.mean(event**2) + 1e-12))  # unit RMS over the event
 
 
+def _span_and_kind(rng: np.random.Generator, name: str, num_samples: int, shortest: float) -> tuple[int, int, str]:
+    """An event's length (`shortest`..100 % of the clip), onset, and kind (`name`, or for `other` one of OTHER_KINDS)."""
+    length = int(num_samples * rng.uniform(shortest, 1.0))
+    onset = int(rng.integers(0, num_samples - length + 1))
+    kind = OTHER_KINDS[int(rng.integers(len(OTHER_KINDS)))] if name == OTHER else name
+    return length, onset, kind
+
+
+def _make_event(rng: np.random.Generator, kind: str, length: int) -> np.ndarray:
+    return other_event(kind, rng, length) if kind in OTHER_KINDS else _event(kind, rng, length)
+
+
 def _clean_clip(rng: np.random.Generator, name: str, num_samples: int) -> np.ndarray:
     """The original set's conditions: one event over 60-100 % of the clip, white background at 10-30 dB SNR."""
-    length = int(num_samples * rng.uniform(0.6, 1.0))
-    onset = int(rng.integers(0, num_samples - length + 1))
-    event = _event(name, rng, length) if name != OTHER else other_event(OTHER_KINDS[int(rng.integers(len(OTHER_KINDS)))], rng, length)
-    event = _fade(event)
+    length, onset, kind = _span_and_kind(rng, name, num_samples, 0.6)
+    event = _fade(_make_event(rng, kind, length))
     snr_db = rng.uniform(10.0, 30.0)
     clip = rng.standard_normal(num_samples) * 10 ** (-snr_db / 20)
     clip[onset : onset + length] += event
@@ -363,13 +373,8 @@ def _clean_clip(rng: np.random.Generator, name: str, num_samples: int) -> np.nda
 
 def _realistic_clip(rng: np.random.Generator, name: str, num_samples: int) -> np.ndarray:
     """One event recorded as a phone or a field recorder would: see `make_clip`."""
-    length = int(num_samples * rng.uniform(0.4, 1.0))  # short events leave silence (background) around them
-    onset = int(rng.integers(0, num_samples - length + 1))
-    if name == OTHER:
-        event = other_event(OTHER_KINDS[int(rng.integers(len(OTHER_KINDS)))], rng, length)
-    else:
-        event = _event(name, rng, length)
-    event = _fade(event) * level_changes(rng, length)
+    length, onset, kind = _span_and_kind(rng, name, num_samples, 0.4)  # short events: silence (background) around them
+    event = _fade(_make_event(rng, kind, length)) * level_changes(rng, length)
     dry = np.zeros(num_samples)
     dry[onset : onset + length] = event
     if rng.random() < 0.5:
@@ -413,6 +418,15 @@ def make_clip(
     # [-0.9, 0.9] so that it survives being written as 16-bit PCM.
     clip *= min(1.0, 0.9 / np.abs(clip).max())
     return clip.astype(np.float32), label
+
+
+def clip_kind(seed: int, index: int, num_samples: int = samples_for_frames(128), *, other: bool = False,
+              realistic: bool = False) -> str:
+    """What `make_clip` with the same arguments holds: its class name, or for `other` the kind of sound
+    (one of `OTHER_KINDS`), found from the clip's first draws without making it."""
+    labels = LABELS_WITH_OTHER if other else CLASSES
+    rng = np.random.default_rng([seed, index])
+    return _span_and_kind(rng, labels[index % len(labels)], num_samples, 0.4 if realistic else 0.6)[2]
 
 
 class SyntheticDataset(torch.utils.data.Dataset):
