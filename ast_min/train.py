@@ -59,6 +59,7 @@ from ast_min.data import (
 from ast_min.features import SAMPLING_RATE
 from ast_min.metrics import compute_metrics, confusion_matrix
 from ast_min.recipes import RECIPES, Recipe, get_recipe
+from ast_min.reference import compare_with_reference
 
 STATE_FILE = "trainer_state.pt"  # in last/: what a resumed run needs besides the weights
 INFO_FILE = "training_info.json"  # in every checkpoint the trainer writes: complete or not, epoch, files
@@ -567,6 +568,8 @@ def train(
             })
             _write_json(os.path.join(options.output_dir, HISTORY_FILE), state["history"])
             tqdm.write(_log_line(record, recipe.epochs, main_metric))
+            if (versus := compare_with_reference(recipe, epoch, record)) is not None:  # is this run normal?
+                tqdm.write(versus)
         world.barrier()  # the other ranks wait for rank 0's evaluation and checkpoint
 
     summary = {"history": state["history"], "best": state["best"], "output_dir": options.output_dir,
@@ -826,8 +829,9 @@ def _datasets(args, recipe: Recipe):
         if not recipe.train_size or not recipe.eval_size:
             raise ValueError(f"recipe {recipe.name!r} has no synthetic data sizes: give --data and --eval-data "
                              "(or --train-size and --eval-size for the synthetic set)")
-        return (SyntheticDataset(recipe.train_size, seed=args.synthetic_seed, num_frames=recipe.max_length),
-                SyntheticDataset(recipe.eval_size, seed=args.synthetic_seed + 1, num_frames=recipe.max_length))
+        return (SyntheticDataset(recipe.train_size, seed=args.synthetic_seed, num_frames=recipe.max_length, **recipe.synthetic),
+                SyntheticDataset(recipe.eval_size, seed=args.synthetic_seed + 1, num_frames=recipe.max_length,
+                                 **recipe.synthetic))
     if args.eval_data is None:
         raise ValueError("--data needs --eval-data: a held-out folder or manifest to pick the best epoch on")
 
