@@ -300,3 +300,4 @@ def test_released_checkpoint_reproduces_transformers_integration_logits():
     assert logits.shape == (1, 527)
     # transformers' tests/models/audio_spectrogram_transformer integration test values
     torch.testing.assert_close(logits[0, :3], torch.tensor([-0.8760, -7.0042, -8.6602]), atol=1e-4, rtol=0)
+

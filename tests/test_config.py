@@ -111,7 +111,6 @@ def test_labels_resolve_like_transformers():
 @pytest.mark.parametrize(
     "options, message",
     [
-        (dict(hidden_size=100, num_attention_heads=12), "not divisible"),
         (dict(num_mel_bins=8), "smaller than one 16 x 16 patch"),
         (dict(problem_type="ranking"), "unknown problem_type"),
         (dict(num_labels=3, id2label={0: "a"}), "disagrees"),
@@ -120,6 +119,15 @@ def test_labels_resolve_like_transformers():
 def test_bad_configs_raise(options, message):
     with pytest.raises(ValueError, match=message):
         ASTConfig(**options)
+
+
+def test_head_count_is_checked_when_a_model_is_built_as_in_transformers():
+    from ast_min import ASTModel
+
+    config = ASTConfig(hidden_size=100, num_attention_heads=12)  # transformers accepts this config too
+    hf_config(hidden_size=100, num_attention_heads=12)
+    with pytest.raises(ValueError, match="hidden_size 100 is not divisible by num_attention_heads 12"):
+        ASTModel(config)
 
 
 def test_bad_files_raise(tmp_path):
@@ -131,3 +139,4 @@ def test_bad_files_raise(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "vit"}))
     with pytest.raises(ValueError, match="not an Audio Spectrogram Transformer"):
         ASTConfig.from_pretrained(tmp_path)
+

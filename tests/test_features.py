@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ast_min import features as F
-from ast_min import features_fast
+from ast_min import extractor, features_fast
 
 EPS = F.LOG_FLOOR
 
@@ -362,9 +362,9 @@ def test_accelerator_path_equals_the_cpu_fast_path(seed, lengths, max_length, dt
     clips = [torch.from_numpy(rng.standard_normal(n) * 0.1).to(dtype) for n in lengths]
     norm, padding = (F.AUDIOSET_MEAN, F.AUDIOSET_STD), 0.467
     vectorised = [torch.empty(max_length, 128, dtype=dtype) for _ in clips]
-    F._log_mel_batch_vectorised(vectorised, clips, 128, 16000, norm, padding)
+    extractor._log_mel_batch_vectorised(vectorised, clips, 128, 16000, norm, padding)
     fast = [torch.empty(max_length, 128, dtype=dtype) for _ in clips]
-    F._log_mel_batch(fast, clips, 128, 16000, norm, padding)
+    extractor._log_mel_batch(fast, clips, 128, 16000, norm, padding)
     for n, v, f in zip(lengths, vectorised, fast):
         t = min(F.num_frames(n), max_length)
         assert torch.all(v[t:] == padding) and torch.all(f[t:] == padding)

@@ -1,6 +1,6 @@
 """ast-min installs a top-level `kernels` package, which is also the import name of an unrelated PyPI
 package that transformers probes for (`is_kernels_available`). transformers reads the version of the
-distribution that owns the import name, ast-min's, and must keep answering False (DESIGN.md): these
+distribution that owns the import name, ast-min's, and must keep answering False (docs/DESIGN.md): these
 tests catch a version bump into the range it accepts. Each check runs in a fresh interpreter because
 transformers caches the probe's answer.
 """
