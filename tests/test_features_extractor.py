@@ -193,3 +193,52 @@ def test_norm_stats_read_files_and_refuse_nothing(tmp_path):
     with pytest.raises(ValueError, match="collection of clips"):
         ast_min.compute_norm_stats(clip)
 
+
+# ---- settings and inputs that used to fail deep inside or give NaN features ------------------------------------------
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(mean=float("nan")), "mean must be a finite number, got nan"),
+        (dict(std=float("inf")), "std must be a finite number, got inf"),
+        (dict(std=0.0), "std must be positive"),
+        (dict(std=None), "std must be a finite number, got None"),
+        (dict(mean="-4.27"), "mean must be a finite number, got '-4.27'"),
+        (dict(num_mel_bins=64.0), "num_mel_bins must be an integer, got float 64.0"),
+        (dict(max_length=0), "max_length must be at least 1"),
+    ],
+)
+def test_bad_settings_are_refused_at_construction(options, message):
+    with pytest.raises(ValueError, match=message):
+        ast_min.ASTFeatureExtractor(**options)
+
+
+def test_tensors_that_require_grad_are_featurised_as_their_values():
+    clip = torch.from_numpy(make_clip(5, 6000, 0.5).astype(np.float32))
+    extractor = ast_min.ASTFeatureExtractor(max_length=40)
+    expected = extractor(clip, return_tensors="pt").input_values
+    got = extractor(clip.clone().requires_grad_(True), return_tensors="pt").input_values
+    assert torch.equal(got, expected) and not got.requires_grad
+    assert torch.equal(F.fbank(clip[None].clone().requires_grad_(True)), F.fbank(clip[None]))
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
+def test_complex_audio_is_refused_as_complex(dtype):
+    with pytest.raises(ValueError, match=f"complex dtype {dtype}: pass real float samples"):
+        ast_min.ASTFeatureExtractor()(torch.zeros(800, dtype=dtype))
+    with pytest.raises(ValueError, match="complex dtype"):
+        F.fbank(torch.zeros(1, 800, dtype=dtype))
+
+
+def test_an_interrupted_extractor_save_keeps_the_old_settings(tmp_path, monkeypatch):
+    import os
+
+    ast_min.ASTFeatureExtractor(mean=-1.0, std=2.0).save_pretrained(tmp_path)
+    with monkeypatch.context() as patch:
+        def interrupted(*args):
+            raise KeyboardInterrupt
+
+        patch.setattr(os, "replace", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            ast_min.ASTFeatureExtractor(mean=-7.0, std=3.0).save_pretrained(tmp_path)
+    assert ast_min.ASTFeatureExtractor.from_pretrained(tmp_path).mean == -1.0
+    assert os.listdir(tmp_path) == ["preprocessor_config.json"]  # no temporary file left
