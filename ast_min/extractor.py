@@ -373,44 +373,63 @@ class ASTFeatureExtractor(compat.JsonSettings):
         return_attention_mask: bool | None = None,
         return_tensors: str | None = None,
     ) -> BatchFeature:
-        """Pad a batch of (T_i, F) feature arrays to one length, as transformers' SequenceFeatureExtractor.pad.
+        """Pad a batch of sequences to one length, as transformers' SequenceFeatureExtractor.pad.
 
-        processed_features: a dict with "input_values" (a list of (T_i, F) arrays/tensors) or a
-        list of such dicts (what a data collator gets). padding: True / "longest" pads to the
-        longest, "max_length" to `max_length` (default this extractor's), False / "do_not_pad"
-        leaves the lengths. Padding rows hold `padding_value` on the `padding_side`;
-        `attention_mask` (B, T) marks the real rows when requested.
+        processed_features: a dict with "input_values" (a list of (T_i,) or (T_i, F) arrays, tensors
+        or lists) or a list of such dicts (what a data collator gets). padding: True / "longest" pads
+        to the longest, "max_length" to `max_length` (required), False / "do_not_pad" leaves the
+        lengths. truncation (needs max_length) cuts longer rows; pad_to_multiple_of rounds the
+        target length up. Padding rows hold `padding_value` on the `padding_side`; `attention_mask`
+        (B, T) int32 marks the real rows when requested. return_tensors None answers in the input's kind
+        (torch in, torch out); rows left unequal are an object array for numpy and refused for torch.
         """
         if isinstance(processed_features, (list, tuple)):
             processed_features = {k: [f[k] for f in processed_features] for k in processed_features[0]}
-        values = [torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v) for v in processed_features["input_values"]]
-        lengths = [v.shape[0] for v in values]
-        if padding in (True, "longest"):
-            target = max(lengths)
-        elif padding == "max_length":
-            target = max_length or self.max_length
-        elif padding in (False, "do_not_pad"):
-            target = None
-        else:
+        if "input_values" not in processed_features:
+            raise ValueError(f"pad needs 'input_values', got the keys {sorted(processed_features)}")
+        strategy = {True: "longest", "longest": "longest", "max_length": "max_length", False: None, "do_not_pad": None}.get(padding, "?")
+        if strategy == "?":
             raise ValueError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}")
-        if target is not None and pad_to_multiple_of:
-            target = -(-target // pad_to_multiple_of) * pad_to_multiple_of
-        if truncation and (max_length or target):
-            values = [v[: max_length or target] for v in values]
-        rows, masks = [], []
-        for v in values:
-            missing = 0 if target is None else max(target - v.shape[0], 0)
-            fill = torch.full((missing, *v.shape[1:]), self.padding_value, dtype=v.dtype)
-            real = torch.ones(v.shape[0], dtype=torch.int32)
-            blank = torch.zeros(missing, dtype=torch.int32)
-            left = self.padding_side == "left"
-            rows.append(torch.cat([fill, v] if left else [v, fill]))
-            masks.append(torch.cat([blank, real] if left else [real, blank]))
-        out = BatchFeature(processed_features)
-        out["input_values"] = torch.stack(rows) if target is not None else rows
+        if (strategy == "max_length" or truncation) and max_length is None:
+            raise ValueError("padding='max_length' and truncation=True need max_length=N")
+        first = processed_features["input_values"][0]
+        if return_tensors is None:  # transformers answers in the input's kind
+            return_tensors = "pt" if isinstance(first, torch.Tensor) else "np"
+        rows = [_float_rows(v) for v in processed_features["input_values"]]
+        if truncation:
+            rows = [row[: _round_up(max_length, pad_to_multiple_of)] for row in rows]
+        target = max(len(row) for row in rows) if strategy == "longest" else max_length
+        target = _round_up(target, pad_to_multiple_of) if strategy else None
+        padded, masks = [], []
+        for row in rows:
+            missing = max(target - len(row), 0) if target is not None else 0
+            fill = np.full((missing, *row.shape[1:]), self.padding_value, dtype=row.dtype)
+            mask = np.r_[np.ones(len(row), np.int32), np.zeros(missing, np.int32)]
+            if self.padding_side == "left":
+                padded.append(np.concatenate([fill, row]))
+                masks.append(mask[::-1].copy())
+            else:
+                padded.append(np.concatenate([row, fill]))
+                masks.append(mask)
+        out = BatchFeature(input_values=padded)
         if self.return_attention_mask if return_attention_mask is None else return_attention_mask:
-            out["attention_mask"] = torch.stack(masks) if target is not None else masks
-        return _as_requested(out, return_tensors, from_torch=return_tensors == "pt")
+            out["attention_mask"] = masks
+        if return_tensors not in ("np", "pt"):
+            raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
+        for key, value in out.items():
+            if len({row.shape for row in value}) == 1:
+                stacked = np.stack(value)
+                out[key] = torch.from_numpy(stacked) if return_tensors == "pt" else stacked
+            elif return_tensors == "pt":
+                raise ValueError(
+                    f"the {key} rows have unequal lengths and cannot be one tensor: pad them (padding=True) "
+                    "or ask for numpy (return_tensors='np')"
+                )
+            else:  # as transformers: a numpy array of rows of unequal length
+                ragged = np.empty(len(value), dtype=object)
+                ragged[:] = value
+                out[key] = ragged
+        return out
 
     # ---- preprocessor_config.json -------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -462,6 +481,18 @@ class ASTFeatureExtractor(compat.JsonSettings):
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items() if k != "feature_extractor_type")
         return f"ASTFeatureExtractor({inner})"
+
+
+def _round_up(length: int | None, multiple: int | None) -> int | None:
+    if length is None or not multiple:
+        return length
+    return -(-length // multiple) * multiple
+
+
+def _float_rows(value) -> np.ndarray:
+    """One sequence for `pad` as a numpy array; float64 and python floats become float32, as transformers."""
+    array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    return array.astype(np.float32) if array.dtype == np.float64 else array
 
 
 def _as_requested(out: BatchFeature, return_tensors: str | None, from_torch: bool) -> BatchFeature:

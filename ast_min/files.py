@@ -104,7 +104,7 @@ def resolve(path_or_hub_id: str | os.PathLike, subfolder: str = "", **hub_option
 
 
 def _download(name: str, subfolder: str, hub_options: dict) -> str:
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download  # on use: only hub ids need it, and it is slow to import
 
     patterns = [f"{subfolder}/{f}" if subfolder else f for f in HUB_FILES]
     options = {k: v for k, v in hub_options.items() if v is not None}

@@ -87,9 +87,11 @@ class PreTrainedAST(nn.Module):
 
         The directory is replaced all-or-nothing; saving over another checkpoint drops its
         preprocessor_config.json (save the feature extractor after the model). transformers'
-        options (safe_serialization, state_dict, ...) are accepted; the format is always safetensors.
+        options (safe_serialization, state_dict, is_main_process, ...) are accepted; the format is
+        always safetensors.
         """
-        checkpoint.save_pretrained(self, directory, state_dict=options.get("state_dict"))
+        if options.get("is_main_process", True):  # other ranks of a distributed run write nothing
+            checkpoint.save_pretrained(self, directory, state_dict=options.get("state_dict"))
 
     # ---- attention backend -----------------------------------------------------------------------
     @property

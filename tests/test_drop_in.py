@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import torch
 import transformers
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ast_min
 from ast_min import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification, ASTModel
@@ -156,19 +158,52 @@ def test_batch_feature_to_moves_and_casts_like_transformers():
     assert a.to("cpu").input_values.device == b.to("cpu").input_values.device
 
 
-@pytest.mark.parametrize("padding", [True, "max_length"])
-@pytest.mark.parametrize("mask", [True, False])
-def test_pad_equals_transformers_sequence_feature_extractor_pad(padding, mask):
-    rng = np.random.default_rng(2)
-    rows = [rng.standard_normal((n, 8)).astype(np.float32) for n in (3, 7, 5)]
-    kwargs = dict(feature_size=8, num_mel_bins=8, max_length=9, padding_value=0.5)
-    a = ASTFeatureExtractor(**kwargs).pad({"input_values": rows}, padding=padding, max_length=9,
-                                          return_attention_mask=mask, return_tensors="np")  # fmt: skip
-    b = transformers.ASTFeatureExtractor(**kwargs).pad({"input_values": rows}, padding=padding, max_length=9,
-                                                       return_attention_mask=mask, return_tensors="np")  # fmt: skip
-    assert sorted(a.keys()) == sorted(b.keys())
-    for key in b:
-        np.testing.assert_array_equal(a[key], b[key])
+def _pad_outcome(extractor, features, **options):
+    """What pad returns (key -> arrays, or a list of arrays for unequal rows), or the error's type."""
+    try:
+        out = extractor.pad(features, **options)
+    except ValueError:
+        return ValueError
+    result = {}
+    for key, value in out.items():
+        if isinstance(value, torch.Tensor):
+            value = value.numpy()
+        result[key] = value if isinstance(value, np.ndarray) else [np.asarray(v) for v in value]
+    return result
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 30), min_size=1, max_size=4),
+    frames=st.booleans(),
+    padding=st.sampled_from([True, False, "longest", "max_length", "do_not_pad"]),
+    max_length=st.one_of(st.none(), st.integers(1, 40)),
+    truncation=st.booleans(),
+    multiple=st.sampled_from([None, 4, 10]),
+    mask=st.sampled_from([None, True, False]),
+    tensors=st.sampled_from([None, "np", "pt"]),
+    side=st.sampled_from(["right", "left"]),
+)
+def test_pad_equals_transformers_sequence_feature_extractor_pad(lengths, frames, padding, max_length, truncation,
+                                                                multiple, mask, tensors, side):  # fmt: skip
+    """Sequences of samples (T_i,) or of feature rows (T_i, F), padded by ast-min and by transformers:
+    the same arrays (or lists, for rows left unequal), the same masks, or a ValueError from both."""
+    rng = np.random.default_rng(sum(lengths))
+    rows = [rng.standard_normal((n, 4) if frames else n) for n in lengths]  # float64: both cast to float32
+    kwargs = dict(feature_size=4 if frames else 1, padding_value=0.5, padding_side=side)
+    options = dict(padding=padding, max_length=max_length, truncation=truncation, pad_to_multiple_of=multiple,
+                   return_attention_mask=mask, return_tensors=tensors)  # fmt: skip
+    ours = _pad_outcome(ASTFeatureExtractor(**kwargs), {"input_values": rows}, **options)
+    theirs = _pad_outcome(transformers.ASTFeatureExtractor(**kwargs), {"input_values": [r.tolist() for r in rows]}, **options)
+    if theirs is ValueError or ours is ValueError:
+        assert ours is theirs
+        return
+    assert sorted(ours) == sorted(theirs)
+    for key in theirs:
+        assert type(ours[key]) is type(theirs[key]), key
+        for a, b in zip(ours[key], theirs[key]):
+            np.testing.assert_array_equal(a, b)
+            assert np.asarray(a).dtype == np.asarray(b).dtype, key
 
 
 # ---- hub ids and subfolders ------------------------------------------------------------------------------------------------
