@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ast_min.backends import ATTN_IMPLEMENTATIONS, check_attn_implementation, resolve_attn_implementation, triton_attention
+from ast_min.backends import ATTN_IMPLEMENTATIONS, resolve_attn_implementation, triton_attention
 from ast_min.checkpoint import adapt_position_embeddings  # noqa: F401  (public here: fitting positions to a new grid)
 from ast_min.compat import ASTClassificationOutput, ASTOutput, classification_loss
 from ast_min.config import ASTConfig
@@ -163,7 +163,7 @@ class SelfAttention(nn.Module):
                 )
             y = triton_attention(q, k, v, self.scale)  # (B, H, L, Dh)
         else:
-            check_attn_implementation(attn_implementation)
+            raise ValueError(f"unknown attn_implementation {attn_implementation!r}; use one of {ATTN_IMPLEMENTATIONS}")
         y = y.transpose(1, 2).reshape(B, L, D)  # (B, H, L, Dh) -> (B, L, H*Dh): heads side by side
         return self.output(y), (probs if output_attentions else None)
 
