@@ -296,11 +296,14 @@ def test_float32_and_float64_agree(clip):
 
 
 def test_pad_and_truncate_then_normalise():
-    x = torch.arange(12.0).reshape(3, 4)
+    """Against numpy's padding and transformers' own `normalize`, not a restatement of the formulas."""
+    from transformers import ASTFeatureExtractor as HFExtractor
+
+    x = torch.arange(12.0, dtype=torch.float64).reshape(3, 4)
     assert torch.equal(F.pad_or_truncate(x, 2), x[:2])
-    padded = F.pad_or_truncate(x, 5)
-    assert torch.equal(padded[:3], x) and torch.equal(padded[3:], torch.zeros(2, 4))
-    np.testing.assert_allclose(F.normalize(x, -4.0, 2.0).numpy(), (x.numpy() + 4.0) / 4.0)
+    np.testing.assert_array_equal(F.pad_or_truncate(x, 5).numpy(), np.pad(x.numpy(), ((0, 2), (0, 0))))
+    reference = HFExtractor(mean=-4.0, std=2.0).normalize(x.numpy())
+    np.testing.assert_allclose(F.normalize(x, -4.0, 2.0).numpy(), reference, rtol=1e-15)
 
 
 # ---- bad input --------------------------------------------------------------------------------------------------------------
