@@ -2,12 +2,18 @@
 
 Data flows through one module per step (see README):
 
-    audio.py      file -> mono float32 waveform at 16 kHz
-    features.py   waveform -> log-mel filterbank (Kaldi fbank) -> normalised input_values (B, T, F)
-    model.py      input_values -> patches -> transformer -> logits (B, num_labels)
-    checkpoint.py Hugging Face and original-repository weights <-> ast-min names
-    train.py      fine-tuning (data.py datasets and augmentation, metrics.py scores)
-    cli.py        the `ast-min` command
+    audio.py        file -> mono float32 waveform at 16 kHz
+    features.py     waveform -> log-mel filterbank (Kaldi fbank), step by step (the paper's front end)
+    extractor.py    audio of any accepted kind -> checked clips -> normalised input_values (B, T, F);
+                    ASTFeatureExtractor, the batched entry points, compute_norm_stats
+    model.py        input_values -> patches -> transformer -> logits (B, num_labels)
+    checkpoint.py   Hugging Face and original-repository weights <-> ast-min names
+    train.py        fine-tuning (data/ datasets and augmentation, metrics.py scores)
+    cli.py          the `ast-min` command
+
+Around them: config.py (ASTConfig), pretrained.py (loading, saving and options shared by the
+models), backends.py (attention backends), compat.py (transformers-style outputs, settings files)
+and files.py (JSON, hub ids, all-or-nothing writes).
 
 Public names are imported lazily, so `import ast_min` stays cheap and a missing optional piece
 (triton, for instance) only matters when it is used.
@@ -20,8 +26,9 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS = {
     "ASTConfig": "ast_min.config",
-    "ASTFeatureExtractor": "ast_min.features",
-    "compute_norm_stats": "ast_min.features",
+    "ASTFeatureExtractor": "ast_min.extractor",
+    "BatchFeature": "ast_min.extractor",
+    "compute_norm_stats": "ast_min.extractor",
     "load_audio": "ast_min.audio",
     "ASTModel": "ast_min.model",
     "ASTForAudioClassification": "ast_min.model",

@@ -14,22 +14,28 @@ Two formats, one visible name table each (checkpoint name -> ast-min name, `{i}`
 
 Pickled files are opened only with `torch.load(weights_only=True)`, which refuses arbitrary code.
 A checkpoint whose tensors do not match the model fails with a ValueError listing the missing,
-unexpected and wrongly shaped ones.
+unexpected and wrongly shaped ones, and so do tensors that are not floating point or hold NaN/Inf
+(they would give confident nonsense or `nan` scores). Saving replaces the directory all-or-nothing
+(`files.replace_directory`).
+
+This module builds models but does not import them: `pretrained.py` calls it with the class to build.
 
 Shape legend: D hidden size, C labels, f x t patch grid.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 
-from ast_min.config import ASTConfig
-from ast_min.model import adapt_position_embeddings
+from ast_min import compat, files
+from ast_min.config import CONFIG_FILE, ASTConfig
+from ast_min.files import HOW_TO_GET_ONE
 
 # ---- the name tables ----------------------------------------------------------------------------
 
@@ -82,14 +88,10 @@ ORIGINAL_HEAD_NAMES = {
 ORIGINAL_UNUSED = re.compile(r"^v\.(head|head_dist)\.(weight|bias)$")
 
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-HOW_TO_GET_ONE = (
-    "pass a local checkpoint directory (config.json + model.safetensors), an original-repository "
-    ".pth file, or a Hugging Face hub id such as MIT/ast-finetuned-audioset-10-10-0.4593 when online; "
-    "a transformers model saved with save_pretrained(dir) works too"
-)
+PREPROCESSOR_FILE = "preprocessor_config.json"
 
 
-def expand(table: dict, num_layers: int) -> dict:
+def spell_out_names(table: dict, num_layers: int) -> dict:
     """Spell a name table out for `num_layers` layers: {checkpoint name: ast-min name or tuple of names}."""
     out = {}
     for src, dst in table.items():
@@ -102,35 +104,25 @@ def expand(table: dict, num_layers: int) -> dict:
     return out
 
 
+expand = spell_out_names  # the name it had first
+
+
 # ---- finding and reading files ------------------------------------------------------------------
 
 
-def resolve(path_or_hub_id: str | os.PathLike) -> Path:
+def resolve(path_or_hub_id: str | os.PathLike, subfolder: str = "", **hub_options) -> Path:
     """A local checkpoint directory or `.pth` file; a hub id is downloaded (config, weights, preprocessor)."""
-    path = Path(os.fspath(path_or_hub_id)).expanduser()
-    if path.exists():
-        return path
-    name = os.fspath(path_or_hub_id)
-    looks_like_hub_id = re.fullmatch(r"[\w.\-]+/[\w.\-]+", name) is not None and not name.endswith((".pth", ".pt"))
-    if not looks_like_hub_id:
-        raise FileNotFoundError(f"no checkpoint at {name!r}: {HOW_TO_GET_ONE}")
-    try:
-        from huggingface_hub import snapshot_download
-
-        local = snapshot_download(
-            name, allow_patterns=["config.json", "preprocessor_config.json", *HF_WEIGHT_FILES]
-        )
-    except Exception as e:  # offline, unknown repo, gated...: all mean "not available here"
-        raise FileNotFoundError(
-            f"{name!r} is not a local path and could not be downloaded from the Hugging Face hub "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); {HOW_TO_GET_ONE}"
-        ) from None
-    return Path(local)
+    return files.resolve(path_or_hub_id, subfolder, **hub_options)
 
 
-def read_hf_directory(directory: Path) -> tuple[ASTConfig, dict[str, torch.Tensor]]:
-    """config.json and the weights (safetensors preferred) of a Hugging Face checkpoint directory."""
-    config = ASTConfig.from_pretrained(directory)
+def read_hf_directory(directory: Path, config: ASTConfig | None = None) -> tuple[ASTConfig, dict[str, torch.Tensor]]:
+    """config.json and the weights (safetensors preferred) of a Hugging Face checkpoint directory.
+
+    A directory without config.json (transformers' Trainer saves only the weights of a model that
+    is not a transformers class) is read when `config` describes it.
+    """
+    if config is None or (directory / CONFIG_FILE).is_file():
+        config = ASTConfig.from_pretrained(directory)
     for name in HF_WEIGHT_FILES:
         file = directory / name
         if file.is_file():
@@ -142,8 +134,6 @@ def read_hf_directory(directory: Path) -> tuple[ASTConfig, dict[str, torch.Tenso
 
 
 def _read_safetensors(file: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
     try:
         return load_file(file)
     except Exception as e:
@@ -208,8 +198,12 @@ def hf_to_ast_min(tensors: dict[str, torch.Tensor], num_layers: int, with_head: 
 
     Returns ({ast-min name: tensor}, unexpected checkpoint names). Keys are those of
     `ASTForAudioClassification` when `with_head`, else those of `ASTModel`; a checkpoint saved from
-    either class can feed either one (an ASTModel ignores a classifier).
+    either class can feed either one (an ASTModel ignores a classifier). A file holding ast-min's
+    own names (a `model.state_dict()` saved as is, as transformers' Trainer does) is read too.
     """
+    inverse = _hf_names_of_ast_min_names(num_layers)
+    if tensors and all(name in inverse for name in tensors):
+        tensors = {inverse[name]: tensor for name, tensor in tensors.items()}
     return _rename(tensors, HF_ENCODER_NAMES, HF_HEAD_NAMES, num_layers, with_head, encoder_prefix=HF_ENCODER_PREFIX)
 
 
@@ -224,7 +218,7 @@ def _rename(
 ) -> tuple[dict, list[str]]:  # fmt: skip
     # encoder names are looked up without the checkpoint's encoder_prefix (absent when it was saved
     # from an encoder alone) and given ast-min's when the target model has a head
-    encoder, head = expand(encoder_table, num_layers), expand(head_table, num_layers)
+    encoder, head = spell_out_names(encoder_table, num_layers), spell_out_names(head_table, num_layers)
     prefix = HF_ENCODER_PREFIX if with_head else ""
     out, unexpected = {}, []
     for name, tensor in tensors.items():
@@ -252,6 +246,47 @@ def strip_module_prefix(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     return {k.removeprefix("module."): v for k, v in tensors.items()}
 
 
+# ---- fitting the position embeddings to another patch grid ----------------------------------------
+
+
+def adapt_position_embeddings(
+    position_embeddings: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int]
+) -> torch.Tensor:
+    """Fit learned position embeddings to another patch grid, by the original repository's rule.
+
+    position_embeddings: (1, 2 + f*t, D) for the grid old_grid = (f, t); returns
+    (1, 2 + f'*t', D) for new_grid = (f', t'). The two token rows are kept. Along time, then along
+    frequency (the order of YuanGongND/ast `src/models/ast_models.py`): a shorter axis is cut from
+    the middle (start = old // 2 - new // 2), a longer one is bilinearly interpolated
+    (`align_corners=False`). The author found cutting better than interpolating for short inputs
+    (ESC-50's 512 frames give t' = 50, Speech Commands' 128 give t' = 12). Same grid: identity.
+    """
+    (f, t), (new_f, new_t) = old_grid, new_grid
+    if position_embeddings.shape[1] != 2 + f * t:
+        raise ValueError(
+            f"position embeddings have {position_embeddings.shape[1]} rows, but a {f} x {t} grid needs "
+            f"{2 + f * t}: the config's num_mel_bins/max_length/strides do not match these weights"
+        )
+    if (f, t) == (new_f, new_t):
+        return position_embeddings
+    D = position_embeddings.shape[2]
+    tokens, grid = position_embeddings[:, :2], position_embeddings[:, 2:]  # (1, 2, D), (1, P, D)
+    grid = grid.transpose(1, 2).reshape(1, D, f, t)  # (1, D, f, t): rows are frequency
+    if new_t < t:
+        start = t // 2 - new_t // 2
+        grid = grid[:, :, :, start : start + new_t]  # (1, D, f, t')
+    elif new_t > t:
+        grid = F.interpolate(grid, size=(f, new_t), mode="bilinear", align_corners=False)
+    if new_f < f:
+        start = f // 2 - new_f // 2
+        grid = grid[:, :, start : start + new_f, :]  # (1, D, f', t')
+    elif new_f > f:
+        grid = F.interpolate(grid, size=(new_f, new_t), mode="bilinear", align_corners=False)
+    grid = grid.reshape(1, D, new_f * new_t).transpose(1, 2)  # (1, P', D), frequency-major
+    return torch.cat([tokens, grid], dim=1)
+
+
+
 # ---- loading ------------------------------------------------------------------------------------
 
 
@@ -263,14 +298,18 @@ def load_pretrained(
     config: ASTConfig | None = None,
     max_length: int | None = None,
     id2label: dict | None = None,
+    num_labels: int | None = None,
+    label2id: dict | None = None,
+    ignore_mismatched_sizes: bool = False,
+    dtype: torch.dtype | str | None = None,
+    **kwargs,
 ):
-    """Build `cls` (ASTModel or ASTForAudioClassification) from a checkpoint; see `from_pretrained`."""
-    from ast_min.model import ASTForAudioClassification
-
-    with_head = issubclass(cls, ASTForAudioClassification)
-    path = resolve(path_or_hub_id)
+    """Build `cls` (ASTModel or ASTForAudioClassification) from a checkpoint; see `PreTrainedAST.from_pretrained`."""
+    hub_options, config_overrides = compat.split_hub_options(kwargs)
+    with_head = getattr(cls, "has_classifier", False)
+    path = resolve(path_or_hub_id, **hub_options)
     if path.is_dir():
-        file_config, tensors = read_hf_directory(path)
+        file_config, tensors = read_hf_directory(path, config)
         checkpoint_config = config or file_config
         convert, labels_stored = hf_to_ast_min, True
     elif path.suffix in (".pth", ".pt", ".bin", ".ckpt"):
@@ -279,15 +318,26 @@ def load_pretrained(
         convert, labels_stored = original_to_ast_min, False
     else:
         raise ValueError(f"{str(path)!r} is not a checkpoint: {HOW_TO_GET_ONE}")
+    check_weights(tensors, str(path))
 
     target = checkpoint_config
     if max_length is not None and max_length != target.max_length:
-        target = target.replace(max_length=max_length)
+        config_overrides["max_length"] = max_length
+    if config_overrides:
+        target = target.replace(**config_overrides)
     fresh_head = False
-    if id2label is not None:
-        wanted = target.replace(id2label=id2label)
+    labels = _requested_labels(id2label, label2id, num_labels, target)
+    if labels is not None:
+        wanted = target.replace(id2label=labels)
         # Same labels keep the trained head. A .pth stores no label names, so there the count decides.
         same = wanted.id2label == target.id2label if labels_stored else wanted.num_labels == target.num_labels
+        if num_labels is not None and id2label is None and label2id is None:
+            same = wanted.num_labels == target.num_labels  # transformers: a count keeps the head when it fits
+            if with_head and not same and not ignore_mismatched_sizes:
+                raise ValueError(
+                    f"the checkpoint's head has {target.num_labels} labels, not num_labels={num_labels}: "
+                    "pass ignore_mismatched_sizes=True to start a fresh head (or id2label={0: 'name', ...})"
+                )
         fresh_head = with_head and not same
         target = wanted
 
@@ -303,7 +353,45 @@ def load_pretrained(
         )
     _load_checked(model, state, unexpected, skip_prefix="classifier." if fresh_head else None, source=str(path))
     model.set_attn_implementation(attn_implementation)
+    if dtype is not None and dtype != "auto":
+        model.to(_torch_dtype(dtype))
     return model.eval()
+
+
+def _requested_labels(id2label, label2id, num_labels, config: ASTConfig) -> dict | None:
+    """The label set asked for by any of transformers' three routes, or None to keep the checkpoint's."""
+    if id2label is not None or label2id is not None:
+        return ASTConfig(id2label=id2label, label2id=label2id, num_labels=num_labels).id2label
+    if num_labels is not None:  # transformers keeps the names when the count is unchanged
+        return dict(config.id2label) if num_labels == config.num_labels else ASTConfig(num_labels=num_labels).id2label
+    return None
+
+
+def _torch_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    value = getattr(torch, str(dtype).removeprefix("torch."), None)
+    if not isinstance(value, torch.dtype) or not value.is_floating_point:
+        raise ValueError(f"dtype must be a floating torch dtype such as torch.float16 or 'bfloat16', got {dtype!r}")
+    return value
+
+
+def check_weights(tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse tensors that are not floating point or hold NaN/Inf, naming them: either gives confident nonsense."""
+    problems = []
+    for name, tensor in tensors.items():
+        if not tensor.is_floating_point():
+            problems.append(f"{name} ({tensor.dtype})")
+        elif not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            problems.append(f"{name} ({bad} NaN/Inf values)")
+    if problems:
+        shown = "; ".join(problems[:8]) + (f"; ... ({len(problems) - 8} more)" if len(problems) > 8 else "")
+        raise ValueError(
+            f"the checkpoint {source!r} has {len(problems)} unusable tensors: {shown}. "
+            "Weights must be finite floating-point numbers: the file is damaged or not an AST checkpoint; "
+            "download or save it again"
+        )
 
 
 def _adapt_grid(state: dict, old: ASTConfig, new: ASTConfig) -> None:
@@ -346,24 +434,38 @@ def _load_checked(model, state: dict, unexpected: list[str], skip_prefix: str | 
 
 def ast_min_to_hf(state: dict[str, torch.Tensor], num_layers: int) -> dict[str, torch.Tensor]:
     """ast-min names -> Hugging Face on-disk names (the inverse of `hf_to_ast_min`)."""
-    inverse = {}
-    for table, prefixes in ((HF_ENCODER_NAMES, ("", HF_ENCODER_PREFIX)), (HF_HEAD_NAMES, ("",))):
-        for src, dst in expand(table, num_layers).items():
-            for p in prefixes:
-                inverse[p + dst] = p + src
+    inverse = _hf_names_of_ast_min_names(num_layers)
     return {inverse[k]: v for k, v in state.items()}
 
 
-def save_pretrained(model, directory: str | os.PathLike) -> None:
-    """Write `config.json` and `model.safetensors` that `transformers.AST*.from_pretrained` loads."""
-    from safetensors.torch import save_file
+def _hf_names_of_ast_min_names(num_layers: int) -> dict[str, str]:
+    inverse = {}
+    for table, prefixes in ((HF_ENCODER_NAMES, ("", HF_ENCODER_PREFIX)), (HF_HEAD_NAMES, ("",))):
+        for src, dst in spell_out_names(table, num_layers).items():
+            for p in prefixes:
+                inverse[p + dst] = p + src
+    return inverse
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    config = model.config.to_dict()
-    config["architectures"] = [type(model).__name__]
-    with open(directory / "config.json", "w") as f:
-        json.dump(config, f, indent=2, sort_keys=True)
-    tensors = ast_min_to_hf(model.state_dict(), model.config.num_hidden_layers)
+
+def save_pretrained(model, directory: str | os.PathLike, state_dict: dict | None = None) -> list[str]:
+    """Write `config.json` and `model.safetensors` that `transformers.AST*.from_pretrained` loads; returns their paths.
+
+    The directory is replaced all-or-nothing (`files.replace_directory`). Saving over another
+    checkpoint replaces it whole: its weights in any format and its preprocessor_config.json
+    (which describes the old model's input) go; other files stay. A preprocessor_config.json in a
+    directory with no model yet was saved for this one and stays.
+    """
+    state = model.state_dict() if state_dict is None else state_dict
+    tensors = ast_min_to_hf(state, model.config.num_hidden_layers)
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    save_file(tensors, directory / "model.safetensors", metadata={"format": "pt"})
+    config = {**model.config.to_dict(), "architectures": [type(model).__name__]}
+    directory = Path(directory)
+    owned = {CONFIG_FILE, *HF_WEIGHT_FILES}
+    if (directory / CONFIG_FILE).exists():
+        owned.add(PREPROCESSOR_FILE)
+
+    def write(tmp: Path) -> list[str]:
+        save_file(tensors, tmp / "model.safetensors", metadata={"format": "pt"})
+        return [files.write_json(tmp / CONFIG_FILE, config), os.fspath(tmp / "model.safetensors")]
+
+    return files.replace_directory(directory, write, owned)

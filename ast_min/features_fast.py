@@ -11,21 +11,22 @@ equal to the reference (tests/test_features.py):
    Sample n = 0 is special in Kaldi (it uses itself as predecessor), but the symmetric Hann window
    is exactly 0 there, so whatever sits there is multiplied by 0.
 2. DC removal after the fact: windowed = h * e_frame - (0.03 m) h, a product and a rank-one update.
-   The frame sums come from sums of 80-sample blocks (160 = 2 x 80, 400 = 5 x 80): one pass over
-   the samples instead of one over the frames.
+   The frame sums come from sums of `SUM_BLOCK` = 80-sample blocks (160 = 2 x 80, 400 = 5 x 80): one
+   pass over the samples instead of one over the frames.
 3. The mel projection only over the FFT bins each filter touches. The filterbank is banded (each
    FFT bin lies in at most two triangles): filters are grouped 16 at a time and each group
-   multiplies only its own range of FFT bins, ~8x fewer multiply-adds than the dense (257, 128).
+   multiplies only its own range of FFT bins, by count about 8x fewer multiply-adds than the dense (257, 128).
 4. Normalisation folded into the projection: (log(max(E, eps)) - mean) / (2 std)
    = log(max(E e^-mean, eps e^-mean)) / (2 std), so the filterbank is pre-scaled by e^-mean.
 5. One clip at a time, each clip's frames in one chunk, written straight into the caller's output
    rows, in reused per-thread buffers (fresh megabyte allocations cost page faults on every call).
-   A clip's working set (~5 MiB for 10 s) stays in the caches, where the whole-batch version
-   streams from memory. Smaller chunks (to fit L2) measured slower here: each torch call costs a
-   few microseconds, and 128-frame chunks need 8x as many calls. Clips are spread over threads
-   (torch releases the GIL inside each operation), one intra-op thread each.
+   A clip's working set (a few MiB for 10 s: the (1024, 512) frame and (1024, 257) power buffers)
+   stays in the caches, where the whole-batch version streams from memory. Smaller chunks would
+   fit a smaller cache but multiply the number of torch calls, each with a fixed overhead. Clips
+   are spread over threads (torch releases the GIL inside each operation), one intra-op thread each.
 
-On 2 cores the FFT (~40% of the time) and the banded projection (~20%) dominate what remains.
+What remains is mostly the FFT and the banded projection (`python -m ast_min.bench features` times
+the whole against transformers and kaldi-native-fbank).
 
 Shape legend: N samples, T frames, C frames in a chunk, K FFT bins (257), F mel bins.
 """
@@ -40,26 +41,27 @@ from functools import lru_cache
 
 import torch
 
+from collections.abc import Callable
+
 from ast_min.features import (
     FFT_LENGTH,
     FRAME_LENGTH,
     FRAME_SHIFT,
     LOG_FLOOR,
     PREEMPHASIS,
-    check_finite,
     hanning_window,
     mel_filterbank,
     num_frames,
 )
 
 CHUNK_FRAMES = 1024  # C: frames per chunk, a whole 10 s clip (see trick 5)
-BLOCK = 80  # samples: the largest divisor of both the frame shift (160) and the frame length (400)
-FILTERS_PER_BAND = 16  # filters per banded matmul: the fastest of 8, 16, 24, 32, 64 measured here
+SUM_BLOCK = math.gcd(FRAME_SHIFT, FRAME_LENGTH)  # samples per partial sum: frames are whole numbers of these
+FILTERS_PER_BAND = 16  # filters per banded matmul: the fastest of the sizes tried (ast_min.bench features)
 
 
 @lru_cache(maxsize=16)
-def _bands(num_mel_bins: int, sampling_rate: int, dtype: torch.dtype, shift: float = 1.0) -> tuple:
-    """The filterbank cut into blocks of filters: ((f0, f1, k0, k1, weights (k1 - k0, f1 - f0)), ...).
+def _bands(num_mel_bins: int, sampling_rate: int, dtype: torch.dtype, scale: float = 1.0) -> tuple:
+    """The filterbank times `scale`, cut into blocks of filters: ((f0, f1, k0, k1, weights (k1 - k0, f1 - f0)), ...).
 
     [k0, k1) is the smallest range of FFT bins where any filter of the block is non-zero. An empty
     filter inside a block (filter 3 at 128 bins, in block 0-15) is an all-zero column of `weights`,
@@ -72,7 +74,7 @@ def _bands(num_mel_bins: int, sampling_rate: int, dtype: torch.dtype, shift: flo
         f1 = min(f0 + FILTERS_PER_BAND, num_mel_bins)
         touched = (bank[:, f0:f1] > 0).any(dim=1).nonzero().flatten()
         k0, k1 = (int(touched[0]), int(touched[-1]) + 1) if len(touched) else (0, 0)
-        bands.append((f0, f1, k0, k1, (bank[k0:k1, f0:f1] * shift).to(dtype).contiguous()))
+        bands.append((f0, f1, k0, k1, (bank[k0:k1, f0:f1] * scale).to(dtype).contiguous()))
     return tuple(bands)
 
 
@@ -87,7 +89,7 @@ class _Workspace:
     def __init__(self, dtype: torch.dtype):
         span = (CHUNK_FRAMES - 1) * FRAME_SHIFT + FRAME_LENGTH  # samples under one chunk of frames
         self.signal = torch.zeros(span, dtype=dtype)  # the chunk's pre-emphasised samples
-        self.blocks = torch.empty(span // BLOCK, dtype=dtype)
+        self.blocks = torch.empty(span // SUM_BLOCK, dtype=dtype)
         self.frames = torch.zeros(CHUNK_FRAMES, FFT_LENGTH, dtype=dtype)  # columns 400.. stay 0: the FFT's zero padding
         self.power = torch.empty(CHUNK_FRAMES, FFT_LENGTH // 2 + 1, dtype=dtype)
         self.dc = torch.empty(CHUNK_FRAMES, dtype=dtype)
@@ -116,7 +118,7 @@ def log_mel_into(
 
     norm = (mean, std) also normalises, (x - mean) / (2 std). Rows of out past T' are left untouched
     (the caller fills them with the padding value). waveform must have at least 400 finite samples
-    (see `features.check_finite`); it is computed in out's dtype. Returns T'.
+    (the caller checks them); it is computed in out's dtype. Returns T'.
     """
     dtype = out.dtype
     waveform = waveform.to(dtype).contiguous()  # the block sums view it as (-1, 80)
@@ -127,9 +129,9 @@ def log_mel_into(
     # eps e^-mean far inside float32's range; other means are subtracted after the log.)
     mean, std = norm if norm is not None else (0.0, 0.5)
     fold = abs(mean) <= 40
-    shift = math.exp(-mean) if fold else 1.0
-    floor = LOG_FLOOR * shift
-    bands = _bands(num_mel_bins, sampling_rate, dtype, shift)
+    scale = math.exp(-mean) if fold else 1.0
+    floor = LOG_FLOOR * scale
+    bands = _bands(num_mel_bins, sampling_rate, dtype, scale)
     for t0 in range(0, t_total, CHUNK_FRAMES):
         c = min(CHUNK_FRAMES, t_total - t0)  # frames in this chunk
         x = waveform[t0 * FRAME_SHIFT : (t0 + c - 1) * FRAME_SHIFT + FRAME_LENGTH]  # (S,) samples under them
@@ -138,8 +140,8 @@ def log_mel_into(
         torch.add(x[1:], x[:-1], alpha=-PREEMPHASIS, out=e[1:])
         # Trick 2a: frame sums from 80-sample block sums. 160 = 2 x 80 and 400 = 5 x 80, so frame t
         # is blocks 2t .. 2t + 4: one contiguous pass over the samples instead of over 2.5x as many.
-        blocks = torch.sum(x.view(-1, BLOCK), dim=1, out=space.blocks[: x.shape[0] // BLOCK])  # (2C + 3,)
-        dc = torch.sum(blocks.unfold(0, FRAME_LENGTH // BLOCK, FRAME_SHIFT // BLOCK), dim=1, out=space.dc[:c])  # (C,)
+        blocks = torch.sum(x.view(-1, SUM_BLOCK), dim=1, out=space.blocks[: x.shape[0] // SUM_BLOCK])  # (2C + 3,)
+        dc = torch.sum(blocks.unfold(0, FRAME_LENGTH // SUM_BLOCK, FRAME_SHIFT // SUM_BLOCK), dim=1, out=space.dc[:c])  # (C,)
         dc.mul_((1 - PREEMPHASIS) / FRAME_LENGTH)  # 0.03 m (trick 1)
         # Trick 2b: window, then DC removal as a rank-one update, h * e_frame - (0.03 m) h.
         frames = space.frames[:c]  # (C, 512)
@@ -170,8 +172,9 @@ def log_mel_batch_into(
     sampling_rate: int,
     norm: tuple[float, float] | None = None,
     padding_value: float = 0.0,
+    check: Callable[[torch.Tensor, int], None] | None = None,
 ) -> None:
-    """For each clip i: check it is finite, `log_mel_into(outs[i], clip)`, and fill the remaining rows with padding_value.
+    """For each clip i: `check(clip, i)` if given, `log_mel_into(outs[i], clip)`, and fill the remaining rows with padding_value.
 
     outs[i] (T_out, F) may be uninitialised (torch.empty): the worker computing clip i writes every
     row of it, so the page faults of a fresh output are spread over the threads too. With more
@@ -181,10 +184,11 @@ def log_mel_batch_into(
     def work(i: int) -> None:
         # One intra-op thread per worker. OpenMP gives every calling thread its own team, so two
         # workers would otherwise each start a team of `threads`; and on a loaded machine every
-        # parallel region waits for its slowest (descheduled) thread: measured up to 20x slower.
+        # parallel region waits for its slowest (descheduled) thread.
         if torch.get_num_threads() != 1:
             torch.set_num_threads(1)
-        check_finite(clips[i], i)
+        if check is not None:
+            check(clips[i], i)  # in the worker: a clip's check costs a pass over its samples
         t = log_mel_into(outs[i], clips[i], num_mel_bins=num_mel_bins, sampling_rate=sampling_rate, norm=norm)
         outs[i][t:].fill_(padding_value)
 
@@ -204,11 +208,15 @@ def log_mel_batch_into(
 
 
 _POOL: tuple[int, ThreadPoolExecutor] | None = None  # (workers, pool)
+_FORK_HOOK = False
 
 
 def _pool(size: int) -> ThreadPoolExecutor:
-    """`size` worker threads, kept between batches (starting threads cost ~1 ms a call). Call under _BATCH_LOCK."""
-    global _POOL
+    """`size` worker threads, kept between batches (starting threads on every call would cost more than small batches take). Call under _BATCH_LOCK."""
+    global _POOL, _FORK_HOOK
+    if not _FORK_HOOK:  # registered on first use, not at import
+        os.register_at_fork(after_in_child=_forget_pool_after_fork)
+        _FORK_HOOK = True
     if _POOL is None or _POOL[0] != size:
         if _POOL is not None:
             _POOL[1].shutdown(wait=True)
@@ -221,5 +229,3 @@ def _forget_pool_after_fork() -> None:
     global _POOL, _BATCH_LOCK
     _POOL, _BATCH_LOCK = None, threading.Lock()
 
-
-os.register_at_fork(after_in_child=_forget_pool_after_fork)

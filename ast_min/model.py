@@ -10,8 +10,10 @@
       -> head: LayerNorm + Linear                                                            (B, num_labels)
 
 The encoder is DeiT-B (ViT-B/16 with a distillation token); AST-Base: D = 768, 12 layers, 12 heads,
-L = 12 * 101 + 2 = 1214 tokens. Parameter names follow the Hugging Face checkpoints closely, so
-`checkpoint.py` maps them with one short table per format.
+L = 12 * 101 + 2 tokens. Parameter names follow the Hugging Face checkpoints closely, so
+`checkpoint.py` maps them with one short table per format. What is not the paper lives elsewhere:
+loading, saving, weight initialisation and the transformers-style options in `pretrained.py`, the
+attention backends in `backends.py`, the output class and the loss choice in `compat.py`.
 
 Shape legend: B batch, T frames, F mel bins, p patch size, f x t patch grid, P = f*t patches,
 L = P + 2 tokens, D hidden size, H heads, Dh = D / H head dim, C labels.
@@ -19,39 +21,15 @@ L = P + 2 tokens, D hidden size, H heads, Dh = D / H head dim, C labels.
 
 from __future__ import annotations
 
-import functools
-import os
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ast_min.backends import ATTN_IMPLEMENTATIONS, resolve_attn_implementation, triton_attention
+from ast_min.checkpoint import adapt_position_embeddings  # noqa: F401  (public here: fitting positions to a new grid)
+from ast_min.compat import ASTClassificationOutput, ASTOutput, classification_loss
 from ast_min.config import ASTConfig
-
-ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "triton", "auto")
-
-
-@dataclass
-class ASTOutput:
-    """What a forward pass returns; the field names are transformers' so ported code keeps working.
-
-    last_hidden_state: (B, L, D) after the final LayerNorm.
-    pooler_output: (B, D), the mean of the [CLS] and distillation tokens.
-    logits: (B, C), only from `ASTForAudioClassification`.
-    loss: scalar, when `labels` were given.
-    hidden_states: on request, num_hidden_layers + 1 tensors (B, L, D): the embeddings, then each
-        block's output (the last one before the final LayerNorm, as in transformers).
-    attentions: on request, num_hidden_layers tensors (B, H, L, L) of softmax probabilities.
-    """
-
-    last_hidden_state: torch.Tensor
-    pooler_output: torch.Tensor
-    logits: torch.Tensor | None = None
-    loss: torch.Tensor | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
-
+from ast_min.pretrained import PreTrainedAST
 
 # ---- 1. patches ---------------------------------------------------------------------------------
 
@@ -127,76 +105,7 @@ class Embeddings(nn.Module):
         return self.dropout(tokens + self.position_embeddings)
 
 
-def adapt_position_embeddings(
-    position_embeddings: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int]
-) -> torch.Tensor:
-    """Fit learned position embeddings to another patch grid, by the original repository's rule.
-
-    position_embeddings: (1, 2 + f*t, D) for the grid old_grid = (f, t); returns
-    (1, 2 + f'*t', D) for new_grid = (f', t'). The two token rows are kept. Along time, then along
-    frequency (the order of YuanGongND/ast `src/models/ast_models.py`): a shorter axis is cut from
-    the middle (start = old // 2 - new // 2), a longer one is bilinearly interpolated
-    (`align_corners=False`). The author found cutting better than interpolating for short inputs
-    (ESC-50's 512 frames give t' = 50, Speech Commands' 128 give t' = 12). Same grid: identity.
-    """
-    (f, t), (new_f, new_t) = old_grid, new_grid
-    if position_embeddings.shape[1] != 2 + f * t:
-        raise ValueError(
-            f"position embeddings have {position_embeddings.shape[1]} rows, but a {f} x {t} grid needs "
-            f"{2 + f * t}: the config's num_mel_bins/max_length/strides do not match these weights"
-        )
-    if (f, t) == (new_f, new_t):
-        return position_embeddings
-    D = position_embeddings.shape[2]
-    tokens, grid = position_embeddings[:, :2], position_embeddings[:, 2:]  # (1, 2, D), (1, P, D)
-    grid = grid.transpose(1, 2).reshape(1, D, f, t)  # (1, D, f, t): rows are frequency
-    if new_t < t:
-        start = t // 2 - new_t // 2
-        grid = grid[:, :, :, start : start + new_t]  # (1, D, f, t')
-    elif new_t > t:
-        grid = F.interpolate(grid, size=(f, new_t), mode="bilinear", align_corners=False)
-    if new_f < f:
-        start = f // 2 - new_f // 2
-        grid = grid[:, :, start : start + new_f, :]  # (1, D, f', t')
-    elif new_f > f:
-        grid = F.interpolate(grid, size=(new_f, new_t), mode="bilinear", align_corners=False)
-    grid = grid.reshape(1, D, new_f * new_t).transpose(1, 2)  # (1, P', D), frequency-major
-    return torch.cat([tokens, grid], dim=1)
-
-
 # ---- 3. attention -------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=1)
-def _triton_available() -> bool:
-    try:
-        import kernels
-    except ImportError:
-        return False
-    return bool(getattr(kernels, "TRITON_AVAILABLE", False))
-
-
-def resolve_attn_implementation(name: str, device: torch.device) -> str:
-    """Resolve "auto": "triton" on a CUDA device when the kernel is available, else "sdpa"; other names pass through."""
-    if name == "auto":
-        return "triton" if device.type == "cuda" and _triton_available() else "sdpa"
-    return name
-
-
-def _triton_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-    try:
-        import kernels
-    except ImportError as e:
-        raise RuntimeError(
-            f"attn_implementation='triton' needs the ast-min `kernels` package and triton ({e}); "
-            "install triton (pip install triton) or use attn_implementation='sdpa'"
-        ) from None
-    if not getattr(kernels, "TRITON_AVAILABLE", False) or not hasattr(kernels, "flash_attention"):
-        raise RuntimeError(
-            "attn_implementation='triton' but the Triton kernel is not available here "
-            "(triton missing or the kernel not built); use attn_implementation='sdpa'"
-        )
-    return kernels.flash_attention(q, k, v, causal=False, sm_scale=scale)
 
 
 class SelfAttention(nn.Module):
@@ -211,6 +120,11 @@ class SelfAttention(nn.Module):
     def __init__(self, config: ASTConfig):
         super().__init__()
         D = config.hidden_size
+        if D % config.num_attention_heads:
+            raise ValueError(
+                f"hidden_size {D} is not divisible by num_attention_heads {config.num_attention_heads}: "
+                "pick a head count that divides it"
+            )
         self.num_heads = config.num_attention_heads
         self.head_dim = config.head_dim
         self.scale = self.head_dim**-0.5
@@ -247,14 +161,14 @@ class SelfAttention(nn.Module):
                     "the Triton attention kernel has no attention dropout: set "
                     "attention_probs_dropout_prob=0 or train with attn_implementation='sdpa'"
                 )
-            y = _triton_attention(q, k, v, self.scale)  # (B, H, L, Dh)
+            y = triton_attention(q, k, v, self.scale)  # (B, H, L, Dh)
         else:
             raise ValueError(f"unknown attn_implementation {attn_implementation!r}; use one of {ATTN_IMPLEMENTATIONS}")
         y = y.transpose(1, 2).reshape(B, L, D)  # (B, H, L, Dh) -> (B, L, H*Dh): heads side by side
         return self.output(y), (probs if output_attentions else None)
 
 
-# ---- 4. the transformer block -------------------------------------------------------------------
+# ---- 4. the MLP and the transformer block -------------------------------------------------------
 
 
 class MLP(nn.Module):
@@ -297,166 +211,58 @@ class Block(nn.Module):
         return x, probs
 
 
-# ---- 5. the models ------------------------------------------------------------------------------
+# ---- 5. the encoder -----------------------------------------------------------------------------
 
 
-class _Pretrained(nn.Module):
-    """Loading, saving and backend selection shared by both public models (see checkpoint.py)."""
-
-    config: ASTConfig
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        path_or_hub_id: str | os.PathLike,
-        *,
-        attn_implementation: str = "auto",
-        config: ASTConfig | None = None,
-        max_length: int | None = None,
-        id2label: dict[int, str] | None = None,
-    ):
-        """Load a Hugging Face checkpoint (directory or hub id) or an original-repository `.pth` file.
-
-        config: the architecture of a `.pth` file (which does not store one); default AST-Base with
-            the patch grid read off the position embeddings.
-        max_length: adapt the position embeddings to another number of frames
-            (`adapt_position_embeddings`); default: the checkpoint's.
-        id2label: a label set different from the checkpoint's gets a freshly initialised head
-            (to fine-tune on new classes); the same label set keeps the trained head.
-        """
-        from ast_min import checkpoint
-
-        return checkpoint.load_pretrained(
-            cls,
-            path_or_hub_id,
-            attn_implementation=attn_implementation,
-            config=config,
-            max_length=max_length,
-            id2label=id2label,
-        )
-
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write `config.json` and `model.safetensors` in the Hugging Face format (transformers loads them)."""
-        from ast_min import checkpoint
-
-        checkpoint.save_pretrained(self, directory)
-
-    @property
-    def attn_implementation(self) -> str:
-        return self._attn_implementation
-
-    def set_attn_implementation(self, name: str) -> None:
-        """Choose the attention backend: "eager" | "sdpa" | "triton" | "auto" (triton on CUDA if available, else sdpa)."""
-        if name not in ATTN_IMPLEMENTATIONS:
-            raise ValueError(f"unknown attn_implementation {name!r}; use one of {ATTN_IMPLEMENTATIONS}")
-        for module in self.modules():
-            if isinstance(module, _Pretrained):
-                module._attn_implementation = name
-
-    def _init_weights(self, module: nn.Module) -> None:
-        # ViT/DeiT's initialisation: truncated normal weights, zero biases, unit LayerNorms. The tokens
-        # and position embeddings are random too (timm's choice), so a fresh model can tell positions apart.
-        std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
-            nn.init.trunc_normal_(module.weight, std=std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, Embeddings):
-            for p in (module.cls_token, module.distillation_token, module.position_embeddings):
-                nn.init.trunc_normal_(p, std=std)
-
-
-class ASTModel(_Pretrained):
+class ASTModel(PreTrainedAST):
     """The AST encoder: spectrogram (B, T, F) -> token states (B, L, D) and pooled output (B, D)."""
 
     def __init__(self, config: ASTConfig):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.embeddings = Embeddings(config)
         self.layers = nn.ModuleList([Block(config) for _ in range(config.num_hidden_layers)])
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self._attn_implementation = "auto"
         self.apply(self._init_weights)
 
     def forward(
         self,
         input_values: torch.Tensor,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> ASTOutput:
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        head_mask: None = None,
+    ) -> ASTOutput | tuple:
         """input_values: (B, T, F) normalised log-mel features, T = config.max_length, F = config.num_mel_bins.
 
         Returns last_hidden_state (B, L, D), pooler_output (B, D), and on request hidden_states and
-        attentions. Attention maps need the explicit softmax, so output_attentions=True runs every
-        layer's attention the eager way whatever the backend.
+        attentions (None: the config's output_* settings). Attention maps need the explicit
+        softmax, so output_attentions=True runs every layer's attention the eager way whatever the
+        backend. return_dict=False gives the same outputs as a tuple.
         """
+        output_attentions, output_hidden_states, return_dict = self._output_options(
+            output_attentions, output_hidden_states, return_dict, head_mask
+        )
         self._check_input(input_values)
         backend = resolve_attn_implementation(self._attn_implementation, input_values.device)
         # A model cast with .to(dtype) gets inputs in its dtype; under autocast the weights stay fp32.
         x = self.embeddings(input_values.to(self.embeddings.position_embeddings.dtype))  # (B, L, D)
         hidden_states, attentions = [x], []
         for block in self.layers:
-            x, probs = block(x, backend, output_attentions)
+            x, probs = self._run_block(block, x, backend, output_attentions)
             hidden_states.append(x)
             attentions.append(probs)
         x = self.layernorm(x)  # (B, L, D)
         pooled = (x[:, 0] + x[:, 1]) / 2  # (B, D): AST averages the [CLS] and distillation tokens
-        return ASTOutput(
+        out = ASTOutput(
             last_hidden_state=x,
             pooler_output=pooled,
             hidden_states=tuple(hidden_states) if output_hidden_states else None,
             attentions=tuple(attentions) if output_attentions else None,
         )
-
-    def _check_input(self, input_values: torch.Tensor) -> None:
-        c = self.config
-        if not isinstance(input_values, torch.Tensor):
-            raise ValueError(
-                f"input_values must be a torch.Tensor of shape (batch, {c.max_length}, {c.num_mel_bins}), "
-                f"got {type(input_values).__name__}; use ASTFeatureExtractor(..., return_tensors='pt')"
-            )
-        if input_values.dim() != 3 or tuple(input_values.shape[1:]) != (c.max_length, c.num_mel_bins):
-            raise ValueError(
-                f"input_values has shape {tuple(input_values.shape)}, but this model takes "
-                f"(batch, max_length={c.max_length}, num_mel_bins={c.num_mel_bins}): pad or truncate the "
-                "features to max_length (ASTFeatureExtractor does), or load the model with "
-                "from_pretrained(..., max_length=N) to adapt it to N frames"
-            )
-        if not input_values.is_floating_point():
-            raise ValueError(f"input_values must be floating point, got {input_values.dtype}")
+        return out if return_dict else out.to_tuple()
 
 
-class ASTForAudioClassification(_Pretrained):
-    """AST with its classification head: pooled output -> LayerNorm -> Linear -> logits (B, C)."""
-
-    def __init__(self, config: ASTConfig):
-        super().__init__()
-        self.config = config
-        self.audio_spectrogram_transformer = ASTModel(config)
-        self.classifier = ClassifierHead(config)
-        self._attn_implementation = "auto"
-        self.classifier.apply(self._init_weights)
-
-    def forward(
-        self,
-        input_values: torch.Tensor,
-        labels: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> ASTOutput:
-        """input_values: (B, T, F); labels: (B,) class ids, (B, C) multi-hot floats, or (B,) / (B, 1) regression targets.
-
-        Returns logits (B, C) (apply a sigmoid for multi-label AudioSet heads, a softmax for
-        single-label ones), the loss when labels are given, and the encoder's outputs.
-        """
-        out = self.audio_spectrogram_transformer(input_values, output_attentions, output_hidden_states)
-        out.logits = self.classifier(out.pooler_output)
-        if labels is not None:
-            out.loss = classification_loss(out.logits, labels, self.config.problem_type)
-        return out
+# ---- 6. the classification head and model -------------------------------------------------------
 
 
 class ClassifierHead(nn.Module):
@@ -472,53 +278,43 @@ class ClassifierHead(nn.Module):
         return self.dense(self.layernorm(pooled))
 
 
-def classification_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type: str | None = None) -> torch.Tensor:
-    """The loss transformers picks for a sequence classifier.
+class ASTForAudioClassification(PreTrainedAST):
+    """AST with its classification head: pooled output -> LayerNorm -> Linear -> logits (B, C)."""
 
-    problem_type None is inferred from the data: one label -> "regression" (MSE); integer labels
-    -> "single_label_classification" (cross-entropy over C classes, ids of -100 ignored); float
-    labels -> "multi_label_classification" (BCE with logits, AudioSet's loss: one sigmoid per class).
-    logits: (B, C); labels: (B,) ids, (B, C) targets, or (B,) / (B, 1) regression values.
-    """
-    C = logits.shape[-1]
-    if problem_type is None:
-        if C == 1:
-            problem_type = "regression"
-        elif labels.dtype in (torch.long, torch.int):
-            problem_type = "single_label_classification"
-        else:
-            problem_type = "multi_label_classification"
-    labels = labels.to(logits.device)
-    if problem_type == "regression":
-        if C == 1:
-            return F.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype))
-        return F.mse_loss(logits, labels.to(logits.dtype))
-    if problem_type == "single_label_classification":
-        return F.cross_entropy(logits.view(-1, C), labels.view(-1).long(), ignore_index=-100)
-    if problem_type == "multi_label_classification":
-        if labels.shape != logits.shape:
-            raise ValueError(
-                f"multi-label targets must have the logits' shape {tuple(logits.shape)}, got {tuple(labels.shape)}; "
-                "pass integer class ids (torch.long) for single-label classification"
-            )
-        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-    raise ValueError(f"unknown problem_type {problem_type!r}")
+    has_classifier = True  # checkpoint loading keeps or starts the head
 
+    def __init__(self, config: ASTConfig):
+        super().__init__(config)
+        self.audio_spectrogram_transformer = ASTModel(config)
+        self.classifier = ClassifierHead(config)
+        self.classifier.apply(self._init_weights)
 
-def forward_flops(config: ASTConfig) -> float:
-    """FLOPs (2 per multiply-add) of one clip's forward pass, by arithmetic on the config.
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        head_mask: None = None,
+    ) -> ASTClassificationOutput | tuple:
+        """input_values: (B, T, F); labels: (B,) class ids, (B, C) multi-hot floats, or (B,) / (B, 1) regression targets.
 
-    Patch projection 2*P*p*p*D; per layer: q, k, v, output projections 8*L*D^2, attention scores and
-    weighted sum 4*L^2*D, MLP 4*L*D*I; head 2*D*C. About 261 GFLOP for AST-Base (L = 1214), against
-    ~35 for ViT-B/16 on a 224 x 224 image (L = 197): the long token sequence is AST's cost.
-    """
-    c = config
-    L, D, I = c.sequence_length, c.hidden_size, c.intermediate_size
-    per_layer = 8 * L * D * D + 4 * L * L * D + 4 * L * D * I
-    return 2.0 * c.num_patches * c.patch_size**2 * D + c.num_hidden_layers * per_layer + 2.0 * D * c.num_labels
+        Returns logits (B, C) (apply a sigmoid for multi-label AudioSet heads, a softmax for
+        single-label ones), the loss when labels are given, and the encoder's outputs.
+        """
+        output_attentions, output_hidden_states, return_dict = self._output_options(
+            output_attentions, output_hidden_states, return_dict, head_mask
+        )
+        encoded = self.audio_spectrogram_transformer(input_values, output_attentions, output_hidden_states, True)
+        logits = self.classifier(encoded.pooler_output)  # (B, C)
+        loss = classification_loss(logits, labels, self.config.problem_type) if labels is not None else None
+        out = ASTClassificationOutput(loss=loss, logits=logits, **encoded)
+        return out if return_dict else out.to_tuple()
 
 
 __all__ = [
+    "ATTN_IMPLEMENTATIONS",
     "ASTOutput",
     "ASTModel",
     "ASTForAudioClassification",

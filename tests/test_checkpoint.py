@@ -300,3 +300,109 @@ def test_released_checkpoint_reproduces_transformers_integration_logits():
     assert logits.shape == (1, 527)
     # transformers' tests/models/audio_spectrogram_transformer integration test values
     torch.testing.assert_close(logits[0, :3], torch.tensor([-0.8760, -7.0042, -8.6602]), atol=1e-4, rtol=0)
+
+
+# ---- weights that would give confident nonsense -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda t: t.to(torch.int32), r"classifier\.dense\.weight \(torch\.int32\)"),
+        (lambda t: t > 0, r"classifier\.dense\.weight \(torch\.bool\)"),
+        (lambda t: t.index_fill(0, torch.tensor([0]), float("nan")), r"classifier\.dense\.weight \(\d+ NaN/Inf values\)"),
+        (lambda t: t.index_fill(0, torch.tensor([1]), float("inf")), r"classifier\.dense\.weight \(\d+ NaN/Inf values\)"),
+    ],
+)
+def test_non_floating_or_non_finite_weights_are_refused_by_name(tmp_path, damage, message):
+    save_random_hf_checkpoint(tmp_path, tiny_config(), seed=14)
+    tensors = load_file(tmp_path / "model.safetensors")
+    tensors["classifier.dense.weight"] = damage(tensors["classifier.dense.weight"])
+    save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=f"1 unusable tensors: {message}"):
+        ASTForAudioClassification.from_pretrained(tmp_path)
+
+
+# ---- save_pretrained is all-or-nothing ------------------------------------------------------------
+
+
+class Interrupted(BaseException):
+    """A stand-in for Ctrl-C or a killed process (BaseException, as KeyboardInterrupt is)."""
+
+
+def _labelled_model(labels, seed):
+    torch.manual_seed(seed)
+    return ASTForAudioClassification(ASTConfig(**tiny_config(id2label=dict(enumerate(labels))))).eval()
+
+
+def _logits(model_or_dir, x):
+    model = model_or_dir if isinstance(model_or_dir, torch.nn.Module) else ASTForAudioClassification.from_pretrained(model_or_dir)
+    with torch.no_grad():
+        return model.config.id2label, model(x).logits
+
+
+def _interrupt_call(monkeypatch, module, name, call_number):
+    """Make the `call_number`-th call of module.name raise Interrupted (earlier calls run)."""
+    real, calls = getattr(module, name), []
+
+    def fake(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call_number:
+            raise Interrupted
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, fake)
+
+
+@pytest.mark.parametrize(
+    "step",
+    ["weights", "config", "first rename", "second rename", "removing the old copy"],
+)
+def test_an_interrupted_save_leaves_the_old_or_the_new_checkpoint_never_a_mixture(tmp_path, monkeypatch, step):
+    import shutil
+
+    from ast_min import checkpoint, files
+
+    old, new = _labelled_model("abcde", seed=1), _labelled_model("vwxyz", seed=2)
+    x = _x(tiny_config())
+    old.save_pretrained(tmp_path / "ckpt")
+    expected_old, expected_new = _logits(old, x), _logits(new, x)
+    with monkeypatch.context() as patch:
+        if step == "weights":
+            _interrupt_call(patch, checkpoint, "save_file", 1)
+        elif step == "config":
+            _interrupt_call(patch, files, "write_json", 1)
+        elif step in ("first rename", "second rename"):
+            _interrupt_call(patch, os, "replace", 2 if step == "first rename" else 3)  # call 1 renames config.json's temp file
+        else:
+            _interrupt_call(patch, shutil, "rmtree", 1)
+        with pytest.raises(Interrupted):
+            new.save_pretrained(tmp_path / "ckpt")
+    labels, logits = _logits(tmp_path / "ckpt", x)
+    wanted = expected_new if step in ("second rename", "removing the old copy") else expected_old
+    assert labels == wanted[0]
+    torch.testing.assert_close(logits, wanted[1], rtol=0, atol=0)
+    # and the leftovers of the interrupted save are gone once the checkpoint has been read
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_saving_over_a_checkpoint_drops_its_extractor_settings_and_keeps_other_files(tmp_path):
+    from ast_min import ASTFeatureExtractor
+
+    directory = tmp_path / "ckpt"
+    _labelled_model("abcde", seed=1).save_pretrained(directory)
+    ASTFeatureExtractor(mean=-1.0, std=2.0).save_pretrained(directory)  # belongs to the first model
+    (directory / "NOTES.md").write_text("my notes")
+    _labelled_model("vwxyz", seed=2).save_pretrained(directory)
+    assert sorted(os.listdir(directory)) == ["NOTES.md", "config.json", "model.safetensors"]
+    assert (directory / "NOTES.md").read_text() == "my notes"
+    # an extractor saved first, into a directory with no model yet, is this model's and stays
+    ASTFeatureExtractor(mean=-3.0, std=2.0).save_pretrained(tmp_path / "fresh")
+    _labelled_model("vwxyz", seed=2).save_pretrained(tmp_path / "fresh")
+    assert ASTFeatureExtractor.from_pretrained(tmp_path / "fresh").mean == -3.0
+
+
+def test_saving_onto_a_file_is_refused(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="is a file, not a directory"):
+        _labelled_model("ab", seed=0).save_pretrained(tmp_path / "file")

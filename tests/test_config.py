@@ -111,7 +111,6 @@ def test_labels_resolve_like_transformers():
 @pytest.mark.parametrize(
     "options, message",
     [
-        (dict(hidden_size=100, num_attention_heads=12), "not divisible"),
         (dict(num_mel_bins=8), "smaller than one 16 x 16 patch"),
         (dict(problem_type="ranking"), "unknown problem_type"),
         (dict(num_labels=3, id2label={0: "a"}), "disagrees"),
@@ -120,6 +119,15 @@ def test_labels_resolve_like_transformers():
 def test_bad_configs_raise(options, message):
     with pytest.raises(ValueError, match=message):
         ASTConfig(**options)
+
+
+def test_head_count_is_checked_when_a_model_is_built_as_in_transformers():
+    from ast_min import ASTModel
+
+    config = ASTConfig(hidden_size=100, num_attention_heads=12)  # transformers accepts this config too
+    hf_config(hidden_size=100, num_attention_heads=12)
+    with pytest.raises(ValueError, match="hidden_size 100 is not divisible by num_attention_heads 12"):
+        ASTModel(config)
 
 
 def test_bad_files_raise(tmp_path):
@@ -131,3 +139,25 @@ def test_bad_files_raise(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "vit"}))
     with pytest.raises(ValueError, match="not an Audio Spectrogram Transformer"):
         ASTConfig.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ([{"hidden_size": 768}], "holds a JSON list, not an object of config settings"),
+        ({"num_attention_heads": 0}, "'num_attention_heads' must be at least 1, got 0"),
+        ({"time_stride": 0}, "'time_stride' must be at least 1, got 0"),
+        ({"hidden_size": "768"}, "'hidden_size' must be an integer, got str '768'"),
+        ({"max_length": 1024.0}, "'max_length' must be an integer, got float"),
+        ({"layer_norm_eps": "1e-12"}, "'layer_norm_eps' must be a number, got str"),
+        ({"hidden_dropout_prob": 1.5}, "'hidden_dropout_prob' is a probability"),
+        ({"qkv_bias": "true"}, "'qkv_bias' must be true or false"),
+        ({"num_labels": "3"}, "'num_labels' must be a positive integer"),
+        ({"id2label": ["a", "b"]}, "'id2label' must be a mapping"),
+    ],
+)
+def test_bad_config_files_get_an_error_naming_the_field_and_the_file(tmp_path, content, message):
+    (tmp_path / "config.json").write_text(json.dumps(content))
+    with pytest.raises(ValueError, match=message) as err:
+        ASTConfig.from_pretrained(tmp_path)
+    assert "config.json" in str(err.value)

@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ast_min import features as F
-from ast_min import features_fast
+from ast_min import extractor, features_fast
 
 EPS = F.LOG_FLOOR
 
@@ -296,11 +296,14 @@ def test_float32_and_float64_agree(clip):
 
 
 def test_pad_and_truncate_then_normalise():
-    x = torch.arange(12.0).reshape(3, 4)
+    """Against numpy's padding and transformers' own `normalize`, not a restatement of the formulas."""
+    from transformers import ASTFeatureExtractor as HFExtractor
+
+    x = torch.arange(12.0, dtype=torch.float64).reshape(3, 4)
     assert torch.equal(F.pad_or_truncate(x, 2), x[:2])
-    padded = F.pad_or_truncate(x, 5)
-    assert torch.equal(padded[:3], x) and torch.equal(padded[3:], torch.zeros(2, 4))
-    np.testing.assert_allclose(F.normalize(x, -4.0, 2.0).numpy(), (x.numpy() + 4.0) / 4.0)
+    np.testing.assert_array_equal(F.pad_or_truncate(x, 5).numpy(), np.pad(x.numpy(), ((0, 2), (0, 0))))
+    reference = HFExtractor(mean=-4.0, std=2.0).normalize(x.numpy())
+    np.testing.assert_allclose(F.normalize(x, -4.0, 2.0).numpy(), reference, rtol=1e-15)
 
 
 # ---- bad input --------------------------------------------------------------------------------------------------------------
@@ -362,9 +365,9 @@ def test_accelerator_path_equals_the_cpu_fast_path(seed, lengths, max_length, dt
     clips = [torch.from_numpy(rng.standard_normal(n) * 0.1).to(dtype) for n in lengths]
     norm, padding = (F.AUDIOSET_MEAN, F.AUDIOSET_STD), 0.467
     vectorised = [torch.empty(max_length, 128, dtype=dtype) for _ in clips]
-    F._log_mel_batch_vectorised(vectorised, clips, 128, 16000, norm, padding)
+    extractor._log_mel_batch_vectorised(vectorised, clips, 128, 16000, norm, padding)
     fast = [torch.empty(max_length, 128, dtype=dtype) for _ in clips]
-    F._log_mel_batch(fast, clips, 128, 16000, norm, padding)
+    extractor._log_mel_batch(fast, clips, 128, 16000, norm, padding)
     for n, v, f in zip(lengths, vectorised, fast):
         t = min(F.num_frames(n), max_length)
         assert torch.all(v[t:] == padding) and torch.all(f[t:] == padding)

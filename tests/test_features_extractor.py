@@ -87,18 +87,6 @@ def test_input_kinds_and_return_types():
     np.testing.assert_array_equal(extractor(a.astype(np.float64), return_tensors="np").input_values[0], expected[0])
 
 
-def test_attention_mask_marks_the_frames_computed_from_audio():
-    lengths = [400, 5000, 40_000]
-    clips = [np.zeros(n, np.float32) for n in lengths]
-    extractor = ast_min.ASTFeatureExtractor(max_length=100, return_attention_mask=True)
-    mask = extractor(clips, sampling_rate=16000, return_tensors="pt").attention_mask
-    expected = torch.zeros(3, 100, dtype=torch.int32)
-    for i, n in enumerate(lengths):
-        expected[i, : min(100, 1 + (n - 400) // 160)] = 1
-    assert torch.equal(mask, expected)
-    assert "attention_mask" not in extractor(clips, return_attention_mask=False)
-
-
 @pytest.mark.parametrize("dtype", [np.int16, np.int32])
 def test_integer_pcm_is_scaled_to_unit_range(dtype):
     """Full scale -min (2^15, 2^31), as soundfile reads PCM_16/PCM_32 files; float64 division as reference."""
@@ -187,8 +175,10 @@ def test_norm_stats_are_the_mean_of_per_clip_means_and_stds(seeds, lengths, max_
         per_clip.append((features.astype(np.float64).mean(), features.astype(np.float64).std(ddof=1)))
     expected = np.mean(per_clip, axis=0)
     actual = ast_min.compute_norm_stats(iter(clips), max_length=max_length, batch_size=batch_size)
-    # float32 features vs transformers' float64-then-rounded ones: the statistics agree to ~2e-6
-    # (measured over 40 such draws; the weak-bin rounding averages out), so 1e-4 leaves a margin.
+    # float32 features vs transformers' float64-then-rounded ones: each value differs by float32
+    # rounding (2^-24 |x|, |x| < 40: under 3e-6) except in weak bins, bounded by assert_energy_close's
+    # 1e-4 of the frame's largest energy; a mean or std of such values moves by no more than the
+    # largest of them, so 1e-4 holds with the weak bins' rounding as the margin.
     np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-4)
 
 
@@ -202,3 +192,53 @@ def test_norm_stats_read_files_and_refuse_nothing(tmp_path):
         ast_min.compute_norm_stats([])
     with pytest.raises(ValueError, match="collection of clips"):
         ast_min.compute_norm_stats(clip)
+
+
+# ---- settings and inputs that used to fail deep inside or give NaN features ------------------------------------------
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(mean=float("nan")), "mean must be a finite number, got nan"),
+        (dict(std=float("inf")), "std must be a finite number, got inf"),
+        (dict(std=0.0), "std must be positive"),
+        (dict(std=None), "std must be a finite number, got None"),
+        (dict(mean="-4.27"), "mean must be a finite number, got '-4.27'"),
+        (dict(num_mel_bins=64.0), "num_mel_bins must be an integer, got float 64.0"),
+        (dict(max_length=0), "max_length must be at least 1"),
+    ],
+)
+def test_bad_settings_are_refused_at_construction(options, message):
+    with pytest.raises(ValueError, match=message):
+        ast_min.ASTFeatureExtractor(**options)
+
+
+def test_tensors_that_require_grad_are_featurised_as_their_values():
+    clip = torch.from_numpy(make_clip(5, 6000, 0.5).astype(np.float32))
+    extractor = ast_min.ASTFeatureExtractor(max_length=40)
+    expected = extractor(clip, return_tensors="pt").input_values
+    got = extractor(clip.clone().requires_grad_(True), return_tensors="pt").input_values
+    assert torch.equal(got, expected) and not got.requires_grad
+    assert torch.equal(F.fbank(clip[None].clone().requires_grad_(True)), F.fbank(clip[None]))
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
+def test_complex_audio_is_refused_as_complex(dtype):
+    with pytest.raises(ValueError, match=f"complex dtype {dtype}: pass real float samples"):
+        ast_min.ASTFeatureExtractor()(torch.zeros(800, dtype=dtype))
+    with pytest.raises(ValueError, match="complex dtype"):
+        F.fbank(torch.zeros(1, 800, dtype=dtype))
+
+
+def test_an_interrupted_extractor_save_keeps_the_old_settings(tmp_path, monkeypatch):
+    import os
+
+    ast_min.ASTFeatureExtractor(mean=-1.0, std=2.0).save_pretrained(tmp_path)
+    with monkeypatch.context() as patch:
+        def interrupted(*args):
+            raise KeyboardInterrupt
+
+        patch.setattr(os, "replace", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            ast_min.ASTFeatureExtractor(mean=-7.0, std=3.0).save_pretrained(tmp_path)
+    assert ast_min.ASTFeatureExtractor.from_pretrained(tmp_path).mean == -1.0
+    assert os.listdir(tmp_path) == ["preprocessor_config.json"]  # no temporary file left

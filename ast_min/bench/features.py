@@ -127,7 +127,7 @@ def main(argv: list[str]) -> int:
             warnings.simplefilter("ignore")  # its empty-mel-filter warning at 128 bins
             extractor = ASTFeatureExtractor(**options)
             rows.append(("transformers ASTFeatureExtractor (numpy)",
-                         best_time(lambda: extractor(listed, sampling_rate=16000, return_tensors="np"), args.repeats)))
+                         best_time(lambda: extractor(listed, sampling_rate=F.SAMPLING_RATE, return_tensors="np"), args.repeats)))
     kaldi_bins = None
     if "kaldi" not in args.skip:
         import kaldi_native_fbank as knf
@@ -139,7 +139,7 @@ def main(argv: list[str]) -> int:
             out = np.zeros((len(clips), args.max_length, kaldi_bins), np.float32)
             for clip, o in zip(clips, out):
                 fb = knf.OnlineFbank(kopts)
-                fb.accept_waveform(16000, clip)
+                fb.accept_waveform(F.SAMPLING_RATE, clip)
                 fb.input_finished()
                 t = min(fb.num_frames_ready, args.max_length)
                 o[:t] = np.stack([fb.get_frame(i) for i in range(t)])

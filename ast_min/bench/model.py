@@ -8,7 +8,7 @@ run, the two models alternating, and the best time is kept (the machine's noise 
 time).
 
 Columns: ms per clip for ast-min and transformers, their ratio (transformers / ast-min: above 1
-means ast-min is faster), and ast-min's achieved GFLOP/s (`ast_min.model.forward_flops`, printed
+means ast-min is faster), and ast-min's achieved GFLOP/s (`forward_flops` below, printed
 in the header) with its fraction of the matmul peak: --peak-fp32 / --peak-bf16 when given, else
 measured at the start of each dtype's rows on this machine, with these threads (`matmul_peak`).
 
@@ -25,12 +25,26 @@ import time
 
 import torch
 
-from ast_min.model import ATTN_IMPLEMENTATIONS, forward_flops
+from ast_min.backends import ATTN_IMPLEMENTATIONS
+from ast_min.config import ASTConfig
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Outputs must agree before a cell is timed: float32 differs only by operation order; bf16/fp16
 # round every activation to 8/11 mantissa bits, and two implementations round differently.
 AGREE = {torch.float32: 1e-3, torch.bfloat16: 0.25, torch.float16: 0.05}
+
+
+def forward_flops(config: ASTConfig) -> float:
+    """FLOPs (2 per multiply-add) of one clip's forward pass, by arithmetic on the config.
+
+    Patch projection 2*P*p*p*D; per layer: q, k, v, output projections 8*L*D^2, attention scores and
+    weighted sum 4*L^2*D, MLP 4*L*D*I; head 2*D*C. The L^2 term is why AST's long token sequence
+    costs far more than a ViT on an image of the same patch count per side.
+    """
+    c = config
+    L, D, I = c.sequence_length, c.hidden_size, c.intermediate_size
+    per_layer = 8 * L * D * D + 4 * L * L * D + 4 * L * D * I
+    return 2.0 * c.num_patches * c.patch_size**2 * D + c.num_hidden_layers * per_layer + 2.0 * D * c.num_labels
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
