@@ -222,22 +222,9 @@ def file_chunks(path, *, realtime: bool = False, chunk_seconds: float = CHUNK_SE
     resampler, flushed at the end, gives the one-shot resampler's output). realtime: sleep so
     chunks arrive no faster than the audio's duration.
     """
-    import os
+    from ast_min.audio import open_audio
 
-    import soundfile
-
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no audio file at {path!r}: check the path")
-    if os.path.isdir(path):
-        raise ValueError(f"{path!r} is a directory: pass an audio file (wav, flac, ogg)")
-    try:
-        f = soundfile.SoundFile(path)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError) as e:
-        raise ValueError(
-            f"cannot decode {path!r} ({e}): soundfile reads wav, flac and ogg; "
-            "convert other formats first, e.g. `ffmpeg -i IN -ar 16000 -ac 1 OUT.wav`"
-        ) from None
+    f = open_audio(path)  # opened now, so a bad path fails before the model loads
     return _file_chunks(f, realtime, chunk_seconds)
 
 
