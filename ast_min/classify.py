@@ -194,7 +194,7 @@ class Classifier:
         duration = len(waveform) / SAMPLING_RATE
         require_one_frame(file, waveform)
         window_seconds = self.window_samples / SAMPLING_RATE
-        hop = self.window_samples // 2 if hop_seconds is None else max(1, round(hop_seconds * SAMPLING_RATE))
+        hop = hop_samples(self.window_samples, hop_seconds)
         starts = window_starts(len(waveform), self.window_samples, hop) if window else [0]
         note = None
         if not window and len(waveform) > self.window_samples:
@@ -243,6 +243,16 @@ class Classifier:
         """The k best (label, score) pairs, scores descending (ties: lower label id first)."""
         order = np.argsort(-scores, kind="stable")[:k]
         return [(self.labels[i], float(scores[i])) for i in order]
+
+
+def hop_samples(window: int, hop_seconds: float | None) -> int:
+    """`--hop SECONDS` in samples at 16 kHz: half of `window` samples when None (the default), else the
+    seconds rounded to the nearest sample and at least 1.
+
+    The one rounding rule for every command that slides windows (classify --window, embed --window,
+    listen), so the same --hop gives the same window starts in all of them.
+    """
+    return window // 2 if hop_seconds is None else max(1, round(hop_seconds * SAMPLING_RATE))
 
 
 def window_starts(num_samples: int, window: int, hop: int) -> list[int]:

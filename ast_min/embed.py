@@ -213,6 +213,7 @@ class Embedder:
         of an output array must not shift silently).
         """
         from ast_min.audio import load_audio
+        from ast_min.classify import hop_samples
 
         check_layer(layer, self.model.config.num_hidden_layers)
         if pool not in POOLS:
@@ -221,7 +222,7 @@ class Embedder:
             raise ValueError(f"--hop must be a positive number of seconds, got {hop_seconds}")
         if not files:
             raise ValueError("no audio files given: pass at least one")
-        hop = self.window_samples // 2 if hop_seconds is None else max(1, round(hop_seconds * SAMPLING_RATE))
+        hop = hop_samples(self.window_samples, hop_seconds)
         clips, rows = [], []
         for file in files:
             waveform = load_audio(file, sampling_rate=SAMPLING_RATE)  # (N,)

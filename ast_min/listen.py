@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ast_min.classify import Classifier, hop_samples
 from ast_min.features import FRAME_LENGTH, SAMPLING_RATE
 
 CHUNK_SECONDS = 0.1  # how much audio each read returns: small against any window, cheap per call
@@ -75,8 +76,6 @@ def run(args: argparse.Namespace) -> int:
         chunks = pcm16_chunks(sys.stdin.buffer, args.rate)
     else:
         chunks = file_chunks(args.input, realtime=args.realtime)
-    from ast_min.classify import Classifier
-
     classifier = Classifier.load(args.checkpoint, device=args.device)
     window, hop = classifier.window_samples, hop_samples(classifier.window_samples, args.hop)
     print(f"listening with {classifier.model_name}: {window / SAMPLING_RATE:.2f} s windows "
@@ -142,11 +141,6 @@ class Window:
     def to_text(self) -> str:
         top = ", ".join(f"{label} {score:.3f}" for label, score in self.predictions)
         return f"{self.start:8.2f}-{self.end:.2f} s  {top}  ({1000 * self.seconds:.0f} ms, RTF {self.rtf:.3f})"
-
-
-def hop_samples(window: int, hop_seconds: float | None) -> int:
-    """classify --window's hop in samples: half a window by default, else the seconds rounded."""
-    return window // 2 if hop_seconds is None else max(1, round(hop_seconds * SAMPLING_RATE))
 
 
 def stream_windows(chunks, window: int, hop: int) -> Iterator[tuple[int, np.ndarray]]:
