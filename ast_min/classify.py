@@ -77,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.hop is not None and not (math.isfinite(args.hop) and args.hop > 0):
-        raise ValueError(f"--hop must be a positive, finite number of seconds, got {args.hop}")
+    check_hop(args.hop)
     classifier = Classifier.load(
         args.checkpoint, device=args.device, activation=args.activation, labels_file=args.labels
     )
@@ -252,7 +251,18 @@ def hop_samples(window: int, hop_seconds: float | None) -> int:
     The one rounding rule for every command that slides windows (classify --window, embed --window,
     listen), so the same --hop gives the same window starts in all of them.
     """
+    check_hop(hop_seconds)
     return window // 2 if hop_seconds is None else max(1, round(hop_seconds * SAMPLING_RATE))
+
+
+def check_hop(hop_seconds: float | None) -> None:
+    """Refuse a --hop that is not a positive, finite number of seconds (None, the default, passes).
+
+    Infinity would reach `round` as an OverflowError and NaN as a ValueError without the option's
+    name: commands call this before loading a model, so a bad --hop fails at once, in one line.
+    """
+    if hop_seconds is not None and not (math.isfinite(hop_seconds) and hop_seconds > 0):
+        raise ValueError(f"--hop must be a positive, finite number of seconds, got {hop_seconds}")
 
 
 def window_starts(num_samples: int, window: int, hop: int) -> list[int]:

@@ -213,13 +213,12 @@ class Embedder:
         of an output array must not shift silently).
         """
         from ast_min.audio import load_audio
-        from ast_min.classify import hop_samples
+        from ast_min.classify import check_hop, hop_samples
 
         check_layer(layer, self.model.config.num_hidden_layers)
         if pool not in POOLS:
             raise ValueError(f"unknown pool {pool!r}; use one of {', '.join(POOLS)}")
-        if hop_seconds is not None and not hop_seconds > 0:
-            raise ValueError(f"--hop must be a positive number of seconds, got {hop_seconds}")
+        check_hop(hop_seconds)
         if not files:
             raise ValueError("no audio files given: pass at least one")
         hop = hop_samples(self.window_samples, hop_seconds)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ast_min.classify import Classifier, hop_samples
+from ast_min.classify import Classifier, check_hop, hop_samples
 from ast_min.features import FRAME_LENGTH, SAMPLING_RATE
 
 CHUNK_SECONDS = 0.1  # how much audio each read returns: small against any window, cheap per call
@@ -64,8 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
-    if args.hop is not None and not args.hop > 0:
-        raise ValueError(f"--hop must be a positive number of seconds, got {args.hop}")
+    check_hop(args.hop)
     if args.rate < 1:
         raise ValueError(f"--rate must be a positive number of Hz, got {args.rate}")
     if args.realtime and args.input in (None, "-"):

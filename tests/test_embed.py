@@ -171,6 +171,8 @@ def test_default_model_and_python_api_agree(tmp_path):
         (["--hop", "0.5"], "--hop only applies with --window"),
         (["--window", "--hop", "0"], "--hop must be a positive"),
         (["--window", "--hop", "-1"], "--hop must be a positive"),
+        (["--window", "--hop", "inf"], "--hop must be a positive, finite"),
+        (["--window", "--hop", "nan"], "--hop must be a positive, finite"),
     ],
 )
 def test_bad_options_are_one_line(tmp_path, capsys, argv, message):

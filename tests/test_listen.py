@@ -257,6 +257,8 @@ def test_microphone_through_a_stand_in_sounddevice(monkeypatch):
     [
         (["--hop", "0"], "--hop must be a positive"),
         (["--hop", "-2"], "--hop must be a positive"),
+        (["--hop", "inf"], "--hop must be a positive, finite"),
+        (["--hop", "nan"], "--hop must be a positive, finite"),
         (["--top-k", "0"], "--top-k must be at least 1"),
         (["--input", "-", "--rate", "0"], "--rate must be a positive"),
         (["--input", "missing.wav"], "no audio file at"),
