@@ -160,28 +160,13 @@ class Classifier:
     @classmethod
     def load(cls, checkpoint: str | None, *, device: str = "auto", activation: str = "auto", labels_file=None):
         device = resolve_device(device)  # before the model loads: a wrong --device fails at once
-        if checkpoint is None:
-            if not (DEFAULT_MODEL_DIR / "config.json").is_file():
-                raise FileNotFoundError(
-                    "no --checkpoint given and no default model is installed (ast_min/default_model is missing). "
-                    "Pass --checkpoint with a Hugging Face checkpoint directory, an original-repository .pth file, "
-                    "or, online, a hub id such as MIT/ast-finetuned-audioset-10-10-0.4593; "
-                    "or fine-tune one with `ast-min train` (it writes such a directory)"
-                )
-            path, name = DEFAULT_MODEL_DIR, "ast-min default model (ast_min/default_model)"
-        else:
-            path, name = resolve(checkpoint), checkpoint
+        path, name = resolve_checkpoint(checkpoint)
         model = ASTForAudioClassification.from_pretrained(path).to(device)
         if labels_file is not None:
             model.config.id2label = read_labels(labels_file, model.config.num_labels)
-        config = model.config
-        shape = dict(num_mel_bins=config.num_mel_bins, max_length=config.max_length)
-        if path.is_dir() and (path / "preprocessor_config.json").is_file():
-            extractor = ASTFeatureExtractor.from_pretrained(path, **shape)
-        else:
-            extractor = ASTFeatureExtractor(**shape)  # AudioSet normalisation
+        extractor = load_extractor(path, model.config)
         if activation == "auto":
-            activation = default_activation(config)
+            activation = default_activation(model.config)
         return cls(model, extractor, name, activation, device)
 
     def classify_file(
@@ -242,6 +227,39 @@ class Classifier:
         """The k best (label, score) pairs, scores descending (ties: lower label id first)."""
         order = np.argsort(-scores, kind="stable")[:k]
         return [(self.labels[i], float(scores[i])) for i in order]
+
+
+def resolve_checkpoint(checkpoint: str | os.PathLike | None) -> tuple[Path, str]:
+    """A --checkpoint option -> (the local path to load from, the name to show the user).
+
+    None means the model shipped in ast_min/default_model; anything else goes through
+    `ast_min.checkpoint.resolve` (a directory, an original-repository .pth, or a hub id). Every
+    command that loads a model (classify, embed, export, listen) resolves it here, so they agree on
+    the default and on the message when it is missing.
+    """
+    if checkpoint is not None:
+        return resolve(checkpoint), os.fspath(checkpoint)
+    if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+        raise FileNotFoundError(
+            "no --checkpoint given and no default model is installed (ast_min/default_model is missing). "
+            "Pass --checkpoint with a Hugging Face checkpoint directory, an original-repository .pth file, "
+            "or, online, a hub id such as MIT/ast-finetuned-audioset-10-10-0.4593; "
+            "or fine-tune one with `ast-min train` (it writes such a directory)"
+        )
+    return DEFAULT_MODEL_DIR, "ast-min default model (ast_min/default_model)"
+
+
+def load_extractor(path: Path, config) -> ASTFeatureExtractor:
+    """The feature extractor for the model at `path` (from `resolve_checkpoint`) with `config`.
+
+    Mel bins and frames always come from the model's config (the position embeddings fix them);
+    the normalisation statistics come from the checkpoint's preprocessor_config.json when it has
+    one, since they belong to the data the model was trained on, else AudioSet's.
+    """
+    shape = dict(num_mel_bins=config.num_mel_bins, max_length=config.max_length)
+    if path.is_dir() and (path / "preprocessor_config.json").is_file():
+        return ASTFeatureExtractor.from_pretrained(path, **shape)
+    return ASTFeatureExtractor(**shape)  # AudioSet normalisation
 
 
 def hop_samples(window: int, hop_seconds: float | None) -> int:

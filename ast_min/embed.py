@@ -172,20 +172,10 @@ class Embedder:
     @classmethod
     def load(cls, checkpoint: str | os.PathLike | None = None, *, device: str = "auto") -> "Embedder":
         """The encoder of `checkpoint` (default: the embedded model), with the features `classify` uses."""
-        from ast_min.checkpoint import resolve
-        from ast_min.classify import DEFAULT_MODEL_DIR
-        from ast_min.features import ASTFeatureExtractor
+        from ast_min.classify import load_extractor, resolve_checkpoint
         from ast_min.model import ASTModel
 
-        if checkpoint is None:
-            if not (DEFAULT_MODEL_DIR / "config.json").is_file():
-                raise FileNotFoundError(
-                    "no --checkpoint given and no default model is installed (ast_min/default_model is missing): "
-                    "pass --checkpoint with a Hugging Face checkpoint directory, a .pth file or a hub id"
-                )
-            path, name = DEFAULT_MODEL_DIR, "ast-min default model (ast_min/default_model)"
-        else:
-            path, name = resolve(checkpoint), os.fspath(checkpoint)
+        path, name = resolve_checkpoint(checkpoint)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         try:
@@ -194,13 +184,7 @@ class Embedder:
             raise ValueError(f"--device {device!r} is not a device ({e}); use cpu or cuda") from None
         # sdpa, not "auto": embeddings should not depend on whether the Triton kernel is installed
         model = ASTModel.from_pretrained(path, attn_implementation="sdpa").to(device)
-        config = model.config
-        shape = dict(num_mel_bins=config.num_mel_bins, max_length=config.max_length)
-        if path.is_dir() and (path / "preprocessor_config.json").is_file():
-            extractor = ASTFeatureExtractor.from_pretrained(path, **shape)  # the checkpoint's normalisation
-        else:
-            extractor = ASTFeatureExtractor(**shape)  # AudioSet normalisation
-        return cls(model, extractor, name)
+        return cls(model, load_extractor(path, model.config), name)
 
     def embed_files(
         self, files, *, layer: int | None = None, pool: str = "pooled", window: bool = False,
