@@ -173,15 +173,11 @@ class Embedder:
     def load(cls, checkpoint: str | os.PathLike | None = None, *, device: str = "auto") -> "Embedder":
         """The encoder of `checkpoint` (default: the embedded model), with the features `classify` uses."""
         from ast_min.classify import load_extractor, resolve_checkpoint
+        from ast_min.cli import resolve_device
         from ast_min.model import ASTModel
 
+        device = resolve_device(device)  # before the model loads: a wrong --device fails at once
         path, name = resolve_checkpoint(checkpoint)
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            device = torch.device(device)
-        except RuntimeError as e:
-            raise ValueError(f"--device {device!r} is not a device ({e}); use cpu or cuda") from None
         # sdpa, not "auto": embeddings should not depend on whether the Triton kernel is installed
         model = ASTModel.from_pretrained(path, attn_implementation="sdpa").to(device)
         return cls(model, load_extractor(path, model.config), name)

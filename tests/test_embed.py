@@ -173,6 +173,8 @@ def test_default_model_and_python_api_agree(tmp_path):
         (["--window", "--hop", "-1"], "--hop must be a positive"),
         (["--window", "--hop", "inf"], "--hop must be a positive, finite"),
         (["--window", "--hop", "nan"], "--hop must be a positive, finite"),
+        (["--device", "cuda:99"], "--device cuda:99"),  # on a machine without CUDA, or with fewer devices
+        (["--device", "xla"], "--device xla: ast-min runs on cpu, cuda or mps"),
     ],
 )
 def test_bad_options_are_one_line(tmp_path, capsys, argv, message):
