@@ -34,7 +34,7 @@ import torch
 from ast_min import ASTFeatureExtractor, ASTForAudioClassification
 from ast_min.audio import check_input_file, load_audio
 from ast_min.checkpoint import resolve
-from ast_min.cli import resolve_device
+from ast_min.cli import add_checkpoint_argument, add_device_argument, resolve_device
 from ast_min.features import SAMPLING_RATE, samples_for_frames
 from ast_min.features_cli import require_one_frame
 
@@ -44,12 +44,7 @@ AUDIOSET_NUM_LABELS = 527
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="audio files (wav, flac, ogg; any rate, mono or stereo)")
-    parser.add_argument(
-        "--checkpoint",
-        metavar="DIR|HUB_ID|FILE.pth",
-        help="a Hugging Face checkpoint directory, a hub id (online), or an original-repository .pth "
-        "(default: the model shipped in ast_min/default_model)",
-    )
+    add_checkpoint_argument(parser)
     parser.add_argument("--top-k", type=int, default=5, help="how many labels to print per file (default 5)")
     parser.add_argument("--json", action="store_true", help="print one JSON list with an object per file")
     parser.add_argument(
@@ -69,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", metavar="FILE", help="label names (.txt one per line, .json list/dict, or "
                         "the original repo's class_labels_indices.csv) for checkpoints without names")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1... (default: cuda when available)")
+    add_device_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ast_min.cli import add_checkpoint_argument, add_device_argument, resolve_device
 from ast_min.features import FRAME_LENGTH, SAMPLING_RATE, samples_for_frames
 
 POOLS = ("pooled", "cls", "mean", "patches")
@@ -50,11 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="EMB.npy",
                         help="where to save the float32 array; a sidecar EMB.json (and EMB.csv, one line per row) "
                         "names the files, windows and options")  # fmt: skip
-    parser.add_argument(
-        "--checkpoint", metavar="DIR|HUB_ID|FILE.pth",
-        help="a Hugging Face checkpoint directory, a hub id (online), or an original-repository .pth "
-        "(default: the model shipped in ast_min/default_model)",
-    )  # fmt: skip
+    add_checkpoint_argument(parser)
     parser.add_argument(
         "--layer", type=int, default=None, metavar="K",
         help="hidden state to embed: 0 = embeddings output, K = output of block K (before the final LayerNorm), "
@@ -67,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hop", type=float, default=None, metavar="SECONDS",
                         help="seconds between windows with --window (default: half a window)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1... (default: cuda when available)")
+    add_device_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -173,7 +170,6 @@ class Embedder:
     def load(cls, checkpoint: str | os.PathLike | None = None, *, device: str = "auto") -> "Embedder":
         """The encoder of `checkpoint` (default: the embedded model), with the features `classify` uses."""
         from ast_min.classify import load_extractor, resolve_checkpoint
-        from ast_min.cli import resolve_device
         from ast_min.model import ASTModel
 
         device = resolve_device(device)  # before the model loads: a wrong --device fails at once

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ast_min.classify import Classifier, check_hop, hop_samples
+from ast_min.cli import add_checkpoint_argument, add_device_argument
 from ast_min.features import FRAME_LENGTH, SAMPLING_RATE
 
 CHUNK_SECONDS = 0.1  # how much audio each read returns: small against any window, cheap per call
@@ -51,14 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rate of the PCM on standard input (default 16000; others are resampled)")  # fmt: skip
     parser.add_argument("--hop", type=float, default=None, metavar="SECONDS",
                         help="seconds between windows (default: half a window, as classify --window)")  # fmt: skip
-    parser.add_argument("--checkpoint", metavar="DIR|HUB_ID|FILE.pth",
-                        help="a Hugging Face checkpoint directory, a hub id (online), or an original-repository "
-                        ".pth (default: the model shipped in ast_min/default_model)")  # fmt: skip
+    add_checkpoint_argument(parser)
     parser.add_argument("--top-k", type=int, default=3, help="labels per line (default 3)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--realtime", action="store_true",
                         help="with a file, wait between chunks so it plays at its real speed")  # fmt: skip
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1... (default: cuda when available)")
+    add_device_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
