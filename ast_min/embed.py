@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from ast_min.cli import add_checkpoint_argument, add_device_argument, resolve_device
-from ast_min.features import FRAME_LENGTH, SAMPLING_RATE, samples_for_frames
+from ast_min.features import SAMPLING_RATE, samples_for_frames
 
 POOLS = ("pooled", "cls", "mean", "patches")
 NUM_SPECIAL_TOKENS = 2  # [CLS] and distillation, in front of the patch tokens
@@ -190,6 +190,7 @@ class Embedder:
         """
         from ast_min.audio import load_audio
         from ast_min.classify import check_hop, hop_samples
+        from ast_min.features_cli import require_one_frame
 
         check_layer(layer, self.model.config.num_hidden_layers)
         if pool not in POOLS:
@@ -201,11 +202,7 @@ class Embedder:
         clips, rows = [], []
         for file in files:
             waveform = load_audio(file, sampling_rate=SAMPLING_RATE)  # (N,)
-            if len(waveform) < FRAME_LENGTH:
-                raise ValueError(
-                    f"{os.fspath(file)!r} lasts {1000 * len(waveform) / SAMPLING_RATE:.1f} ms, shorter than "
-                    f"one {1000 * FRAME_LENGTH / SAMPLING_RATE:g} ms frame: AST needs at least one frame of audio"
-                )
+            require_one_frame(file, waveform)
             file_clips, starts = window_clips(waveform, self.window_samples, hop) if window else ([waveform], [0])
             clips += file_clips
             duration = round(len(waveform) / SAMPLING_RATE, 3)
