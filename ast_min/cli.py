@@ -10,8 +10,8 @@
 
 Each sub-command lives in the module that does the work, which provides `add_arguments(parser)`
 and `run(args) -> int`; this file dispatches, and holds what several commands declare or check the
-same way (`add_checkpoint_argument`, `add_device_argument`, `resolve_device`). Only the chosen command's module is imported, so `ast-min classify` does not
-pay for the training code's imports.
+same way (`add_checkpoint_argument`, `add_device_argument`, `resolve_device`). Only the chosen
+command's module is imported, so `ast-min classify` does not pay for the training code's imports.
 
 Errors ast-min raises on purpose (ValueError, FileNotFoundError, RuntimeError and their
 subclasses) say what went wrong and how to fix it: they are printed as one line, exit status 2, as

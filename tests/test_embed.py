@@ -217,7 +217,8 @@ def test_embed_loads_checkpoints_as_classify_does(tmp_path, checkpoint, monkeypa
         return extractor([wave], sampling_rate=16000, return_tensors="np")["input_values"]
 
     reference = features(transformers.ASTFeatureExtractor.from_pretrained(own))
-    audioset = features(transformers.ASTFeatureExtractor(num_mel_bins=reference.shape[2], max_length=reference.shape[1]))
+    _, frames, bins = reference.shape  # (1, T, F)
+    audioset = features(transformers.ASTFeatureExtractor(num_mel_bins=bins, max_length=frames))
     assert np.abs(reference - audioset).max() > 0.1  # the statistics differ enough for this test to tell
     for loaded in (Embedder.load(own, device="cpu"), Classifier.load(str(own), device="cpu")):
         # the two front ends differ by float32 FFT/log rounding only (see test_classify.py)
