@@ -104,13 +104,13 @@ class RingBuffer:
 
     def write(self, samples: np.ndarray) -> None:
         """Append (n,) samples, overwriting the oldest once full."""
-        capacity = len(self.data)
+        capacity, n = len(self.data), len(samples)
         samples = samples[-capacity:]  # older ones would be overwritten anyway
-        start = self.end % capacity
+        start = (self.end + n - len(samples)) % capacity  # where the kept tail goes, as if all n were written
         first = min(len(samples), capacity - start)
         self.data[start : start + first] = samples[:first]
         self.data[: len(samples) - first] = samples[first:]  # the part that wraps round
-        self.end += len(samples)
+        self.end += n  # every sample counts: stream positions (window starts, the total) follow `end`
 
     def latest(self, n: int) -> np.ndarray:
         """The last n <= capacity samples written (fewer at the start of the stream), oldest first."""
