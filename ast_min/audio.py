@@ -48,20 +48,15 @@ def load_audio(path: str | os.PathLike, sampling_rate: int = DEFAULT_SAMPLING_RA
     non-finite or implausible one (a rate or length the header cannot truthfully hold); warns
     when a WAV file was cut short of the frames its header declares.
     """
-    import soundfile  # on first use: importing this module (ast_min.features does) stays light
-
     _check_rate(sampling_rate, "sampling_rate")
-    path = check_input_file(path, "audio file", "pass an audio file (wav, flac, ogg)")
-    try:
-        with soundfile.SoundFile(path) as f:
-            file_rate, frames, channels = f.samplerate, f.frames, f.channels
-            _check_header(path, file_rate, frames, channels, sampling_rate)
+    path = os.fspath(path)
+    with open_audio(path) as f:
+        file_rate, frames, channels = f.samplerate, f.frames, f.channels
+        _check_header(path, file_rate, frames, channels, sampling_rate)
+        try:
             samples = f.read(dtype="float32", always_2d=True)  # (N, C)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError) as e:
-        raise ValueError(
-            f"cannot decode {path!r} ({e}): soundfile reads wav, flac and ogg; "
-            "convert other formats first, e.g. `ffmpeg -i IN -ar 16000 -ac 1 OUT.wav`"
-        ) from None
+        except (RuntimeError, TypeError) as e:  # soundfile's LibsndfileError is a RuntimeError
+            raise _cannot_decode(path, e) from None
     if samples.shape[0] == 0:
         raise ValueError(f"{path!r} holds no samples: the file is empty or truncated")
     declared = _wav_declared_frames(path)
@@ -76,6 +71,30 @@ def load_audio(path: str | os.PathLike, sampling_rate: int = DEFAULT_SAMPLING_RA
     waveform = samples.mean(axis=1, dtype=np.float32)  # (N,): downmix, as the original repo's mono AudioSet
     _check_finite(path, waveform, file_rate)
     return resample(waveform, file_rate, sampling_rate)
+
+
+def open_audio(path: str | os.PathLike):
+    """`path` opened with soundfile for reading (a `soundfile.SoundFile`; close it, or use it in a `with`).
+
+    The one way ast-min opens an audio file, so that whole-file loading (`load_audio`) and chunked
+    reading (`ast-min listen --input FILE`) refuse the same inputs with the same messages: a missing
+    file or one that is not a regular file (see `check_input_file`), and one soundfile cannot decode
+    (ValueError saying which formats it reads and how to convert the others).
+    """
+    import soundfile  # on first use: importing this module (ast_min.features does) stays light
+
+    path = check_input_file(path, "audio file", "pass an audio file (wav, flac, ogg)")
+    try:
+        return soundfile.SoundFile(path)
+    except (RuntimeError, TypeError) as e:  # soundfile's LibsndfileError is a RuntimeError
+        raise _cannot_decode(path, e) from None
+
+
+def _cannot_decode(path: str, error: Exception) -> ValueError:
+    return ValueError(
+        f"cannot decode {path!r} ({error}): soundfile reads wav, flac and ogg; "
+        "convert other formats first, e.g. `ffmpeg -i IN -ar 16000 -ac 1 OUT.wav`"
+    )
 
 
 def resample(waveform: np.ndarray, orig_rate: int, new_rate: int = DEFAULT_SAMPLING_RATE) -> np.ndarray:

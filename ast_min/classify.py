@@ -34,7 +34,7 @@ import torch
 from ast_min import ASTFeatureExtractor, ASTForAudioClassification
 from ast_min.audio import check_input_file, load_audio
 from ast_min.checkpoint import resolve
-from ast_min.cli import resolve_device
+from ast_min.cli import add_checkpoint_argument, add_device_argument, resolve_device
 from ast_min.features import SAMPLING_RATE, samples_for_frames
 from ast_min.features_cli import require_one_frame
 
@@ -44,12 +44,7 @@ AUDIOSET_NUM_LABELS = 527
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="audio files (wav, flac, ogg; any rate, mono or stereo)")
-    parser.add_argument(
-        "--checkpoint",
-        metavar="DIR|HUB_ID|FILE.pth",
-        help="a Hugging Face checkpoint directory, a hub id (online), or an original-repository .pth "
-        "(default: the model shipped in ast_min/default_model)",
-    )
+    add_checkpoint_argument(parser)
     parser.add_argument("--top-k", type=int, default=5, help="how many labels to print per file (default 5)")
     parser.add_argument("--json", action="store_true", help="print one JSON list with an object per file")
     parser.add_argument(
@@ -69,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", metavar="FILE", help="label names (.txt one per line, .json list/dict, or "
                         "the original repo's class_labels_indices.csv) for checkpoints without names")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1... (default: cuda when available)")
+    add_device_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,8 +72,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.hop is not None and not (math.isfinite(args.hop) and args.hop > 0):
-        raise ValueError(f"--hop must be a positive, finite number of seconds, got {args.hop}")
+    check_hop(args.hop)
     classifier = Classifier.load(
         args.checkpoint, device=args.device, activation=args.activation, labels_file=args.labels
     )
@@ -161,28 +155,13 @@ class Classifier:
     @classmethod
     def load(cls, checkpoint: str | None, *, device: str = "auto", activation: str = "auto", labels_file=None):
         device = resolve_device(device)  # before the model loads: a wrong --device fails at once
-        if checkpoint is None:
-            if not (DEFAULT_MODEL_DIR / "config.json").is_file():
-                raise FileNotFoundError(
-                    "no --checkpoint given and no default model is installed (ast_min/default_model is missing). "
-                    "Pass --checkpoint with a Hugging Face checkpoint directory, an original-repository .pth file, "
-                    "or, online, a hub id such as MIT/ast-finetuned-audioset-10-10-0.4593; "
-                    "or fine-tune one with `ast-min train` (it writes such a directory)"
-                )
-            path, name = DEFAULT_MODEL_DIR, "ast-min default model (ast_min/default_model)"
-        else:
-            path, name = resolve(checkpoint), checkpoint
+        path, name = resolve_checkpoint(checkpoint)
         model = ASTForAudioClassification.from_pretrained(path).to(device)
         if labels_file is not None:
             model.config.id2label = read_labels(labels_file, model.config.num_labels)
-        config = model.config
-        shape = dict(num_mel_bins=config.num_mel_bins, max_length=config.max_length)
-        if path.is_dir() and (path / "preprocessor_config.json").is_file():
-            extractor = ASTFeatureExtractor.from_pretrained(path, **shape)
-        else:
-            extractor = ASTFeatureExtractor(**shape)  # AudioSet normalisation
+        extractor = load_extractor(path, model.config)
         if activation == "auto":
-            activation = default_activation(config)
+            activation = default_activation(model.config)
         return cls(model, extractor, name, activation, device)
 
     def classify_file(
@@ -194,7 +173,7 @@ class Classifier:
         duration = len(waveform) / SAMPLING_RATE
         require_one_frame(file, waveform)
         window_seconds = self.window_samples / SAMPLING_RATE
-        hop = self.window_samples // 2 if hop_seconds is None else max(1, round(hop_seconds * SAMPLING_RATE))
+        hop = hop_samples(self.window_samples, hop_seconds)
         starts = window_starts(len(waveform), self.window_samples, hop) if window else [0]
         note = None
         if not window and len(waveform) > self.window_samples:
@@ -243,6 +222,60 @@ class Classifier:
         """The k best (label, score) pairs, scores descending (ties: lower label id first)."""
         order = np.argsort(-scores, kind="stable")[:k]
         return [(self.labels[i], float(scores[i])) for i in order]
+
+
+def resolve_checkpoint(checkpoint: str | os.PathLike | None) -> tuple[Path, str]:
+    """A --checkpoint option -> (the local path to load from, the name to show the user).
+
+    None means the model shipped in ast_min/default_model; anything else goes through
+    `ast_min.checkpoint.resolve` (a directory, an original-repository .pth, or a hub id). Every
+    command that loads a model (classify, embed, export, listen) resolves it here, so they agree on
+    the default and on the message when it is missing.
+    """
+    if checkpoint is not None:
+        return resolve(checkpoint), os.fspath(checkpoint)
+    if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+        raise FileNotFoundError(
+            "no --checkpoint given and no default model is installed (ast_min/default_model is missing). "
+            "Pass --checkpoint with a Hugging Face checkpoint directory, an original-repository .pth file, "
+            "or, online, a hub id such as MIT/ast-finetuned-audioset-10-10-0.4593; "
+            "or fine-tune one with `ast-min train` (it writes such a directory)"
+        )
+    return DEFAULT_MODEL_DIR, "ast-min default model (ast_min/default_model)"
+
+
+def load_extractor(path: Path, config) -> ASTFeatureExtractor:
+    """The feature extractor for the model at `path` (from `resolve_checkpoint`) with `config`.
+
+    Mel bins and frames always come from the model's config (the position embeddings fix them);
+    the normalisation statistics come from the checkpoint's preprocessor_config.json when it has
+    one, since they belong to the data the model was trained on, else AudioSet's.
+    """
+    shape = dict(num_mel_bins=config.num_mel_bins, max_length=config.max_length)
+    if path.is_dir() and (path / "preprocessor_config.json").is_file():
+        return ASTFeatureExtractor.from_pretrained(path, **shape)
+    return ASTFeatureExtractor(**shape)  # AudioSet normalisation
+
+
+def hop_samples(window: int, hop_seconds: float | None) -> int:
+    """`--hop SECONDS` in samples at 16 kHz: half of `window` samples when None (the default), else the
+    seconds rounded to the nearest sample and at least 1.
+
+    The one rounding rule for every command that slides windows (classify --window, embed --window,
+    listen), so the same --hop gives the same window starts in all of them.
+    """
+    check_hop(hop_seconds)
+    return window // 2 if hop_seconds is None else max(1, round(hop_seconds * SAMPLING_RATE))
+
+
+def check_hop(hop_seconds: float | None) -> None:
+    """Refuse a --hop that is not a positive, finite number of seconds (None, the default, passes).
+
+    Infinity would reach `round` as an OverflowError and NaN as a ValueError without the option's
+    name: commands call this before loading a model, so a bad --hop fails at once, in one line.
+    """
+    if hop_seconds is not None and not (math.isfinite(hop_seconds) and hop_seconds > 0):
+        raise ValueError(f"--hop must be a positive, finite number of seconds, got {hop_seconds}")
 
 
 def window_starts(num_samples: int, window: int, hop: int) -> list[int]:

@@ -9,9 +9,9 @@
     ast-min assignment ...     self-grading assignments: list, start, check, grade
 
 Each sub-command lives in the module that does the work, which provides `add_arguments(parser)`
-and `run(args) -> int`; this file dispatches, and holds what several commands check the same way
-(`resolve_device`). Only the chosen command's module is imported, so `ast-min classify` does not
-pay for the training code's imports.
+and `run(args) -> int`; this file dispatches, and holds what several commands declare or check the
+same way (`add_checkpoint_argument`, `add_device_argument`, `resolve_device`). Only the chosen
+command's module is imported, so `ast-min classify` does not pay for the training code's imports.
 
 Errors ast-min raises on purpose (ValueError, FileNotFoundError, RuntimeError and their
 subclasses) say what went wrong and how to fix it: they are printed as one line, exit status 2, as
@@ -51,6 +51,21 @@ def build_parser(commands: list[str] | None = None) -> argparse.ArgumentParser:
         if commands is None or name in commands:
             import_module(module).add_arguments(command)
     return parser
+
+
+def add_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
+    """`--checkpoint`, as every command that loads a trained model takes it (resolved by
+    `ast_min.classify.resolve_checkpoint`)."""
+    parser.add_argument(
+        "--checkpoint", metavar="DIR|HUB_ID|FILE.pth",
+        help="a Hugging Face checkpoint directory, a hub id (online), or an original-repository .pth "
+        "(default: the model shipped in ast_min/default_model)",
+    )  # fmt: skip
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """`--device`, as every inference command takes it (resolved by `resolve_device`)."""
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1... (default: cuda when available)")
 
 
 def resolve_device(name: str, option: str = "--device"):

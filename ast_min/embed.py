@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ast_min.features import FRAME_LENGTH, SAMPLING_RATE, samples_for_frames
+from ast_min.cli import add_checkpoint_argument, add_device_argument, resolve_device
+from ast_min.features import SAMPLING_RATE, samples_for_frames
 
 POOLS = ("pooled", "cls", "mean", "patches")
 NUM_SPECIAL_TOKENS = 2  # [CLS] and distillation, in front of the patch tokens
@@ -50,11 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="EMB.npy",
                         help="where to save the float32 array; a sidecar EMB.json (and EMB.csv, one line per row) "
                         "names the files, windows and options")  # fmt: skip
-    parser.add_argument(
-        "--checkpoint", metavar="DIR|HUB_ID|FILE.pth",
-        help="a Hugging Face checkpoint directory, a hub id (online), or an original-repository .pth "
-        "(default: the model shipped in ast_min/default_model)",
-    )  # fmt: skip
+    add_checkpoint_argument(parser)
     parser.add_argument(
         "--layer", type=int, default=None, metavar="K",
         help="hidden state to embed: 0 = embeddings output, K = output of block K (before the final LayerNorm), "
@@ -67,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hop", type=float, default=None, metavar="SECONDS",
                         help="seconds between windows with --window (default: half a window)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1... (default: cuda when available)")
+    add_device_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -172,35 +169,14 @@ class Embedder:
     @classmethod
     def load(cls, checkpoint: str | os.PathLike | None = None, *, device: str = "auto") -> "Embedder":
         """The encoder of `checkpoint` (default: the embedded model), with the features `classify` uses."""
-        from ast_min.checkpoint import resolve
-        from ast_min.classify import DEFAULT_MODEL_DIR
-        from ast_min.features import ASTFeatureExtractor
+        from ast_min.classify import load_extractor, resolve_checkpoint
         from ast_min.model import ASTModel
 
-        if checkpoint is None:
-            if not (DEFAULT_MODEL_DIR / "config.json").is_file():
-                raise FileNotFoundError(
-                    "no --checkpoint given and no default model is installed (ast_min/default_model is missing): "
-                    "pass --checkpoint with a Hugging Face checkpoint directory, a .pth file or a hub id"
-                )
-            path, name = DEFAULT_MODEL_DIR, "ast-min default model (ast_min/default_model)"
-        else:
-            path, name = resolve(checkpoint), os.fspath(checkpoint)
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            device = torch.device(device)
-        except RuntimeError as e:
-            raise ValueError(f"--device {device!r} is not a device ({e}); use cpu or cuda") from None
+        device = resolve_device(device)  # before the model loads: a wrong --device fails at once
+        path, name = resolve_checkpoint(checkpoint)
         # sdpa, not "auto": embeddings should not depend on whether the Triton kernel is installed
         model = ASTModel.from_pretrained(path, attn_implementation="sdpa").to(device)
-        config = model.config
-        shape = dict(num_mel_bins=config.num_mel_bins, max_length=config.max_length)
-        if path.is_dir() and (path / "preprocessor_config.json").is_file():
-            extractor = ASTFeatureExtractor.from_pretrained(path, **shape)  # the checkpoint's normalisation
-        else:
-            extractor = ASTFeatureExtractor(**shape)  # AudioSet normalisation
-        return cls(model, extractor, name)
+        return cls(model, load_extractor(path, model.config), name)
 
     def embed_files(
         self, files, *, layer: int | None = None, pool: str = "pooled", window: bool = False,
@@ -213,23 +189,20 @@ class Embedder:
         of an output array must not shift silently).
         """
         from ast_min.audio import load_audio
+        from ast_min.classify import check_hop, hop_samples
+        from ast_min.features_cli import require_one_frame
 
         check_layer(layer, self.model.config.num_hidden_layers)
         if pool not in POOLS:
             raise ValueError(f"unknown pool {pool!r}; use one of {', '.join(POOLS)}")
-        if hop_seconds is not None and not hop_seconds > 0:
-            raise ValueError(f"--hop must be a positive number of seconds, got {hop_seconds}")
+        check_hop(hop_seconds)
         if not files:
             raise ValueError("no audio files given: pass at least one")
-        hop = self.window_samples // 2 if hop_seconds is None else max(1, round(hop_seconds * SAMPLING_RATE))
+        hop = hop_samples(self.window_samples, hop_seconds)
         clips, rows = [], []
         for file in files:
             waveform = load_audio(file, sampling_rate=SAMPLING_RATE)  # (N,)
-            if len(waveform) < FRAME_LENGTH:
-                raise ValueError(
-                    f"{os.fspath(file)!r} lasts {1000 * len(waveform) / SAMPLING_RATE:.1f} ms, shorter than "
-                    f"one {1000 * FRAME_LENGTH / SAMPLING_RATE:g} ms frame: AST needs at least one frame of audio"
-                )
+            require_one_frame(file, waveform)
             file_clips, starts = window_clips(waveform, self.window_samples, hop) if window else ([waveform], [0])
             clips += file_clips
             duration = round(len(waveform) / SAMPLING_RATE, 3)

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ast_min.cli import add_checkpoint_argument
 from ast_min.features import SAMPLING_RATE, samples_for_frames
 
 FORMATS = ("onnx",)
@@ -58,11 +59,7 @@ ONNX_EXTRA_HINT = 'install the onnx extra: pip install "ast-min[onnx]" (onnx, on
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, default="onnx", help="output format (onnx)")
     parser.add_argument("--out", required=True, metavar="MODEL.onnx", help="where to write the model")
-    parser.add_argument(
-        "--checkpoint", metavar="DIR|HUB_ID|FILE.pth",
-        help="a Hugging Face checkpoint directory, a hub id (online), or an original-repository .pth "
-        "(default: the model shipped in ast_min/default_model)",
-    )  # fmt: skip
+    add_checkpoint_argument(parser)
     parser.add_argument("--attention", choices=EXPORT_ATTENTION, default="sdpa",
                         help="attention to trace: sdpa (default) or eager; both become MatMul + Softmax")  # fmt: skip
     parser.add_argument("--audio", nargs="+", metavar="FILE",

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ast_min.classify import Classifier, check_hop, hop_samples
+from ast_min.cli import add_checkpoint_argument, add_device_argument
 from ast_min.features import FRAME_LENGTH, SAMPLING_RATE
 
 CHUNK_SECONDS = 0.1  # how much audio each read returns: small against any window, cheap per call
@@ -50,21 +52,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rate of the PCM on standard input (default 16000; others are resampled)")  # fmt: skip
     parser.add_argument("--hop", type=float, default=None, metavar="SECONDS",
                         help="seconds between windows (default: half a window, as classify --window)")  # fmt: skip
-    parser.add_argument("--checkpoint", metavar="DIR|HUB_ID|FILE.pth",
-                        help="a Hugging Face checkpoint directory, a hub id (online), or an original-repository "
-                        ".pth (default: the model shipped in ast_min/default_model)")  # fmt: skip
+    add_checkpoint_argument(parser)
     parser.add_argument("--top-k", type=int, default=3, help="labels per line (default 3)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--realtime", action="store_true",
                         help="with a file, wait between chunks so it plays at its real speed")  # fmt: skip
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1... (default: cuda when available)")
+    add_device_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
-    if args.hop is not None and not args.hop > 0:
-        raise ValueError(f"--hop must be a positive number of seconds, got {args.hop}")
+    check_hop(args.hop)
     if args.rate < 1:
         raise ValueError(f"--rate must be a positive number of Hz, got {args.rate}")
     if args.realtime and args.input in (None, "-"):
@@ -75,8 +74,6 @@ def run(args: argparse.Namespace) -> int:
         chunks = pcm16_chunks(sys.stdin.buffer, args.rate)
     else:
         chunks = file_chunks(args.input, realtime=args.realtime)
-    from ast_min.classify import Classifier
-
     classifier = Classifier.load(args.checkpoint, device=args.device)
     window, hop = classifier.window_samples, hop_samples(classifier.window_samples, args.hop)
     print(f"listening with {classifier.model_name}: {window / SAMPLING_RATE:.2f} s windows "
@@ -107,13 +104,13 @@ class RingBuffer:
 
     def write(self, samples: np.ndarray) -> None:
         """Append (n,) samples, overwriting the oldest once full."""
-        capacity = len(self.data)
+        capacity, n = len(self.data), len(samples)
         samples = samples[-capacity:]  # older ones would be overwritten anyway
-        start = self.end % capacity
+        start = (self.end + n - len(samples)) % capacity  # where the kept tail goes, as if all n were written
         first = min(len(samples), capacity - start)
         self.data[start : start + first] = samples[:first]
         self.data[: len(samples) - first] = samples[first:]  # the part that wraps round
-        self.end += len(samples)
+        self.end += n  # every sample counts: stream positions (window starts, the total) follow `end`
 
     def latest(self, n: int) -> np.ndarray:
         """The last n <= capacity samples written (fewer at the start of the stream), oldest first."""
@@ -142,11 +139,6 @@ class Window:
     def to_text(self) -> str:
         top = ", ".join(f"{label} {score:.3f}" for label, score in self.predictions)
         return f"{self.start:8.2f}-{self.end:.2f} s  {top}  ({1000 * self.seconds:.0f} ms, RTF {self.rtf:.3f})"
-
-
-def hop_samples(window: int, hop_seconds: float | None) -> int:
-    """classify --window's hop in samples: half a window by default, else the seconds rounded."""
-    return window // 2 if hop_seconds is None else max(1, round(hop_seconds * SAMPLING_RATE))
 
 
 def stream_windows(chunks, window: int, hop: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -222,22 +214,9 @@ def file_chunks(path, *, realtime: bool = False, chunk_seconds: float = CHUNK_SE
     resampler, flushed at the end, gives the one-shot resampler's output). realtime: sleep so
     chunks arrive no faster than the audio's duration.
     """
-    import os
+    from ast_min.audio import open_audio
 
-    import soundfile
-
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no audio file at {path!r}: check the path")
-    if os.path.isdir(path):
-        raise ValueError(f"{path!r} is a directory: pass an audio file (wav, flac, ogg)")
-    try:
-        f = soundfile.SoundFile(path)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError) as e:
-        raise ValueError(
-            f"cannot decode {path!r} ({e}): soundfile reads wav, flac and ogg; "
-            "convert other formats first, e.g. `ffmpeg -i IN -ar 16000 -ac 1 OUT.wav`"
-        ) from None
+    f = open_audio(path)  # opened now, so a bad path fails before the model loads
     return _file_chunks(f, realtime, chunk_seconds)
 
 

@@ -240,10 +240,21 @@ def constraint_pins() -> dict[str, str]:
 
 
 def installed_requirements() -> list[Requirement]:
-    """What the README's install asks for on this platform: the dependencies and the `dev` extra."""
+    """What the README's install asks for on this platform: the dependencies and the `dev` extra, with
+    the extras `dev` names of the project itself (`ast-min[onnx]`) replaced by their requirements."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    reqs = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]]
-    env = default_environment()
+    own, env = canonicalize_name(project["name"]), default_environment()
+    reqs, pending, done = [Requirement(r) for r in project["dependencies"]], ["dev"], set()
+    while pending:
+        extra = pending.pop()
+        if extra in done:
+            continue
+        done.add(extra)
+        for req in map(Requirement, project["optional-dependencies"][extra]):
+            if canonicalize_name(req.name) == own:
+                pending.extend(req.extras)
+            else:
+                reqs.append(req)
     return [r for r in reqs if r.marker is None or r.marker.evaluate({**env, "extra": "dev"})]
 
 

@@ -171,6 +171,10 @@ def test_default_model_and_python_api_agree(tmp_path):
         (["--hop", "0.5"], "--hop only applies with --window"),
         (["--window", "--hop", "0"], "--hop must be a positive"),
         (["--window", "--hop", "-1"], "--hop must be a positive"),
+        (["--window", "--hop", "inf"], "--hop must be a positive, finite"),
+        (["--window", "--hop", "nan"], "--hop must be a positive, finite"),
+        (["--device", "cuda:99"], "--device cuda:99"),  # on a machine without CUDA, or with fewer devices
+        (["--device", "xla"], "--device xla: ast-min runs on cpu, cuda or mps"),
     ],
 )
 def test_bad_options_are_one_line(tmp_path, capsys, argv, message):
@@ -194,3 +198,35 @@ def test_bad_files_are_one_line(tmp_path, capsys):
         assert message in err and err.count("\n") == 1, err
     assert cli_main(["embed", str(junk), "--out", str(tmp_path / "o.txt")]) == 2
     assert "must name a .npy file" in capsys.readouterr().err
+
+
+def test_embed_loads_checkpoints_as_classify_does(tmp_path, checkpoint, monkeypatch):
+    """Both commands take the checkpoint's own normalisation (checked against transformers' extractor
+    reading the same preprocessor_config.json) and say the same thing when no default model exists."""
+    import shutil
+
+    from ast_min import classify
+    from ast_min.classify import Classifier
+
+    own = shutil.copytree(checkpoint, tmp_path / "own")
+    settings_file = own / "preprocessor_config.json"
+    settings_file.write_text(json.dumps({**json.loads(settings_file.read_text()), "mean": -2.0, "std": 1.0}))
+    wave = 0.1 * np.random.default_rng(0).standard_normal(WINDOW).astype(np.float32)
+
+    def features(extractor):
+        return extractor([wave], sampling_rate=16000, return_tensors="np")["input_values"]
+
+    reference = features(transformers.ASTFeatureExtractor.from_pretrained(own))
+    _, frames, bins = reference.shape  # (1, T, F)
+    audioset = features(transformers.ASTFeatureExtractor(num_mel_bins=bins, max_length=frames))
+    assert np.abs(reference - audioset).max() > 0.1  # the statistics differ enough for this test to tell
+    for loaded in (Embedder.load(own, device="cpu"), Classifier.load(str(own), device="cpu")):
+        # the two front ends differ by float32 FFT/log rounding only (see test_classify.py)
+        np.testing.assert_allclose(features(loaded.extractor), reference, atol=1e-4, rtol=0)
+
+    monkeypatch.setattr(classify, "DEFAULT_MODEL_DIR", tmp_path / "absent")
+    with pytest.raises(FileNotFoundError) as from_embed:
+        Embedder.load()
+    with pytest.raises(FileNotFoundError) as from_classify:
+        Classifier.load(None, device="cpu")
+    assert str(from_embed.value) == str(from_classify.value) and "ast-min train" in str(from_embed.value)

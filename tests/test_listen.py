@@ -23,7 +23,7 @@ import soundfile as sf
 import soxr
 import torch
 import transformers
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ast_min import listen as listen_mod
@@ -167,6 +167,7 @@ def test_text_output_names_time_labels_and_speed(tmp_path, capsys):
     hop=st.integers(1, 1000),
     chunk_sizes=st.lists(st.integers(1, 700), min_size=1, max_size=20),
 )
+@example(total=802, window=400, hop=402, chunk_sizes=[401])  # hop > window: a write longer than the ring
 def test_stream_windows_are_classify_windows(total, window, hop, chunk_sizes):
     x = np.arange(total, dtype=np.float32)
     bounds = np.cumsum(list(itertools.islice(itertools.cycle(chunk_sizes), total)))
@@ -187,6 +188,7 @@ def test_ring_buffer_keeps_the_latest_samples(capacity, sizes, n):
         written = np.concatenate([written, chunk])
     k = min(n, capacity, len(written))
     np.testing.assert_array_equal(ring.latest(n), written[len(written) - k :])
+    assert ring.end == len(written)  # a write longer than the buffer still counts every sample
 
 
 def test_pcm_reader_keeps_odd_bytes_across_reads():
@@ -257,6 +259,8 @@ def test_microphone_through_a_stand_in_sounddevice(monkeypatch):
     [
         (["--hop", "0"], "--hop must be a positive"),
         (["--hop", "-2"], "--hop must be a positive"),
+        (["--hop", "inf"], "--hop must be a positive, finite"),
+        (["--hop", "nan"], "--hop must be a positive, finite"),
         (["--top-k", "0"], "--top-k must be at least 1"),
         (["--input", "-", "--rate", "0"], "--rate must be a positive"),
         (["--input", "missing.wav"], "no audio file at"),
