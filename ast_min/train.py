@@ -505,11 +505,7 @@ def train(
     torch.manual_seed(options.seed)  # the random initialisation (DDP then copies rank 0's weights to all)
     model = build_model(recipe, id2label, multi_label, options.init, options.attn_implementation).to(device)
     if options.gradient_checkpointing:
-        enable = getattr(model, "gradient_checkpointing_enable", None)
-        if not callable(enable):
-            raise RuntimeError(f"--gradient-checkpointing: {type(model).__name__} has no gradient_checkpointing_enable() "
-                               "in this version of ast-min; update ast-min, or train without the flag")
-        enable()
+        model.gradient_checkpointing_enable()
     if feature_extractor is None:
         feature_extractor = build_feature_extractor(recipe, train_set, train_set.sampling_rate)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay, betas=recipe.betas)

@@ -282,34 +282,24 @@ def test_an_output_dir_that_is_a_file_or_unwritable_is_refused_before_training(t
 
 
 # ---- gradient checkpointing ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("flag", [True, False])
-def test_gradient_checkpointing_flag_reaches_the_model(tmp_path, capsys, monkeypatch, flag):
-    calls = []
+def test_gradient_checkpointing_trains_the_same_weights(tmp_path, monkeypatch):
+    """--gradient-checkpointing only moves work from memory to compute: recomputing each block in the
+    backward pass replays the same float operations (no dropout in this recipe), so an epoch with it
+    ends on the same weights, up to the summation-order rounding of the recomputed graph."""
+    enabled = []
     build = train_module.build_model
 
-    def build_with_spy(*args, **kwargs):
+    def build_and_record(*args, **kwargs):
         model = build(*args, **kwargs)
-        model.gradient_checkpointing_enable = lambda: calls.append("enabled")
+        enable = model.gradient_checkpointing_enable
+        model.gradient_checkpointing_enable = lambda: (enabled.append(True), enable())
         return model
 
-    def stop(*args, **kwargs):
-        raise RuntimeError("stopped before the first epoch")
-
-    monkeypatch.setattr(train_module, "build_model", build_with_spy)
-    monkeypatch.setattr(train_module, "_train_one_epoch", stop)
-    argv = ["train", "--output-dir", str(tmp_path / "run"), *CLI_TINY] + (["--gradient-checkpointing"] if flag else [])
-    assert cli_main(argv) == 2 and "stopped before the first epoch" in capsys.readouterr().err
-    assert calls == (["enabled"] if flag else [])
-
-
-def test_gradient_checkpointing_on_a_model_without_it_is_a_clear_error(tmp_path, capsys, monkeypatch, no_training):
-    build = train_module.build_model
-
-    def build_without(*args, **kwargs):
-        model = build(*args, **kwargs)
-        model.gradient_checkpointing_enable = None  # as a model class that lacks the method
-        return model
-
-    monkeypatch.setattr(train_module, "build_model", build_without)
-    assert cli_main(["train", "--output-dir", str(tmp_path / "run"), *CLI_TINY, "--gradient-checkpointing"]) == 2
-    assert "--gradient-checkpointing: ASTForAudioClassification has no gradient_checkpointing_enable()" in capsys.readouterr().err
+    monkeypatch.setattr(train_module, "build_model", build_and_record)
+    plain = cli_main(["train", "--output-dir", str(tmp_path / "plain"), *CLI_TINY])
+    recomputed = cli_main(["train", "--output-dir", str(tmp_path / "recomputed"), *CLI_TINY, "--gradient-checkpointing"])
+    assert plain == recomputed == 0 and enabled == [True]
+    a = ASTForAudioClassification.from_pretrained(tmp_path / "plain" / "last").state_dict()
+    b = ASTForAudioClassification.from_pretrained(tmp_path / "recomputed" / "last").state_dict()
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst <= 1e-6, f"weights differ by {worst:.3g} with gradient checkpointing"
