@@ -45,6 +45,7 @@ def flash_attention(
     *,
     input_precision: str | None = None,
     return_lse: bool = False,
+    backward: str = "split",
 ):
     """Fused scaled-dot-product attention, softmax(q kᵀ · sm_scale) v, in Triton; differentiable.
 
@@ -60,6 +61,8 @@ def flash_attention(
             relative error) or None, which follows torch.get_float32_matmul_precision() ("highest",
             torch's default, means "ieee"). Ignored for other dtypes.
         return_lse: also return the row log-sum-exp (natural log), not differentiable.
+        backward: which registered backward variant computes the gradients: "split" (two kernels,
+            no atomics, deterministic) or "fused" (one pass, dQ by atomic adds); see kernels/NOTES.md.
 
     Returns:
         O (B, H, N, Dh) in q's dtype; with return_lse, (O, LSE) where LSE is (B, H, N) float32
@@ -78,5 +81,8 @@ def flash_attention(
     check_inputs(q, k, v, causal, sm_scale, input_precision)
     if sm_scale is None:
         sm_scale = 1.0 / math.sqrt(q.shape[-1])
-    o, lse = FlashAttentionFunction.apply(q, k, v, causal, float(sm_scale), input_precision)
+    from kernels import variants
+
+    variants.get("backward", backward)  # an unknown name fails here, not at backward time
+    o, lse = FlashAttentionFunction.apply(q, k, v, causal, float(sm_scale), input_precision, backward)
     return (o, lse) if return_lse else o

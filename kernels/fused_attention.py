@@ -40,7 +40,7 @@ import triton
 import triton.language as tl
 from torch.autograd.function import once_differentiable
 
-from kernels import tuning
+from kernels import cost, tuning, variants
 
 # `@triton.jit` reads TRITON_INTERPRET when it decorates, i.e. when this module is imported.
 INTERPRETER = os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
@@ -548,10 +548,11 @@ class FlashAttentionFunction(torch.autograd.Function):
     """autograd wrapper: forward saves (q, k, v, O, LSE); backward runs the Triton backward kernels."""
 
     @staticmethod
-    def forward(ctx, q, k, v, causal, sm_scale, input_precision):
+    def forward(ctx, q, k, v, causal, sm_scale, input_precision, backward="split"):
         o, lse = attention_forward(q, k, v, causal, sm_scale, input_precision)
         ctx.save_for_backward(q, k, v, o, lse)
         ctx.causal, ctx.sm_scale, ctx.input_precision = causal, sm_scale, input_precision
+        ctx.backward_run = variants.get("backward", backward).run
         ctx.mark_non_differentiable(lse)
         return o, lse
 
@@ -559,6 +560,56 @@ class FlashAttentionFunction(torch.autograd.Function):
     @once_differentiable  # the backward kernels are not themselves differentiable: fail loudly on double backward
     def backward(ctx, do, _dlse):
         q, k, v, o, lse = ctx.saved_tensors
-        dq, dk, dv = attention_backward(do, q, k, v, o, lse, ctx.causal, ctx.sm_scale, ctx.input_precision)
-        return dq, dk, dv, None, None, None
+        dq, dk, dv = ctx.backward_run(do, q, k, v, o, lse, ctx.causal, ctx.sm_scale, ctx.input_precision)
+        return dq, dk, dv, None, None, None, None
 
+
+
+# --------------------------------------------------------------------------------------------------
+# Registration: this file's forward ("standard") and backward ("split") as variants (see variants.py)
+# --------------------------------------------------------------------------------------------------
+
+
+def _fwd_args(p):
+    t = variants.problem_tensors(p)
+    args = (t["q"], t["k"], t["v"], t["o"], t["lse"], t["q"].stride(), t["k"].stride(), t["v"].stride(),
+            t["o"].stride(), p.H, p.N, 0.125 * LOG2E.value)
+    return args, variants.problem_meta(p)
+
+
+def _delta_args(p):
+    t = variants.problem_tensors(p)
+    meta = variants.problem_meta(p)
+    args = (t["o"], t["do"], t["delta"], t["o"].stride(), t["do"].stride(), p.H, p.N)
+    return args, dict(HEAD_DIM=p.Dh, BLOCK_D=meta["BLOCK_D"], ACC_DTYPE=meta["ACC_DTYPE"], BLOCK_M=tuning.DELTA_BLOCK_M)
+
+
+def _dkdv_args(p):
+    t = variants.problem_tensors(p)
+    args = (t["q"], t["k"], t["v"], t["do"], t["lse"], t["delta"], t["dk"], t["dv"],
+            *(t[n].stride() for n in ("q", "k", "v", "do", "dk", "dv")), p.H, p.N, 0.125, 0.125 * LOG2E.value)
+    return args, variants.problem_meta(p)
+
+
+def _dq_args(p):
+    t = variants.problem_tensors(p)
+    args = (t["q"], t["k"], t["v"], t["do"], t["lse"], t["delta"], t["dq"],
+            *(t[n].stride() for n in ("q", "k", "v", "do", "dq")), p.H, p.N, 0.125, 0.125 * LOG2E.value)
+    return args, variants.problem_meta(p)
+
+
+FORWARD_KERNEL = variants.KernelSpec("forward", _attn_fwd, tuning.FORWARD_GPU, _fwd_args,
+                                     lambda p, c: cost.forward(p, c["BLOCK_M"], c["BLOCK_N"]))
+DELTA_KERNEL = variants.KernelSpec("delta", _attn_bwd_delta, [triton.Config({}, num_warps=4, num_stages=3)], _delta_args,
+                                   lambda p, c: cost.delta(p))
+DKDV_KERNEL = variants.KernelSpec("dK/dV", _attn_bwd_dkdv, tuning.BACKWARD_DKDV_GPU, _dkdv_args,
+                                  lambda p, c: cost.backward_dkdv(p, c["BLOCK_M"], c["BLOCK_N"]))
+DQ_KERNEL = variants.KernelSpec("dQ", _attn_bwd_dq, tuning.BACKWARD_DQ_GPU, _dq_args,
+                                lambda p, c: cost.backward_dq(p, c["BLOCK_M"], c["BLOCK_N"]))
+
+variants.register(variants.Variant(
+    "standard", "forward", attention_forward, (FORWARD_KERNEL,),
+    "FlashAttention-2 Algorithm 1: one program per query block, key blocks streamed past"))
+variants.register(variants.Variant(
+    "split", "backward", attention_backward, (DELTA_KERNEL, DKDV_KERNEL, DQ_KERNEL),
+    "delta, then dK/dV (per key block) and dQ (per query block): no atomics, S and dP computed twice"))

@@ -47,10 +47,18 @@ FORWARD_INTERPRETER = _configs([(32, 16, 4, 1)])
 BACKWARD_DKDV_INTERPRETER = _configs([(16, 32, 4, 1)])
 BACKWARD_DQ_INTERPRETER = _configs([(32, 16, 4, 1)])
 
+# The one-pass backward (variant_fused_backward.py) holds dK/dV's tiles and adds a dQ tile per step.
+BACKWARD_FUSED_GPU = _configs([
+    (32, 128, 4, 3), (32, 128, 8, 3), (64, 128, 8, 3), (32, 64, 4, 3), (64, 64, 4, 2), (16, 64, 4, 4),
+])
+BACKWARD_FUSED_INTERPRETER = _configs([(16, 32, 4, 1)])
 
-def autotune(kernel, configs: list[triton.Config]):
+
+def autotune(kernel, configs: list[triton.Config], reset_to_zero: list[str] | None = None):
     """`kernel` wrapped in triton.autotune over `configs` (a GPU list, or an interpreter's pinned one).
 
-    The autotuner runs a kernel once per candidate: safe here, as every kernel writes its outputs whole.
+    The autotuner runs a kernel once per candidate: safe for kernels that write their outputs whole;
+    a kernel that accumulates into a buffer (atomic adds) names it in `reset_to_zero`, which the
+    autotuner zeroes before every trial and once more before the real run.
     """
-    return triton.autotune(configs, key=TUNING_KEY)(kernel)
+    return triton.autotune(configs, key=TUNING_KEY, reset_to_zero=reset_to_zero)(kernel)
