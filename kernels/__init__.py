@@ -76,13 +76,15 @@ def flash_attention(
         raise RuntimeError(
             "flash_attention needs triton, which is not installed (it ships for Linux only); install it "
             "with `pip install triton`, or use ast-min's 'sdpa' or 'eager' attention backend")
-    from kernels.fused_attention import FlashAttentionFunction, check_inputs
+    from kernels import custom_op, variants
+    from kernels.fused_attention import check_inputs
 
     check_inputs(q, k, v, causal, sm_scale, input_precision)
+    if not torch.compiler.is_compiling():  # (compiled, the op checks it when it runs: discovery imports modules)
+        variants.get("backward", backward)  # an unknown name fails here, not at backward time
     if sm_scale is None:
         sm_scale = 1.0 / math.sqrt(q.shape[-1])
-    from kernels import variants
-
-    variants.get("backward", backward)  # an unknown name fails here, not at backward time
-    o, lse = FlashAttentionFunction.apply(q, k, v, causal, float(sm_scale), input_precision, backward)
+    # One custom op (kernels/custom_op.py): torch.compile sees a single node with a known output layout.
+    # input_precision "" = follow torch's fp32 matmul setting, read when the op runs (not traceable).
+    o, lse = custom_op.flash_attention_forward(q, k, v, causal, float(sm_scale), input_precision or "", backward)
     return (o, lse) if return_lse else o

@@ -164,8 +164,8 @@ def backward_fused(p: Problem, block_m: int, block_n: int) -> Cost:
     """The one-pass backward: dK/dV's loop, plus an atomic add of each dQ tile into an fp32 buffer.
 
     Five block matmuls per visited query block (dK/dV's four and dQ += dS K). Each atomic add is a
-    read-modify-write of stat-width (fp32/fp64) values, counted as one read and one write; the buffer's
-    zero fill and the final scale-and-cast pass (read fp32, write the input dtype) are counted too.
+    read-modify-write of stat-width (fp32/fp64) values, counted as one read and one write. The
+    buffer's zero fill and final scale-and-cast run outside the kernel: see `dq_epilogue`.
     """
     row = p.Dh * p.element_bytes
     acc_row = p.Dh * p.stat_bytes
@@ -175,8 +175,13 @@ def backward_fused(p: Problem, block_m: int, block_n: int) -> Cost:
         queries = _queries_seen_by_key_block(p, start_n)
         nbytes += queries * (2 * row + 2 * p.stat_bytes + 2 * acc_row)
         flops += _query_blocks_seen(p, start_n, block_m) * 5 * (2.0 * block_m * block_n * p.block_d)
-    nbytes += p.N * (acc_row + acc_row + row)  # zero fill; read fp32 dQ, write dQ
     return Cost(p.B * p.H * flops, p.B * p.H * nbytes)
+
+
+def dq_epilogue(p: Problem) -> Cost:
+    """The fused backward's torch-side passes over its fp32 dQ buffer: zero fill, then scale, cast and store."""
+    acc_row = p.Dh * p.stat_bytes
+    return Cost(0.0, p.B * p.H * p.N * (acc_row + 2 * acc_row + acc_row + p.Dh * p.element_bytes))
 
 
 def table(rows: list[tuple[str, Problem, Cost]], passes: str | None = None) -> str:

@@ -38,7 +38,6 @@ import os
 import torch
 import triton
 import triton.language as tl
-from torch.autograd.function import once_differentiable
 
 from kernels import cost, tuning, variants
 
@@ -431,6 +430,18 @@ def _new_buffer(shape, dtype, device) -> torch.Tensor:
     return torch.empty(shape, dtype=dtype, device=device)
 
 
+def unit_last_stride(t: torch.Tensor) -> torch.Tensor:
+    """`t` itself if its head-dim stride is 1 (the model's q/k/v views are), else a contiguous copy.
+
+    Triton specialises an integer argument equal to 1 into a constant: with the head-dim stride known
+    to be 1 a tile row is contiguous, so loads vectorise and go straight to shared memory (cp.async /
+    LDGSTS, pipelined). With an unknown stride every element is its own 2-byte load through registers;
+    `python -m kernels.inspect` shows that generic code needing more registers than the card has (it
+    spills) for the larger tiles. One copy of an odd layout costs less than running that code.
+    """
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
 def _block_d(head_dim: int) -> int:
     # tl.dot needs every tile side >= 16; non-powers of two are padded with zero columns in the loads.
     return max(16, triton.next_power_of_2(head_dim))
@@ -508,6 +519,7 @@ def _common_meta(q: torch.Tensor, causal: bool, input_precision: str | None) -> 
 def attention_forward(q, k, v, causal: bool, sm_scale: float, input_precision: str | None):
     """Launch the forward kernel. q, k, v: (B, H, N, Dh), checked. Returns O (B, H, N, Dh), LSE (B, H, N)."""
     B, H, N, Dh = q.shape
+    q, k, v = (unit_last_stride(t) for t in (q, k, v))
     o = _new_buffer((B, H, N, Dh), q.dtype, q.device)
     lse_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
     lse = _new_buffer((B, H, N), lse_dtype, q.device)
@@ -523,6 +535,7 @@ def attention_forward(q, k, v, causal: bool, sm_scale: float, input_precision: s
 def attention_backward(do, q, k, v, o, lse, causal: bool, sm_scale: float, input_precision: str | None):
     """Launch the backward kernels. All (B, H, N, Dh) but lse (B, H, N). Returns dq, dk, dv."""
     B, H, N, Dh = q.shape
+    do, q, k, v = (unit_last_stride(t) for t in (do, q, k, v))
     dq = _new_buffer((B, H, N, Dh), q.dtype, q.device)
     dk = _new_buffer((B, H, N, Dh), q.dtype, q.device)
     dv = _new_buffer((B, H, N, Dh), q.dtype, q.device)
@@ -542,27 +555,6 @@ def attention_backward(do, q, k, v, o, lse, causal: bool, sm_scale: float, input
             q, k, v, do, lse, delta, dq, q.stride(), k.stride(), v.stride(), do.stride(), dq.stride(),
             H, N, *scales, **meta)
     return dq, dk, dv
-
-
-class FlashAttentionFunction(torch.autograd.Function):
-    """autograd wrapper: forward saves (q, k, v, O, LSE); backward runs the Triton backward kernels."""
-
-    @staticmethod
-    def forward(ctx, q, k, v, causal, sm_scale, input_precision, backward="split"):
-        o, lse = attention_forward(q, k, v, causal, sm_scale, input_precision)
-        ctx.save_for_backward(q, k, v, o, lse)
-        ctx.causal, ctx.sm_scale, ctx.input_precision = causal, sm_scale, input_precision
-        ctx.backward_run = variants.get("backward", backward).run
-        ctx.mark_non_differentiable(lse)
-        return o, lse
-
-    @staticmethod
-    @once_differentiable  # the backward kernels are not themselves differentiable: fail loudly on double backward
-    def backward(ctx, do, _dlse):
-        q, k, v, o, lse = ctx.saved_tensors
-        dq, dk, dv = ctx.backward_run(do, q, k, v, o, lse, ctx.causal, ctx.sm_scale, ctx.input_precision)
-        return dq, dk, dv, None, None, None, None
-
 
 
 # --------------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ import triton.language as tl
 from kernels import cost, tuning, variants
 from kernels.fused_attention import (
     DELTA_KERNEL, INTERPRETER, LOG2E, NEG_LARGE, _attn_bwd_delta, _common_meta, _head_base, _new_buffer, _tile_ptrs,
-    _tile_ptrs_t,
+    _tile_ptrs_t, unit_last_stride,
 )
 
 
@@ -143,6 +143,7 @@ _attn_bwd_fused_tuned = tuning.autotune(
 def attention_backward_fused(do, q, k, v, o, lse, causal: bool, sm_scale: float, input_precision: str | None):
     """Launch delta, then the one-pass kernel. All (B, H, N, Dh) but lse (B, H, N). Returns dq, dk, dv."""
     B, H, N, Dh = q.shape
+    do, q, k, v = (unit_last_stride(t) for t in (do, q, k, v))
     dk = _new_buffer((B, H, N, Dh), q.dtype, q.device)
     dv = _new_buffer((B, H, N, Dh), q.dtype, q.device)
     if q.numel() == 0:

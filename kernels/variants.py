@@ -78,8 +78,15 @@ def register(variant: Variant) -> Variant:
     return variant
 
 
+_DISCOVERED = False
+
+
 def discover() -> None:
-    """Import the kernel module and every kernels/variant_*.py file, so that each registers itself."""
+    """Import the kernel module and every kernels/variant_*.py file (once), so that each registers itself."""
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    _DISCOVERED = True
     import kernels
 
     importlib.import_module("kernels.fused_attention")

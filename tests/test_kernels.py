@@ -25,7 +25,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import kernels
-from kernels import fused_attention, tuning
+from kernels import fused_attention, tuning, variants
+
+# Every registered variant (kernels/variant_*.py files register themselves) goes through the same tests.
+BACKWARDS = [v.name for v in variants.variants("backward")]
+FORWARDS = [v.name for v in variants.variants("forward")]
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"
@@ -130,11 +134,12 @@ def magnitude(t):
     return max(1.0, t.abs().max().item()) if t.numel() else 1.0
 
 
-def check_forward_backward(q, k, v, do, causal, sm_scale, dtype):
+def check_forward_backward(q, k, v, do, causal, sm_scale, dtype, backward="split"):
     """The kernel's O, LSE, dQ, dK, dV against float64 math and float64 SDPA, all at once."""
     q, k, v = (t.detach().requires_grad_() for t in (q, k, v))
     scale = 1.0 / math.sqrt(q.shape[-1]) if sm_scale is None else sm_scale
-    o, lse = kernels.flash_attention(q, k, v, causal=causal, sm_scale=sm_scale, input_precision="ieee", return_lse=True)
+    o, lse = kernels.flash_attention(q, k, v, causal=causal, sm_scale=sm_scale, input_precision="ieee", return_lse=True,
+                                     backward=backward)
     assert o.shape == q.shape and o.dtype == dtype and lse.shape == q.shape[:3]
     dq, dk, dv = torch.autograd.grad(o, (q, k, v), do)
 
@@ -166,14 +171,32 @@ def check_forward_backward(q, k, v, do, causal, sm_scale, dtype):
     dtype=st.sampled_from([torch.float32, torch.float16] + ([torch.bfloat16] if CUDA else [])),
     layout=st.sampled_from(LAYOUTS),
     grad_transposed=st.booleans(),
+    backward=st.sampled_from(BACKWARDS),
     seed=st.integers(0, 2**31 - 1),
 )
-def test_forward_and_gradients_match_float64_and_sdpa(bh, n, head_dim, causal, sm_scale, dtype, layout, grad_transposed, seed):
+def test_forward_and_gradients_match_float64_and_sdpa(bh, n, head_dim, causal, sm_scale, dtype, layout, grad_transposed,
+                                                      backward, seed):
     B, H = bh
     g = torch.Generator().manual_seed(seed)
     q, k, v = make_qkv(B, H, n, head_dim, dtype, layout, g)
     do = make_grad((B, H, n, head_dim), dtype, grad_transposed, g)
-    check_forward_backward(q, k, v, do, causal, sm_scale, dtype)
+    check_forward_backward(q, k, v, do, causal, sm_scale, dtype, backward)
+
+
+@pytest.mark.parametrize("backward", BACKWARDS)
+@pytest.mark.parametrize("causal", [False, True])
+def test_every_backward_variant_at_block_boundaries(backward, causal):
+    # N = 49 crosses the interpreter's 16- and 32-row blocks with a partial tail; two (batch, head)
+    # pairs share the kernels' grid. Each variant must give SDPA's gradients, not only the default.
+    g = torch.Generator().manual_seed(49)
+    q, k, v = make_qkv(1, 2, 49, 32, torch.float32, "fused_qkv", g)
+    check_forward_backward(q, k, v, make_grad(q.shape, torch.float32, True, g), causal, None, torch.float32, backward)
+
+
+def test_unknown_backward_variant_names_the_registered_ones():
+    q = torch.randn(1, 1, 4, 16, device=DEVICE)
+    with pytest.raises(ValueError, match="registered: .*split"):
+        kernels.flash_attention(q, q, q, backward="nope")
 
 
 @pytest.mark.parametrize("head_dim", [1, 8, 24, 40, 80, 96, 100, 128])
@@ -204,13 +227,14 @@ def test_upstream_gradient_with_zero_strides():
         assert_close_scaled(got, ref, 2e-5, magnitude(ref), "gradient of o.sum()")
 
 
-@settings(max_examples=4)
+@pytest.mark.parametrize("backward", BACKWARDS)
+@settings(max_examples=3)
 @given(causal=st.booleans(), n=st.sampled_from([17, 33, 40]), seed=st.integers(0, 2**31 - 1))
-def test_gradcheck_float64(causal, n, seed):
+def test_gradcheck_float64(backward, causal, n, seed):
     # float64 runs the same kernels with fp64 tiles, so finite differences can check the backward.
     g = torch.Generator().manual_seed(seed)
     q, k, v = (t.double().requires_grad_() for t in make_qkv(1, 2, n, 16, torch.float32, "contiguous", g))
-    fn = lambda q, k, v: kernels.flash_attention(q, k, v, causal=causal)  # noqa: E731
+    fn = lambda q, k, v: kernels.flash_attention(q, k, v, causal=causal, backward=backward)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (q, k, v), eps=1e-6, atol=1e-7, rtol=1e-5, fast_mode=True)
 
 
@@ -278,9 +302,19 @@ def test_every_config_aligns_the_causal_diagonal():
     # The loops split at the diagonal, which needs the outer block to be a multiple of the inner one.
     for cfg in tuning.FORWARD_GPU + tuning.FORWARD_INTERPRETER + tuning.BACKWARD_DQ_GPU + tuning.BACKWARD_DQ_INTERPRETER:
         assert cfg.kwargs["BLOCK_M"] % cfg.kwargs["BLOCK_N"] == 0, cfg
-    for cfg in tuning.BACKWARD_DKDV_GPU + tuning.BACKWARD_DKDV_INTERPRETER:
+    for cfg in (tuning.BACKWARD_DKDV_GPU + tuning.BACKWARD_DKDV_INTERPRETER
+                + tuning.BACKWARD_FUSED_GPU + tuning.BACKWARD_FUSED_INTERPRETER):
         assert cfg.kwargs["BLOCK_N"] % cfg.kwargs["BLOCK_M"] == 0, cfg
     assert len(tuning.FORWARD_INTERPRETER) == len(tuning.BACKWARD_DKDV_INTERPRETER) == len(tuning.BACKWARD_DQ_INTERPRETER) == 1
+
+
+def test_block_invariants_are_asserted_inside_the_kernels(monkeypatch):
+    # A forward config whose query block is not a multiple of its key block would misalign the causal
+    # diagonal: tl.static_assert stops it when the kernel is built, before any wrong number exists.
+    monkeypatch.setattr(fused_attention, "_attn_fwd_tuned", tuning.autotune(fused_attention._attn_fwd, tuning._configs([(16, 32, 4, 1)])))
+    q = torch.randn(1, 1, 40, 16, device=DEVICE)
+    with pytest.raises(Exception, match="BLOCK_M to be a multiple of BLOCK_N"):
+        kernels.flash_attention(q, q, q)
 
 
 @pytest.mark.parametrize("i", range(max(len(tuning.FORWARD_GPU), len(tuning.BACKWARD_DKDV_GPU), len(tuning.BACKWARD_DQ_GPU))))
