@@ -69,9 +69,11 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, do, _dlse):
     q, k, v, o, lse = ctx.saved_tensors
     if torch.is_grad_enabled() and any(t.requires_grad for t in (do, q, k, v)):
-        # The backward kernels are not themselves differentiable: refuse a double backward loudly.
-        raise RuntimeError("flash_attention: double backward (create_graph=True) is not supported; the backward "
-                           "kernels are not differentiable (once_differentiable)")
+        # create_graph=True: the backward kernels are not themselves differentiable, and a custom op's
+        # gradients would silently come back without a graph; refuse here, where the user asked for one.
+        raise RuntimeError("flash_attention: double backward (create_graph=True) is not supported: the backward "
+                           "kernels are not themselves differentiable (once_differentiable); use attn_implementation "
+                           "'sdpa' or 'eager' for higher-order gradients")
     dq, dk, dv = flash_attention_backward(do, q, k, v, o, lse, ctx.causal, ctx.sm_scale, ctx.input_precision,
                                           ctx.backward)
     return dq, dk, dv, None, None, None, None

@@ -591,13 +591,13 @@ def _dq_args(p):
 
 
 FORWARD_KERNEL = variants.KernelSpec("forward", _attn_fwd, tuning.FORWARD_GPU, _fwd_args,
-                                     lambda p, c: cost.forward(p, c["BLOCK_M"], c["BLOCK_N"]))
+                                     lambda p, c: cost.forward(p, c["BLOCK_M"], c["BLOCK_N"]), _attn_fwd_tuned)
 DELTA_KERNEL = variants.KernelSpec("delta", _attn_bwd_delta, [triton.Config({}, num_warps=4, num_stages=3)], _delta_args,
                                    lambda p, c: cost.delta(p))
 DKDV_KERNEL = variants.KernelSpec("dK/dV", _attn_bwd_dkdv, tuning.BACKWARD_DKDV_GPU, _dkdv_args,
-                                  lambda p, c: cost.backward_dkdv(p, c["BLOCK_M"], c["BLOCK_N"]))
+                                  lambda p, c: cost.backward_dkdv(p, c["BLOCK_M"], c["BLOCK_N"]), _attn_bwd_dkdv_tuned)
 DQ_KERNEL = variants.KernelSpec("dQ", _attn_bwd_dq, tuning.BACKWARD_DQ_GPU, _dq_args,
-                                lambda p, c: cost.backward_dq(p, c["BLOCK_M"], c["BLOCK_N"]))
+                                lambda p, c: cost.backward_dq(p, c["BLOCK_M"], c["BLOCK_N"]), _attn_bwd_dq_tuned)
 
 variants.register(variants.Variant(
     "standard", "forward", attention_forward, (FORWARD_KERNEL,),

@@ -173,8 +173,10 @@ def _fused_args(p):
 
 
 FUSED_KERNEL = variants.KernelSpec("dK/dV+dQ (atomic)", _attn_bwd_fused, tuning.BACKWARD_FUSED_GPU, _fused_args,
-                                   lambda p, c: cost.backward_fused(p, c["BLOCK_M"], c["BLOCK_N"]))
+                                   lambda p, c: cost.backward_fused(p, c["BLOCK_M"], c["BLOCK_N"]), _attn_bwd_fused_tuned)
+
 
 variants.register(variants.Variant(
     "fused", "backward", attention_backward_fused, (DELTA_KERNEL, FUSED_KERNEL),
-    "FlashAttention-2 Algorithm 2: one program per key block, dQ by atomic adds into fp32; S and dP computed once"))
+    "FlashAttention-2 Algorithm 2: one program per key block, dQ by atomic adds into fp32; S and dP computed once",
+    extra_cost=cost.dq_epilogue))

@@ -35,6 +35,8 @@ class KernelSpec:
             meta-device tensors of the right dtype and strides: the compiler only reads their dtype,
             alignment and the integer specialisation of the strides.
         cost: (problem, config kwargs) -> kernels.cost.Cost, or None for no model.
+        tuned: the autotuned wrapper the launcher calls, whose `best_config` (after a run) tells
+            `kernels.bench` which block sizes to cost; None for kernels launched with fixed blocks.
     """
 
     name: str
@@ -42,6 +44,11 @@ class KernelSpec:
     configs: list
     launch_args: Callable
     cost: Callable | None = None
+    tuned: object = None
+
+    def chosen_config(self):
+        """The config the autotuner picked at the last launch, else the first candidate."""
+        return getattr(self.tuned, "best_config", None) or self.configs[0]
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,7 @@ class Variant:
         summary: one line for tables and errors.
         archs: compute capabilities (80 = Ampere, 90 = Hopper) it is meant for; inspect compiles
             it for these, and the launcher may refuse other cards.
+        extra_cost: problem -> kernels.cost.Cost of work done outside the kernels (torch ops), or None.
     """
 
     name: str
@@ -65,6 +73,17 @@ class Variant:
     kernels: tuple = field(default_factory=tuple)
     summary: str = ""
     archs: tuple = (80, 90)
+    extra_cost: Callable | None = None
+
+    def predicted_cost(self, problem):
+        """The cost model's total for one call at `problem`, at the configs the autotuner last chose."""
+        from kernels import cost
+
+        total = self.extra_cost(problem) if self.extra_cost else cost.Cost(0.0, 0.0)
+        for spec in self.kernels:
+            if spec.cost is not None:
+                total = total + spec.cost(problem, spec.chosen_config().kwargs)
+        return total
 
 
 _REGISTRY: dict[tuple[str, str], Variant] = {}
