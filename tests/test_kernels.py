@@ -316,22 +316,26 @@ def test_block_invariants_are_asserted_inside_the_kernels(monkeypatch):
         kernels.flash_attention(q, q, q)
 
 
-@pytest.mark.parametrize("i", range(max(len(tuning.FORWARD_GPU), len(tuning.BACKWARD_DKDV_GPU), len(tuning.BACKWARD_DQ_GPU))))
-def test_every_gpu_block_config_is_correct_in_the_interpreter(i):
+@pytest.mark.parametrize("i", range(max(len(tuning.FORWARD_GPU), len(tuning.BACKWARD_DKDV_GPU), len(tuning.BACKWARD_DQ_GPU),
+                                       len(tuning.BACKWARD_FUSED_GPU))))
+def test_every_gpu_block_config_is_correct_in_the_interpreter(i, monkeypatch):
     # The GPU autotune lists are otherwise only exercised on a GPU: run each block shape through the
-    # interpreter (which ignores warps and stages) at N = 300, a multiple of none of the block sizes.
+    # interpreter (which ignores warps and stages) at N = 300, a multiple of none of the block sizes,
+    # through both backward variants.
+    from kernels import variant_fused_backward as fused
+
     pick = lambda configs: [configs[i % len(configs)]]  # noqa: E731
-    saved = (fused_attention._attn_fwd_tuned, fused_attention._attn_bwd_dkdv_tuned, fused_attention._attn_bwd_dq_tuned)
-    try:
-        fused_attention._attn_fwd_tuned = tuning.autotune(fused_attention._attn_fwd, pick(tuning.FORWARD_GPU))
-        fused_attention._attn_bwd_dkdv_tuned = tuning.autotune(fused_attention._attn_bwd_dkdv, pick(tuning.BACKWARD_DKDV_GPU))
-        fused_attention._attn_bwd_dq_tuned = tuning.autotune(fused_attention._attn_bwd_dq, pick(tuning.BACKWARD_DQ_GPU))
-        g = torch.Generator().manual_seed(i)
-        q, k, v = make_qkv(1, 1, 300, 64, torch.float32, "bnhd", g)
-        do = make_grad(q.shape, torch.float32, False, g)
-        check_forward_backward(q, k, v, do, i % 2 == 1, None, torch.float32)
-    finally:
-        fused_attention._attn_fwd_tuned, fused_attention._attn_bwd_dkdv_tuned, fused_attention._attn_bwd_dq_tuned = saved
+    monkeypatch.setattr(fused_attention, "_attn_fwd_tuned", tuning.autotune(fused_attention._attn_fwd, pick(tuning.FORWARD_GPU)))
+    monkeypatch.setattr(fused_attention, "_attn_bwd_dkdv_tuned",
+                        tuning.autotune(fused_attention._attn_bwd_dkdv, pick(tuning.BACKWARD_DKDV_GPU)))
+    monkeypatch.setattr(fused_attention, "_attn_bwd_dq_tuned", tuning.autotune(fused_attention._attn_bwd_dq, pick(tuning.BACKWARD_DQ_GPU)))
+    monkeypatch.setattr(fused, "_attn_bwd_fused_tuned",
+                        tuning.autotune(fused._attn_bwd_fused, pick(tuning.BACKWARD_FUSED_GPU), reset_to_zero=["DQ"]))
+    g = torch.Generator().manual_seed(i)
+    q, k, v = make_qkv(1, 1, 300, 64, torch.float32, "bnhd", g)
+    do = make_grad(q.shape, torch.float32, False, g)
+    for backward in BACKWARDS:
+        check_forward_backward(q, k, v, do, i % 2 == 1, None, torch.float32, backward)
 
 
 # ---- clear errors --------------------------------------------------------------------------------
