@@ -44,7 +44,8 @@ from dataclasses import dataclass
 
 from kernels import cost, variants
 
-# AST's attention call: 12 heads of 64 over N = 1214 tokens (2 x 101 patches + 2 ... see the README).
+# AST's attention call: 12 heads of 64 over N = 12 x 101 patches + [CLS] + [DIST] = 1214 tokens (128 mel
+# bins x 1024 frames, 16 x 16 patches at stride 10). B only scales the cost model's totals.
 AST_SHAPE = dict(B=8, H=12, N=1214, Dh=64)
 
 
