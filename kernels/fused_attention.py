@@ -532,6 +532,14 @@ def attention_forward(q, k, v, causal: bool, sm_scale: float, input_precision: s
     return o, lse
 
 
+def launch_delta(o, do, delta, meta: dict) -> None:
+    """delta = rowsum(dO ∘ O) into `delta` (B, H, N): the first kernel of every backward variant."""
+    B, H, N, Dh = o.shape
+    block_m = tuning.DELTA_BLOCK_M
+    _attn_bwd_delta[(triton.cdiv(N, block_m), B * H)](o, do, delta, o.stride(), do.stride(), H, N, HEAD_DIM=Dh,
+                                                       BLOCK_D=meta["BLOCK_D"], ACC_DTYPE=meta["ACC_DTYPE"], BLOCK_M=block_m)
+
+
 def attention_backward(do, q, k, v, o, lse, causal: bool, sm_scale: float, input_precision: str | None):
     """Launch the backward kernels. All (B, H, N, Dh) but lse (B, H, N). Returns dq, dk, dv."""
     B, H, N, Dh = q.shape
@@ -544,9 +552,7 @@ def attention_backward(do, q, k, v, o, lse, causal: bool, sm_scale: float, input
     delta = _new_buffer((B, H, N), lse.dtype, q.device)
     meta = _common_meta(q, causal, input_precision)
     with torch.cuda.device(q.device) if q.is_cuda else contextlib.nullcontext():
-        block_m = tuning.DELTA_BLOCK_M
-        _attn_bwd_delta[(triton.cdiv(N, block_m), B * H)](o, do, delta, o.stride(), do.stride(), H, N, HEAD_DIM=Dh,
-                                                           BLOCK_D=meta["BLOCK_D"], ACC_DTYPE=meta["ACC_DTYPE"], BLOCK_M=block_m)
+        launch_delta(o, do, delta, meta)
         scales = (sm_scale, sm_scale * LOG2E.value)
         _attn_bwd_dkdv_tuned[lambda m: (triton.cdiv(N, m["BLOCK_N"]), B * H)](
             q, k, v, do, lse, delta, dk, dv, q.stride(), k.stride(), v.stride(), do.stride(), dk.stride(), dv.stride(),

@@ -15,7 +15,8 @@ what lets loads vectorise), then reads:
 - shared memory per program (Triton's dynamic allocation + static), and whether it fits the card
 - occupancy: programs per SM as limited by registers, shared memory and threads (CUDA's occupancy
   rules: registers allocated per warp in units of 256, 1 KiB of shared memory reserved per program)
-- the tensor-core instructions (HMMA on Ampere, HGMMA = wgmma on Hopper) and their count
+- the tensor-core instructions (HMMA on Ampere, HGMMA = wgmma on Hopper, UTCHMMA = tcgen05 on
+  Blackwell) and their count
 - how global loads are issued: LDG (through registers), LDGSTS (cp.async, straight to shared
   memory, what Triton's software pipelining uses), UTMALDG (TMA, Hopper's tensor descriptors)
 
@@ -260,8 +261,9 @@ def inspect_one(variant: str, pass_: str, kernel_index: int, config_index: int, 
                 report.stack_bytes, report.spill_store_bytes, report.spill_load_bytes = map(int, spill[-1])
             report.stl, report.ldl = counts.get("STL", 0), counts.get("LDL", 0)
             report.shared_bytes = int(compiled.metadata.shared) + counts["_static_shared"]
-            hgmma, hmma = counts.get("HGMMA", 0), counts.get("HMMA", 0)
-            report.mma, report.mma_count = ("HGMMA", hgmma) if hgmma else (("HMMA", hmma) if hmma else ("-", 0))
+            # Tensor-core instructions by generation: tcgen05 (Blackwell), wgmma (Hopper), mma.sync (Ampere).
+            kind = next((k for k in ("UTCHMMA", "UTCQMMA", "HGMMA", "HMMA") if counts.get(k)), "-")
+            report.mma, report.mma_count = kind, counts.get(kind, 0)
             report.ldg, report.ldgsts, report.utmaldg = counts.get("LDG", 0), counts.get("LDGSTS", 0), counts.get("UTMALDG", 0)
         if use_cache:
             cache.parent.mkdir(parents=True, exist_ok=True)

@@ -33,8 +33,8 @@ import triton.language as tl
 
 from kernels import cost, tuning, variants
 from kernels.fused_attention import (
-    DELTA_KERNEL, INTERPRETER, LOG2E, NEG_LARGE, _attn_bwd_delta, _common_meta, _head_base, _new_buffer, _tile_ptrs,
-    _tile_ptrs_t, unit_last_stride,
+    DELTA_KERNEL, INTERPRETER, LOG2E, NEG_LARGE, _common_meta, _head_base, _new_buffer, _tile_ptrs, _tile_ptrs_t,
+    launch_delta, unit_last_stride,
 )
 
 
@@ -152,9 +152,7 @@ def attention_backward_fused(do, q, k, v, o, lse, causal: bool, sm_scale: float,
     delta = _new_buffer((B, H, N), lse.dtype, q.device)
     meta = _common_meta(q, causal, input_precision)
     with torch.cuda.device(q.device) if q.is_cuda else contextlib.nullcontext():
-        block_m = tuning.DELTA_BLOCK_M
-        _attn_bwd_delta[(triton.cdiv(N, block_m), B * H)](o, do, delta, o.stride(), do.stride(), H, N, HEAD_DIM=Dh,
-                                                           BLOCK_D=meta["BLOCK_D"], ACC_DTYPE=meta["ACC_DTYPE"], BLOCK_M=block_m)
+        launch_delta(o, do, delta, meta)
         _attn_bwd_fused_tuned[lambda m: (triton.cdiv(N, m["BLOCK_N"]), B * H)](
             q, k, v, do, lse, delta, dk, dv, dq_acc,
             q.stride(), k.stride(), v.stride(), do.stride(), dk.stride(), dv.stride(), dq_acc.stride(),
