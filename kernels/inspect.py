@@ -266,8 +266,9 @@ def inspect_one(variant: str, pass_: str, kernel_index: int, config_index: int, 
             report.mma, report.mma_count = kind, counts.get(kind, 0)
             report.ldg, report.ldgsts, report.utmaldg = counts.get("LDG", 0), counts.get("LDGSTS", 0), counts.get("UTMALDG", 0)
         if use_cache:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_text(json.dumps(dataclasses.asdict(report)))
+            with contextlib.suppress(OSError):  # a read-only home only costs the next run its compiles
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                cache.write_text(json.dumps(dataclasses.asdict(report)))
     if not report.error:
         report.programs_per_sm, report.limited_by = occupancy(ARCHS[arch], report.registers, report.num_warps,
                                                               report.shared_bytes)
