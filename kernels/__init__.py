@@ -46,6 +46,7 @@ def flash_attention(
     input_precision: str | None = None,
     return_lse: bool = False,
     backward: str = "split",
+    forward: str = "standard",
 ):
     """Fused scaled-dot-product attention, softmax(q kᵀ · sm_scale) v, in Triton; differentiable.
 
@@ -63,6 +64,8 @@ def flash_attention(
         return_lse: also return the row log-sum-exp (natural log), not differentiable.
         backward: which registered backward variant computes the gradients: "split" (two kernels,
             no atomics, deterministic) or "fused" (one pass, dQ by atomic adds); see kernels/NOTES.md.
+        forward: which registered forward variant computes O: "standard", or "tma" (tiles loaded
+            through tensor descriptors; Hopper or newer on a GPU).
 
     Returns:
         O (B, H, N, Dh) in q's dtype; with return_lse, (O, LSE) where LSE is (B, H, N) float32
@@ -82,9 +85,10 @@ def flash_attention(
     check_inputs(q, k, v, causal, sm_scale, input_precision)
     if not torch.compiler.is_compiling():  # (compiled, the op checks it when it runs: discovery imports modules)
         variants.get("backward", backward)  # an unknown name fails here, not at backward time
+        variants.get("forward", forward)
     if sm_scale is None:
         sm_scale = 1.0 / math.sqrt(q.shape[-1])
     # One custom op (kernels/custom_op.py): torch.compile sees a single node with a known output layout.
     # input_precision "" = follow torch's fp32 matmul setting, read when the op runs (not traceable).
-    o, lse = custom_op.flash_attention_forward(q, k, v, causal, float(sm_scale), input_precision or "", backward)
+    o, lse = custom_op.flash_attention_forward(q, k, v, causal, float(sm_scale), input_precision or "", forward, backward)
     return (o, lse) if return_lse else o

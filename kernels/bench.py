@@ -78,12 +78,14 @@ def eager_attention(q, k, v):
 def providers(device: str) -> dict:
     """name -> attention function (q, k, v) -> o. SDPA backends only on CUDA (on the CPU: SDPA's default).
 
-    "triton" is the default kernels; every other registered backward variant is "triton-<name>".
+    "triton" is the default kernels; every other registered variant is "triton-<name>" (the other
+    pass keeps its default). A forward variant a card cannot run (TMA before Hopper) reports "n/a".
     """
     result = {"triton": lambda q, k, v: kernels.flash_attention(q, k, v)}
-    for v in variants.variants("backward"):
-        if v.name != variants.DEFAULTS["backward"]:
-            result[f"triton-{v.name}"] = lambda q, k, v, name=v.name: kernels.flash_attention(q, k, v, backward=name)
+    for variant in variants.variants():
+        if variant.name != variants.DEFAULTS[variant.pass_]:
+            result[f"triton-{variant.name}"] = lambda q, k, v, kw={variant.pass_: variant.name}: kernels.flash_attention(
+                q, k, v, **kw)
     if device == "cuda":
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -147,7 +149,7 @@ def bench_one(shape: Shape, dtype: torch.dtype, device: str, attention_fns: dict
                 row["model_us"] = model_microseconds(shape, dtype, name, device)
         except torch.cuda.OutOfMemoryError:
             row["note"] = "out of memory"
-        except RuntimeError as e:  # an SDPA backend that refuses these inputs on this card
+        except (RuntimeError, ValueError) as e:  # an SDPA backend or variant that refuses these inputs on this card
             row["note"] = "n/a: " + str(e).splitlines()[0][:60]
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -172,9 +174,12 @@ def model_microseconds(shape: Shape, dtype: torch.dtype, provider: str, device: 
     if name is None:
         name = "fp32" if torch.get_float32_matmul_precision() == "highest" else "tf32"
     p = cost.Problem(shape.B, shape.H, shape.N, shape.Dh, name)
-    backward = provider.split("-", 1)[1] if "-" in provider else variants.DEFAULTS["backward"]
-    fwd = variants.get("forward", variants.DEFAULTS["forward"]).predicted_cost(p)
-    bwd = variants.get("backward", backward).predicted_cost(p)
+    chosen = dict(variants.DEFAULTS)
+    if "-" in provider:
+        variant = provider.split("-", 1)[1]
+        chosen[next(v.pass_ for v in variants.variants() if v.name == variant)] = variant
+    fwd = variants.get("forward", chosen["forward"]).predicted_cost(p)
+    bwd = variants.get("backward", chosen["backward"]).predicted_cost(p)
     card = model_card(device)
     return fwd.roofline_seconds(card, name) * 1e6, (fwd + bwd).roofline_seconds(card, name) * 1e6
 

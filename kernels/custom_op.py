@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels import fused_attention, variants
+from kernels import variants
 
 
 def _stat_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -27,19 +27,19 @@ def _stat_dtype(dtype: torch.dtype) -> torch.dtype:
 
 @torch.library.custom_op("ast_min::flash_attention_forward", mutates_args=())
 def flash_attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, sm_scale: float,
-                            input_precision: str, backward: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(O, LSE) = the registered "standard" forward. q, k, v (B, H, N, Dh), checked by the caller.
+                            input_precision: str, forward: str, backward: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(O, LSE) by the registered forward variant `forward`. q, k, v (B, H, N, Dh), checked by the caller.
 
     input_precision: "ieee", "tf32", or "" to follow torch.get_float32_matmul_precision() when it runs.
     `backward` names the backward variant the gradient will use (kept for the autograd context).
     """
     variants.get("backward", backward)  # fail now, naming the registered variants, not at backward time
-    o, lse = fused_attention.attention_forward(q, k, v, causal, sm_scale, input_precision or None)
+    o, lse = variants.get("forward", forward).run(q, k, v, causal, sm_scale, input_precision or None)
     return o, lse
 
 
 @flash_attention_forward.register_fake
-def _(q, k, v, causal, sm_scale, input_precision, backward):
+def _(q, k, v, causal, sm_scale, input_precision, forward, backward):
     B, H, N, Dh = q.shape
     return q.new_empty((B, H, N, Dh)), q.new_empty((B, H, N), dtype=_stat_dtype(q.dtype))
 
@@ -59,7 +59,7 @@ def _(do, q, k, v, o, lse, causal, sm_scale, input_precision, backward):
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, causal, sm_scale, input_precision, backward = inputs
+    q, k, v, causal, sm_scale, input_precision, _forward, backward = inputs
     o, lse = output
     ctx.save_for_backward(q, k, v, o, lse)
     ctx.causal, ctx.sm_scale, ctx.input_precision, ctx.backward = causal, sm_scale, input_precision, backward
@@ -76,7 +76,7 @@ def _backward(ctx, do, _dlse):
                            "'sdpa' or 'eager' for higher-order gradients")
     dq, dk, dv = flash_attention_backward(do, q, k, v, o, lse, ctx.causal, ctx.sm_scale, ctx.input_precision,
                                           ctx.backward)
-    return dq, dk, dv, None, None, None, None
+    return dq, dk, dv, None, None, None, None, None
 
 
 flash_attention_forward.register_autograd(_backward, setup_context=_setup_context)

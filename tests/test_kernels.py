@@ -134,12 +134,12 @@ def magnitude(t):
     return max(1.0, t.abs().max().item()) if t.numel() else 1.0
 
 
-def check_forward_backward(q, k, v, do, causal, sm_scale, dtype, backward="split"):
+def check_forward_backward(q, k, v, do, causal, sm_scale, dtype, backward="split", forward="standard"):
     """The kernel's O, LSE, dQ, dK, dV against float64 math and float64 SDPA, all at once."""
     q, k, v = (t.detach().requires_grad_() for t in (q, k, v))
     scale = 1.0 / math.sqrt(q.shape[-1]) if sm_scale is None else sm_scale
     o, lse = kernels.flash_attention(q, k, v, causal=causal, sm_scale=sm_scale, input_precision="ieee", return_lse=True,
-                                     backward=backward)
+                                     backward=backward, forward=forward)
     assert o.shape == q.shape and o.dtype == dtype and lse.shape == q.shape[:3]
     dq, dk, dv = torch.autograd.grad(o, (q, k, v), do)
 
@@ -172,15 +172,25 @@ def check_forward_backward(q, k, v, do, causal, sm_scale, dtype, backward="split
     layout=st.sampled_from(LAYOUTS),
     grad_transposed=st.booleans(),
     backward=st.sampled_from(BACKWARDS),
+    forward=st.sampled_from(FORWARDS),
     seed=st.integers(0, 2**31 - 1),
 )
 def test_forward_and_gradients_match_float64_and_sdpa(bh, n, head_dim, causal, sm_scale, dtype, layout, grad_transposed,
-                                                      backward, seed):
+                                                      backward, forward, seed):
     B, H = bh
     g = torch.Generator().manual_seed(seed)
     q, k, v = make_qkv(B, H, n, head_dim, dtype, layout, g)
     do = make_grad((B, H, n, head_dim), dtype, grad_transposed, g)
-    check_forward_backward(q, k, v, do, causal, sm_scale, dtype, backward)
+    check_forward_backward(q, k, v, do, causal, sm_scale, dtype, backward, forward)
+
+
+@pytest.mark.parametrize("forward", FORWARDS)
+@pytest.mark.parametrize("causal", [False, True])
+def test_every_forward_variant_at_block_boundaries(forward, causal):
+    # N = 49 with Dh 24 (a padded head dim): partial tails for every interpreter block size.
+    g = torch.Generator().manual_seed(24)
+    q, k, v = make_qkv(1, 2, 49, 24, torch.float32, "fused_qkv", g)
+    check_forward_backward(q, k, v, make_grad(q.shape, torch.float32, True, g), causal, None, torch.float32, "split", forward)
 
 
 @pytest.mark.parametrize("backward", BACKWARDS)
@@ -526,7 +536,7 @@ def test_bench_on_cpu_runs_the_interpreter_and_reports_agreement(tmp_path, capsy
     text = out.read_text()
     assert "TIMINGS ARE MEANINGLESS" in text
     rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| tiny")]
-    triton = ["triton"] + [f"triton-{b}" for b in BACKWARDS if b != "split"]
+    triton = ["triton"] + [f"triton-{name}" for name in BACKWARDS + FORWARDS if name not in ("split", "standard")]
     assert {(r[5].strip(), r[6].strip()) for r in rows} == {(d, p) for d in ("fp32", "fp16") for p in triton + ["sdpa", "eager"]}
     for r in rows:  # max |O - SDPA fp32|: the kernel agrees to rounding (fp16: 4 * 2^-11 * max|v| ~ 8e-3)
         assert float(r[-2]) < (2e-5 if r[5].strip() == "fp32" else 8e-3), r

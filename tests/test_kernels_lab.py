@@ -126,7 +126,7 @@ def test_roofline_picks_the_binding_limit():
 
 def test_registry_finds_variant_files_and_defaults():
     names = {(v.pass_, v.name) for v in variants.variants()}
-    assert {("forward", "standard"), ("backward", "split"), ("backward", "fused")} <= names
+    assert {("forward", "standard"), ("forward", "tma"), ("backward", "split"), ("backward", "fused")} <= names
     on_disk = {f[len("variant_"):-3] for f in os.listdir(os.path.dirname(kernels.__file__)) if f.startswith("variant_")}
     assert len(on_disk) <= len(names) - 2, "every kernels/variant_*.py file must register a variant"
     for v in variants.variants():
@@ -168,12 +168,17 @@ def test_every_gpu_config_of_every_kernel_compiles_without_spills_within_shared_
     # time: fp16 compiles to the same tiles and instructions but for the conversions
     # (`python -m kernels.inspect --dtype fp16` shows it).
     stdout, reports = _run_inspect(tmp_path, "--arch", "80,90", "--dtype", "bf16")
-    specs = {spec.name: spec for v in variants.variants() for spec in v.kernels}
-    assert len(reports) == sum(len(s.configs) for s in specs.values()) * 2 * 2, "a kernel or config was not compiled"
+    expected = {}
+    for v in variants.variants():  # each kernel once, for the architectures its variant targets
+        for spec in v.kernels:
+            expected.setdefault(spec.name, len(spec.configs) * len({80, 90} & set(v.archs)) * 2)
+    assert len(reports) == sum(expected.values()), "a kernel or config was not compiled"
     problems = [p for r in reports for p in inspect.Report(**{k: v for k, v in r.items() if k not in ("spills", "fits")}).problems()]
     assert not problems, "configs that should not ship:\n" + "\n".join(problems)
-    for r in reports:  # the tensor-core path the card has, and no register-only loads of whole tiles
+    for r in reports:  # the tensor-core path the card has; tiles loaded by cp.async, or TMA where asked for
         assert r["mma"] == ("HGMMA" if r["arch"] == 90 else "HMMA") or r["kernel"] == "delta", r
+        assert (r["utmaldg"] > 0) == ("TMA" in r["kernel"]), r
+        assert r["kernel"] == "delta" or r["ldgsts"] + r["utmaldg"] > 0, r
     assert "| standard | forward |" in stdout and "roofline" in stdout
 
 
@@ -212,8 +217,8 @@ def test_custom_ops_pass_torch_opcheck():
     g = torch.Generator().manual_seed(0)
     qkv = torch.randn(1, 20, 3, 2, 16, generator=g, dtype=torch.float64)
     q, k, v = (qkv[:, :, i].transpose(1, 2).requires_grad_() for i in range(3))
-    torch.library.opcheck(custom_op.flash_attention_forward, (q, k, v, False, 0.25, "", "split"))
-    o, lse = custom_op.flash_attention_forward(q, k, v, True, 0.25, "", "fused")
+    torch.library.opcheck(custom_op.flash_attention_forward, (q, k, v, False, 0.25, "", "standard", "split"))
+    o, lse = custom_op.flash_attention_forward(q, k, v, True, 0.25, "", "tma", "fused")
     do = torch.randn(o.shape, generator=g, dtype=torch.float64)
     torch.library.opcheck(custom_op.flash_attention_backward, (do, q.detach(), k.detach(), v.detach(), o.detach(), lse,
                                                                True, 0.25, "", "fused"))
