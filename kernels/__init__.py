@@ -4,16 +4,21 @@ This package knows nothing of AST: it takes q, k, v of shape (B, H, N, Dh) (B ba
 N tokens, Dh head dim). Read in this order:
 
     reference.py        the algorithm in plain torch loops (online softmax, blockwise backward)
-    fused_attention.py  the same algorithm as Triton kernels, with a checking launcher and autograd
+    fused_attention.py  the same algorithm as Triton kernels, with a checking launcher
+    variant_*.py        other ways to compute a pass (the one-pass "fused" backward, the "tma" forward)
+    variants.py         the registry every variant joins; tests, inspect and bench read it
+    custom_op.py        the kernels as torch.library custom ops (autograd, torch.compile)
     tuning.py           block sizes: autotuned on GPUs, pinned in the interpreter
-    bench.py            `python -m kernels.bench`: this kernel vs torch SDPA vs eager attention
+    cost.py             the analytic cost model: FLOPs, HBM bytes, roofline time
+    inspect.py          `python -m kernels.inspect`: what the compiler made of each kernel, no GPU needed
+    bench.py            `python -m kernels.bench`: the variants vs torch SDPA vs eager attention
 
 `import kernels` works without triton (macOS, for instance): TRITON_AVAILABLE is then False and
 `flash_attention` raises a RuntimeError saying so. The Triton module is imported on first use, so
 TRITON_INTERPRET=1 (for CPU tensors) may be set any time before the first call.
 
 Note: `kernels` is also the import name of an unrelated PyPI package that transformers probes for;
-ast-min's version (outside 0.18.2..0.19) makes that probe answer False (see DESIGN.md).
+ast-min's version (outside 0.18.2..0.19) makes that probe answer False (see docs/DESIGN.md).
 """
 
 from __future__ import annotations
