@@ -4,9 +4,14 @@ This package knows nothing of AST: it takes q, k, v of shape (B, H, N, Dh) (B ba
 N tokens, Dh head dim). Read in this order:
 
     reference.py        the algorithm in plain torch loops (online softmax, blockwise backward)
-    fused_attention.py  the same algorithm as Triton kernels, with a checking launcher and autograd
+    fused_attention.py  the same algorithm as Triton kernels, with a checking launcher
+    variant_*.py        other ways to compute a pass (the one-pass "fused" backward, the "tma" forward)
+    variants.py         the registry every variant joins; tests, inspect and bench read it
+    custom_op.py        the kernels as torch.library custom ops (autograd, torch.compile)
     tuning.py           block sizes: autotuned on GPUs, pinned in the interpreter
-    bench.py            `python -m kernels.bench`: this kernel vs torch SDPA vs eager attention
+    cost.py             the analytic cost model: FLOPs, HBM bytes, roofline time
+    inspect.py          `python -m kernels.inspect`: what the compiler made of each kernel, no GPU needed
+    bench.py            `python -m kernels.bench`: the variants vs torch SDPA vs eager attention
 
 `import kernels` works without triton (macOS, for instance): TRITON_AVAILABLE is then False and
 `flash_attention` raises a RuntimeError saying so. The Triton module is imported on first use, so
@@ -45,6 +50,8 @@ def flash_attention(
     *,
     input_precision: str | None = None,
     return_lse: bool = False,
+    backward: str = "split",
+    forward: str = "standard",
 ):
     """Fused scaled-dot-product attention, softmax(q kᵀ · sm_scale) v, in Triton; differentiable.
 
@@ -60,6 +67,10 @@ def flash_attention(
             relative error) or None, which follows torch.get_float32_matmul_precision() ("highest",
             torch's default, means "ieee"). Ignored for other dtypes.
         return_lse: also return the row log-sum-exp (natural log), not differentiable.
+        backward: which registered backward variant computes the gradients: "split" (two kernels,
+            no atomics, deterministic) or "fused" (one pass, dQ by atomic adds); see kernels/NOTES.md.
+        forward: which registered forward variant computes O: "standard", or "tma" (tiles loaded
+            through tensor descriptors; Hopper or newer on a GPU).
 
     Returns:
         O (B, H, N, Dh) in q's dtype; with return_lse, (O, LSE) where LSE is (B, H, N) float32
@@ -73,10 +84,16 @@ def flash_attention(
         raise RuntimeError(
             "flash_attention needs triton, which is not installed (it ships for Linux only); install it "
             "with `pip install triton`, or use ast-min's 'sdpa' or 'eager' attention backend")
-    from kernels.fused_attention import FlashAttentionFunction, check_inputs
+    from kernels import custom_op, variants
+    from kernels.fused_attention import check_inputs
 
     check_inputs(q, k, v, causal, sm_scale, input_precision)
+    if not torch.compiler.is_compiling():  # (compiled, the op checks it when it runs: discovery imports modules)
+        variants.get("backward", backward)  # an unknown name fails here, not at backward time
+        variants.get("forward", forward)
     if sm_scale is None:
         sm_scale = 1.0 / math.sqrt(q.shape[-1])
-    o, lse = FlashAttentionFunction.apply(q, k, v, causal, float(sm_scale), input_precision)
+    # One custom op (kernels/custom_op.py): torch.compile sees a single node with a known output layout.
+    # input_precision "" = follow torch's fp32 matmul setting, read when the op runs (not traceable).
+    o, lse = custom_op.flash_attention_forward(q, k, v, causal, float(sm_scale), input_precision or "", forward, backward)
     return (o, lse) if return_lse else o

@@ -17,6 +17,9 @@ FlashAttention's own benchmarks (N 512..8192 with B·N = 16k tokens and H·Dh = 
 FLOPs: forward 4·B·H·N²·Dh (two matmuls of 2·N²·Dh per head); forward+backward 3.5x that (the
 backward's five matmuls, one a recomputation, count 2.5x), as FlashAttention's benchmarks count.
 The ratio column is SDPA's best backend time / this provider's time (> 1: faster than SDPA).
+Beside each triton row, the cost model's roofline time (kernels/cost.py) at the block sizes the
+autotuner chose: the floor the measurement can be compared with. Every registered backward variant
+is its own provider ("triton" is the default, "triton-fused" the one-pass backward, ...).
 
 On a CPU (no CUDA) the kernel runs through Triton's interpreter at a tiny shape: the command then
 only shows that everything runs and agrees; its timings are meaningless.
@@ -38,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 import kernels  # imports no Triton module yet: TRITON_INTERPRET may still be set in main()
+from kernels import cost, variants
 from kernels.reference import attention_math
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -72,8 +76,16 @@ def eager_attention(q, k, v):
 
 
 def providers(device: str) -> dict:
-    """name -> attention function (q, k, v) -> o. SDPA backends only on CUDA (on the CPU: SDPA's default)."""
+    """name -> attention function (q, k, v) -> o. SDPA backends only on CUDA (on the CPU: SDPA's default).
+
+    "triton" is the default kernels; every other registered variant is "triton-<name>" (the other
+    pass keeps its default). A forward variant a card cannot run (TMA before Hopper) reports "n/a".
+    """
     result = {"triton": lambda q, k, v: kernels.flash_attention(q, k, v)}
+    for variant in variants.variants():
+        if variant.name != variants.DEFAULTS[variant.pass_]:
+            result[f"triton-{variant.name}"] = lambda q, k, v, kw={variant.pass_: variant.name}: kernels.flash_attention(
+                q, k, v, **kw)
     if device == "cuda":
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -133,9 +145,11 @@ def bench_one(shape: Shape, dtype: torch.dtype, device: str, attention_fns: dict
 
             row["fwd_ms"] = time_ms(forward_only, device)
             row["fwdbwd_ms"] = time_ms(lambda: torch.autograd.grad(fn(q, k, v), (q, k, v), do), device)
+            if name.startswith("triton"):
+                row["model_us"] = model_microseconds(shape, dtype, name, device)
         except torch.cuda.OutOfMemoryError:
             row["note"] = "out of memory"
-        except RuntimeError as e:  # an SDPA backend that refuses these inputs on this card
+        except (RuntimeError, ValueError) as e:  # an SDPA backend or variant that refuses these inputs on this card
             row["note"] = "n/a: " + str(e).splitlines()[0][:60]
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -149,9 +163,32 @@ def bench_one(shape: Shape, dtype: torch.dtype, device: str, attention_fns: dict
     return rows
 
 
-def format_table(rows: list[dict]) -> str:
+def model_card(device: str) -> cost.Card:
+    """The cost model's card: this GPU if it is an A100, else H100 (also the CPU run's prediction)."""
+    return cost.A100 if device == "cuda" and "A100" in torch.cuda.get_device_name() else cost.H100
+
+
+def model_microseconds(shape: Shape, dtype: torch.dtype, provider: str, device: str) -> tuple[float, float]:
+    """The roofline time (forward, forward+backward) of the triton provider at the configs autotuning chose."""
+    name = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype)
+    if name is None:
+        name = "fp32" if torch.get_float32_matmul_precision() == "highest" else "tf32"
+    p = cost.Problem(shape.B, shape.H, shape.N, shape.Dh, name)
+    chosen = dict(variants.DEFAULTS)
+    if "-" in provider:
+        variant = provider.split("-", 1)[1]
+        chosen[next(v.pass_ for v in variants.variants() if v.name == variant)] = variant
+    fwd = variants.get("forward", chosen["forward"]).predicted_cost(p)
+    bwd = variants.get("backward", chosen["backward"]).predicted_cost(p)
+    card = model_card(device)
+    return fwd.roofline_seconds(card, name) * 1e6, (fwd + bwd).roofline_seconds(card, name) * 1e6
+
+
+def format_table(rows: list[dict], device: str = "cpu") -> str:
+    card = model_card(device).name.split()[0]
     header = ("| shape | B | H | N | Dh | dtype | provider | fwd ms | fwd TFLOP/s | fwd vs SDPA best "
-              "| fwd+bwd ms | fwd+bwd TFLOP/s | fwd+bwd vs SDPA best | max abs err vs SDPA fp32 |")
+              "| fwd+bwd ms | fwd+bwd TFLOP/s | fwd+bwd vs SDPA best | max abs err vs SDPA fp32 "
+              f"| model fwd / fwd+bwd µs ({card} roofline) |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     dtype_names = {v: k for k, v in DTYPES.items()}
     for r in rows:
@@ -162,8 +199,9 @@ def format_table(rows: list[dict]) -> str:
             cells += [f"{r['fwd_ms']:.3f}", f"{flops / r['fwd_ms'] / 1e9:.1f}", _ratio(r.get("fwd_vs_sdpa")),
                       f"{r['fwdbwd_ms']:.3f}", f"{3.5 * flops / r['fwdbwd_ms'] / 1e9:.1f}", _ratio(r.get("fwdbwd_vs_sdpa")),
                       f"{r['max_err']:.1e}"]
+            cells.append("{:.1f} / {:.1f}".format(*r["model_us"]) if "model_us" in r else "")
         else:
-            cells += [r.get("note", "")] + [""] * 6
+            cells += [r.get("note", "")] + [""] * 7
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
@@ -217,9 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         for dtype in dtypes:
             new_rows = bench_one(shape, dtype, device, fns)
             rows += new_rows
-            print("\n".join(format_table(new_rows).splitlines()[2:]), flush=True)  # progress, without the header
+            print("\n".join(format_table(new_rows, device).splitlines()[2:]), flush=True)  # progress, no header
 
-    table = format_table(rows)
+    table = format_table(rows, device)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     with open(args.out, "w") as f:
         f.write(f"# kernels.bench: {title}, {stamp}\n\n{table}\n")

@@ -38,9 +38,8 @@ import os
 import torch
 import triton
 import triton.language as tl
-from torch.autograd.function import once_differentiable
 
-from kernels import tuning
+from kernels import cost, tuning, variants
 
 # `@triton.jit` reads TRITON_INTERPRET when it decorates, i.e. when this module is imported.
 INTERPRETER = os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
@@ -67,6 +66,7 @@ def _key_block_bounds(start_m, N_CTX, CAUSAL: tl.constexpr, BLOCK_M: tl.constexp
     Causal: the masked ones are the diagonal blocks [start_m, start_m + BLOCK_M) (BLOCK_M is a multiple
     of BLOCK_N, so they align) and no key after them is seen; otherwise only the partial tail block.
     """
+    tl.static_assert(BLOCK_M % BLOCK_N == 0, "the causal split needs BLOCK_M to be a multiple of BLOCK_N")
     if CAUSAL:
         full_hi = start_m
         hi = tl.minimum(start_m + BLOCK_M, N_CTX)
@@ -77,11 +77,28 @@ def _key_block_bounds(start_m, N_CTX, CAUSAL: tl.constexpr, BLOCK_M: tl.constexp
 
 
 @triton.jit
+def _tile_ptrs(base, strides, offs_rows, offs_d):
+    """Pointers to the (rows, head-dim) tile of a (B, H, N, Dh) tensor whose (batch, head) base is `base`."""
+    return base + offs_rows[:, None] * strides[2] + offs_d[None, :] * strides[3]
+
+
+@triton.jit
+def _tile_ptrs_t(base, strides, offs_rows, offs_d):
+    """The same tile, transposed: (head-dim, rows). Loading through swapped strides costs no copy."""
+    return base + offs_d[:, None] * strides[3] + offs_rows[None, :] * strides[2]
+
+
+@triton.jit
+def _head_base(base, strides, off_b, off_h):
+    """`base` advanced to the (batch, head) slice of a (B, H, N, Dh) tensor."""
+    return base + off_b * strides[0] + off_h * strides[1]
+
+
+@triton.jit
 def _attn_fwd_step(
     acc, l_i, m_i, q,  # running state of this query block, and its Q tile (BLOCK_M, BLOCK_D)
-    K, V, start_n,  # key/value base pointers of this (batch, head); first key of this block
-    offs_m, offs_d, N_CTX, qk_scale,
-    stride_kn, stride_kd, stride_vn, stride_vd,
+    K, V, k_strides, v_strides,  # key/value pointers of this (batch, head) and their strides
+    start_n, offs_m, offs_d, N_CTX, qk_scale,  # first key of this block; this block's query rows
     HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
     MASKED: tl.constexpr,  # does this key block need masking (the tail block, or the causal diagonal)?
     CAUSAL: tl.constexpr, INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
@@ -91,10 +108,8 @@ def _attn_fwd_step(
     key_ok = offs_n < N_CTX
     d_ok = offs_d < HEAD_DIM
     # Kᵀ is loaded transposed through its strides, so Q Kᵀ is a plain tl.dot; padded rows/columns are 0.
-    kT = tl.load(K + offs_d[:, None] * stride_kd + offs_n[None, :] * stride_kn,
-                 mask=d_ok[:, None] & key_ok[None, :], other=0.0)  # (BLOCK_D, BLOCK_N)
-    v = tl.load(V + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vd,
-                mask=key_ok[:, None] & d_ok[None, :], other=0.0)  # (BLOCK_N, BLOCK_D)
+    kT = tl.load(_tile_ptrs_t(K, k_strides, offs_n, offs_d), mask=d_ok[:, None] & key_ok[None, :], other=0.0)  # (BLOCK_D, BLOCK_N)
+    v = tl.load(_tile_ptrs(V, v_strides, offs_n, offs_d), mask=key_ok[:, None] & d_ok[None, :], other=0.0)  # (BLOCK_N, BLOCK_D)
 
     s = tl.dot(q, kT, input_precision=INPUT_PRECISION, out_dtype=ACC_DTYPE) * qk_scale  # (BLOCK_M, BLOCK_N), log2 units
     if MASKED:
@@ -115,11 +130,8 @@ def _attn_fwd_step(
 def _attn_fwd(
     # pointers: inputs (B, H, N, Dh), output O (B, H, N, Dh), row log-sum-exp LSE (B, H, N) contiguous
     Q, K, V, O, LSE,
-    # strides, in elements, of each (B, H, N, Dh) tensor
-    stride_qb, stride_qh, stride_qn, stride_qd,
-    stride_kb, stride_kh, stride_kn, stride_kd,
-    stride_vb, stride_vh, stride_vn, stride_vd,
-    stride_ob, stride_oh, stride_on, stride_od,
+    # each (B, H, N, Dh) tensor's strides in elements, as the tuple tensor.stride() gives them
+    q_strides, k_strides, v_strides, o_strides,
     # sizes and the softmax scale (already multiplied by log2(e))
     H, N_CTX, qk_scale,
     # compile-time parameters: problem, then numerics, then tiling (BLOCK_M/BLOCK_N come from tuning.py)
@@ -146,21 +158,23 @@ def _attn_fwd(
     The key loop runs in two parts so that only the blocks that need a mask pay for one: blocks
     wholly inside [0, N) (and wholly below the diagonal if causal) first, then the rest, masked.
     """
+    tl.static_assert(BLOCK_D >= HEAD_DIM, "the head-dim tile must cover the head dim (BLOCK_D >= HEAD_DIM)")
+    tl.static_assert(BLOCK_D >= 16, "tl.dot needs every tile side >= 16")
     start_m = tl.program_id(0) * BLOCK_M
     off_bh = tl.program_id(1)
     off_b = (off_bh // H).to(tl.int64)  # int64: B·H·N·Dh can exceed 2**31 elements
     off_h = (off_bh % H).to(tl.int64)
-    Q += off_b * stride_qb + off_h * stride_qh
-    K += off_b * stride_kb + off_h * stride_kh
-    V += off_b * stride_vb + off_h * stride_vh
-    O += off_b * stride_ob + off_h * stride_oh
+    Q = _head_base(Q, q_strides, off_b, off_h)
+    K = _head_base(K, k_strides, off_b, off_h)
+    V = _head_base(V, v_strides, off_b, off_h)
+    O = _head_base(O, o_strides, off_b, off_h)
     LSE += off_bh.to(tl.int64) * N_CTX
 
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
     row_ok = offs_m < N_CTX
     tile_ok = row_ok[:, None] & (offs_d < HEAD_DIM)[None, :]
-    q = tl.load(Q + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd, mask=tile_ok, other=0.0)  # (BLOCK_M, BLOCK_D)
+    q = tl.load(_tile_ptrs(Q, q_strides, offs_m, offs_d), mask=tile_ok, other=0.0)  # (BLOCK_M, BLOCK_D)
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=ACC_DTYPE)
     l_i = tl.zeros([BLOCK_M], dtype=ACC_DTYPE)
@@ -168,16 +182,14 @@ def _attn_fwd(
 
     full_hi, hi = _key_block_bounds(start_m, N_CTX, CAUSAL, BLOCK_M, BLOCK_N)
     for start_n in range(0, full_hi, BLOCK_N):
-        acc, l_i, m_i = _attn_fwd_step(acc, l_i, m_i, q, K, V, start_n, offs_m, offs_d, N_CTX, qk_scale,
-                                       stride_kn, stride_kd, stride_vn, stride_vd,
-                                       HEAD_DIM, BLOCK_N, False, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
+        acc, l_i, m_i = _attn_fwd_step(acc, l_i, m_i, q, K, V, k_strides, v_strides, start_n, offs_m, offs_d, N_CTX,
+                                       qk_scale, HEAD_DIM, BLOCK_N, False, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
     for start_n in range(full_hi, hi, BLOCK_N):
-        acc, l_i, m_i = _attn_fwd_step(acc, l_i, m_i, q, K, V, start_n, offs_m, offs_d, N_CTX, qk_scale,
-                                       stride_kn, stride_kd, stride_vn, stride_vd,
-                                       HEAD_DIM, BLOCK_N, True, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
+        acc, l_i, m_i = _attn_fwd_step(acc, l_i, m_i, q, K, V, k_strides, v_strides, start_n, offs_m, offs_d, N_CTX,
+                                       qk_scale, HEAD_DIM, BLOCK_N, True, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
 
     acc = acc / l_i[:, None]
-    tl.store(O + offs_m[:, None] * stride_on + offs_d[None, :] * stride_od, acc.to(O.dtype.element_ty), mask=tile_ok)
+    tl.store(_tile_ptrs(O, o_strides, offs_m, offs_d), acc.to(O.dtype.element_ty), mask=tile_ok)
     tl.store(LSE + offs_m, ((m_i + tl.math.log2(l_i)) * LN2).to(LSE.dtype.element_ty), mask=row_ok)
 
 
@@ -187,15 +199,16 @@ def _attn_fwd(
 # With P = softmax(S), S = scale · Q Kᵀ and dO the incoming gradient (FlashAttention-2, Algorithm 2):
 #     dV = Pᵀ dO        dP = dO Vᵀ        dS = P ∘ (dP - delta)        dQ = scale · dS K        dK = scale · dSᵀ Q
 # where delta = rowsum(dO ∘ O) = rowsum(P ∘ dP). P is recomputed tile by tile as exp(S - LSE).
-# dK/dV and dQ are accumulated by two kernels (one looping over query blocks for a key block, one
-# over key blocks for a query block), so no program ever writes to another's output: no atomics.
+# The "split" backward (here) accumulates dK/dV and dQ in two kernels (one looping over query blocks
+# for a key block, one over key blocks for a query block), so no program ever writes to another's
+# output: no atomics, at the price of recomputing S and dP in both. The "fused" backward
+# (backward_fused.py) is FlashAttention-2's single pass, with dQ accumulated by atomic adds.
 
 
 @triton.jit
 def _attn_bwd_delta(
     O, DO, DELTA,  # O, dO (B, H, N, Dh); DELTA (B, H, N) contiguous
-    stride_ob, stride_oh, stride_on, stride_od,
-    stride_dob, stride_doh, stride_don, stride_dod,
+    o_strides, do_strides,
     H, N_CTX,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, ACC_DTYPE: tl.constexpr, BLOCK_M: tl.constexpr,
 ):
@@ -207,19 +220,16 @@ def _attn_bwd_delta(
     offs_d = tl.arange(0, BLOCK_D)
     row_ok = offs_m < N_CTX
     tile_ok = row_ok[:, None] & (offs_d < HEAD_DIM)[None, :]
-    o = tl.load(O + off_b * stride_ob + off_h * stride_oh + offs_m[:, None] * stride_on + offs_d[None, :] * stride_od,
-                mask=tile_ok, other=0.0).to(ACC_DTYPE)
-    do = tl.load(DO + off_b * stride_dob + off_h * stride_doh + offs_m[:, None] * stride_don + offs_d[None, :] * stride_dod,
-                 mask=tile_ok, other=0.0).to(ACC_DTYPE)
-    tl.store(DELTA + off_bh.to(tl.int64) * N_CTX + offs_m, tl.sum(o * do, 1), mask=row_ok)
+    o = tl.load(_tile_ptrs(_head_base(O, o_strides, off_b, off_h), o_strides, offs_m, offs_d), mask=tile_ok, other=0.0)
+    do = tl.load(_tile_ptrs(_head_base(DO, do_strides, off_b, off_h), do_strides, offs_m, offs_d), mask=tile_ok, other=0.0)
+    tl.store(DELTA + off_bh.to(tl.int64) * N_CTX + offs_m, tl.sum(o.to(ACC_DTYPE) * do.to(ACC_DTYPE), 1), mask=row_ok)
 
 
 @triton.jit
 def _attn_bwd_dkdv_step(
     dk, dv, k, v,  # accumulators and tiles of this key block, (BLOCK_N, BLOCK_D) each
-    Q, DO, LSE, DELTA, start_m,  # base pointers of this (batch, head); first query of this block
-    offs_n, offs_d, N_CTX, qk_scale,
-    stride_qn, stride_qd, stride_don, stride_dod,
+    Q, DO, LSE, DELTA, q_strides, do_strides,  # pointers of this (batch, head), and Q's and dO's strides
+    start_m, offs_n, offs_d, N_CTX, qk_scale,  # first query of this block; this block's key rows
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
     MASKED: tl.constexpr, CAUSAL: tl.constexpr, INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
 ):
@@ -227,10 +237,8 @@ def _attn_bwd_dkdv_step(
     offs_m = start_m + tl.arange(0, BLOCK_M)
     row_ok = offs_m < N_CTX
     d_ok = offs_d < HEAD_DIM
-    qT = tl.load(Q + offs_d[:, None] * stride_qd + offs_m[None, :] * stride_qn,
-                 mask=d_ok[:, None] & row_ok[None, :], other=0.0)  # (BLOCK_D, BLOCK_M)
-    do = tl.load(DO + offs_m[:, None] * stride_don + offs_d[None, :] * stride_dod,
-                 mask=row_ok[:, None] & d_ok[None, :], other=0.0)  # (BLOCK_M, BLOCK_D)
+    qT = tl.load(_tile_ptrs_t(Q, q_strides, offs_m, offs_d), mask=d_ok[:, None] & row_ok[None, :], other=0.0)  # (BLOCK_D, BLOCK_M)
+    do = tl.load(_tile_ptrs(DO, do_strides, offs_m, offs_d), mask=row_ok[:, None] & d_ok[None, :], other=0.0)  # (BLOCK_M, BLOCK_D)
     lse2 = tl.load(LSE + offs_m, mask=row_ok, other=0.0) * LOG2E  # (BLOCK_M,), base-2 units
     delta = tl.load(DELTA + offs_m, mask=row_ok, other=0.0)  # (BLOCK_M,)
 
@@ -252,13 +260,8 @@ def _attn_bwd_dkdv_step(
 def _attn_bwd_dkdv(
     # pointers: inputs and dO (B, H, N, Dh); LSE, DELTA (B, H, N) contiguous; outputs dK, dV (B, H, N, Dh)
     Q, K, V, DO, LSE, DELTA, DK, DV,
-    # strides, in elements
-    stride_qb, stride_qh, stride_qn, stride_qd,
-    stride_kb, stride_kh, stride_kn, stride_kd,
-    stride_vb, stride_vh, stride_vn, stride_vd,
-    stride_dob, stride_doh, stride_don, stride_dod,
-    stride_dkb, stride_dkh, stride_dkn, stride_dkd,
-    stride_dvb, stride_dvh, stride_dvn, stride_dvd,
+    # each (B, H, N, Dh) tensor's strides, as tensor.stride() gives them
+    q_strides, k_strides, v_strides, do_strides, dk_strides, dv_strides,
     # sizes and scales: sm_scale, and sm_scale · log2(e)
     H, N_CTX, sm_scale, qk_scale,
     # compile-time parameters
@@ -279,24 +282,26 @@ def _attn_bwd_dkdv(
     Query blocks that need a mask: the tail past N, and, if causal, the diagonal blocks
     [start_n, start_n + BLOCK_N) (BLOCK_N is a multiple of BLOCK_M, so they align).
     """
+    tl.static_assert(BLOCK_N % BLOCK_M == 0, "the causal split needs BLOCK_N to be a multiple of BLOCK_M")
+    tl.static_assert(BLOCK_D >= HEAD_DIM, "the head-dim tile must cover the head dim (BLOCK_D >= HEAD_DIM)")
     start_n = tl.program_id(0) * BLOCK_N
     off_bh = tl.program_id(1)
     off_b = (off_bh // H).to(tl.int64)
     off_h = (off_bh % H).to(tl.int64)
-    Q += off_b * stride_qb + off_h * stride_qh
-    K += off_b * stride_kb + off_h * stride_kh
-    V += off_b * stride_vb + off_h * stride_vh
-    DO += off_b * stride_dob + off_h * stride_doh
-    DK += off_b * stride_dkb + off_h * stride_dkh
-    DV += off_b * stride_dvb + off_h * stride_dvh
+    Q = _head_base(Q, q_strides, off_b, off_h)
+    K = _head_base(K, k_strides, off_b, off_h)
+    V = _head_base(V, v_strides, off_b, off_h)
+    DO = _head_base(DO, do_strides, off_b, off_h)
+    DK = _head_base(DK, dk_strides, off_b, off_h)
+    DV = _head_base(DV, dv_strides, off_b, off_h)
     LSE += off_bh.to(tl.int64) * N_CTX
     DELTA += off_bh.to(tl.int64) * N_CTX
 
     offs_n = start_n + tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     tile_ok = (offs_n < N_CTX)[:, None] & (offs_d < HEAD_DIM)[None, :]
-    k = tl.load(K + offs_n[:, None] * stride_kn + offs_d[None, :] * stride_kd, mask=tile_ok, other=0.0)  # (BLOCK_N, BLOCK_D)
-    v = tl.load(V + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vd, mask=tile_ok, other=0.0)  # (BLOCK_N, BLOCK_D)
+    k = tl.load(_tile_ptrs(K, k_strides, offs_n, offs_d), mask=tile_ok, other=0.0)  # (BLOCK_N, BLOCK_D)
+    v = tl.load(_tile_ptrs(V, v_strides, offs_n, offs_d), mask=tile_ok, other=0.0)  # (BLOCK_N, BLOCK_D)
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=ACC_DTYPE)
     dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=ACC_DTYPE)
 
@@ -304,33 +309,29 @@ def _attn_bwd_dkdv(
     if CAUSAL:
         # the diagonal, masked; then the query blocks wholly below it
         for start_m in range(start_n, tl.minimum(start_n + BLOCK_N, N_CTX), BLOCK_M):
-            dk, dv = _attn_bwd_dkdv_step(dk, dv, k, v, Q, DO, LSE, DELTA, start_m, offs_n, offs_d, N_CTX, qk_scale,
-                                         stride_qn, stride_qd, stride_don, stride_dod,
-                                         HEAD_DIM, BLOCK_M, True, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
+            dk, dv = _attn_bwd_dkdv_step(dk, dv, k, v, Q, DO, LSE, DELTA, q_strides, do_strides, start_m, offs_n, offs_d,
+                                         N_CTX, qk_scale, HEAD_DIM, BLOCK_M, True, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
         full_lo = start_n + BLOCK_N
     else:
         full_lo = 0
     full_hi = tl.maximum(full_lo, full_m)
     for start_m in range(full_lo, full_hi, BLOCK_M):
-        dk, dv = _attn_bwd_dkdv_step(dk, dv, k, v, Q, DO, LSE, DELTA, start_m, offs_n, offs_d, N_CTX, qk_scale,
-                                     stride_qn, stride_qd, stride_don, stride_dod,
-                                     HEAD_DIM, BLOCK_M, False, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
+        dk, dv = _attn_bwd_dkdv_step(dk, dv, k, v, Q, DO, LSE, DELTA, q_strides, do_strides, start_m, offs_n, offs_d,
+                                     N_CTX, qk_scale, HEAD_DIM, BLOCK_M, False, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
     for start_m in range(full_hi, N_CTX, BLOCK_M):  # the tail block past N, masked
-        dk, dv = _attn_bwd_dkdv_step(dk, dv, k, v, Q, DO, LSE, DELTA, start_m, offs_n, offs_d, N_CTX, qk_scale,
-                                     stride_qn, stride_qd, stride_don, stride_dod,
-                                     HEAD_DIM, BLOCK_M, True, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
+        dk, dv = _attn_bwd_dkdv_step(dk, dv, k, v, Q, DO, LSE, DELTA, q_strides, do_strides, start_m, offs_n, offs_d,
+                                     N_CTX, qk_scale, HEAD_DIM, BLOCK_M, True, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
 
     dk *= sm_scale  # S = scale · Q Kᵀ, so dK carries the scale once
-    tl.store(DK + offs_n[:, None] * stride_dkn + offs_d[None, :] * stride_dkd, dk.to(DK.dtype.element_ty), mask=tile_ok)
-    tl.store(DV + offs_n[:, None] * stride_dvn + offs_d[None, :] * stride_dvd, dv.to(DV.dtype.element_ty), mask=tile_ok)
+    tl.store(_tile_ptrs(DK, dk_strides, offs_n, offs_d), dk.to(DK.dtype.element_ty), mask=tile_ok)
+    tl.store(_tile_ptrs(DV, dv_strides, offs_n, offs_d), dv.to(DV.dtype.element_ty), mask=tile_ok)
 
 
 @triton.jit
 def _attn_bwd_dq_step(
     dq, q, do, lse2, delta,  # accumulator and tiles of this query block
-    K, V, start_n,  # base pointers of this (batch, head); first key of this block
-    offs_m, offs_d, N_CTX, qk_scale,
-    stride_kn, stride_kd, stride_vn, stride_vd,
+    K, V, k_strides, v_strides,  # key/value pointers of this (batch, head) and their strides
+    start_n, offs_m, offs_d, N_CTX, qk_scale,  # first key of this block; this block's query rows
     HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
     MASKED: tl.constexpr, CAUSAL: tl.constexpr, INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
 ):
@@ -338,10 +339,8 @@ def _attn_bwd_dq_step(
     offs_n = start_n + tl.arange(0, BLOCK_N)
     key_ok = offs_n < N_CTX
     d_ok = offs_d < HEAD_DIM
-    kT = tl.load(K + offs_d[:, None] * stride_kd + offs_n[None, :] * stride_kn,
-                 mask=d_ok[:, None] & key_ok[None, :], other=0.0)  # (BLOCK_D, BLOCK_N)
-    vT = tl.load(V + offs_d[:, None] * stride_vd + offs_n[None, :] * stride_vn,
-                 mask=d_ok[:, None] & key_ok[None, :], other=0.0)  # (BLOCK_D, BLOCK_N)
+    kT = tl.load(_tile_ptrs_t(K, k_strides, offs_n, offs_d), mask=d_ok[:, None] & key_ok[None, :], other=0.0)  # (BLOCK_D, BLOCK_N)
+    vT = tl.load(_tile_ptrs_t(V, v_strides, offs_n, offs_d), mask=d_ok[:, None] & key_ok[None, :], other=0.0)  # (BLOCK_D, BLOCK_N)
 
     s = tl.dot(q, kT, input_precision=INPUT_PRECISION, out_dtype=ACC_DTYPE) * qk_scale  # (BLOCK_M, BLOCK_N)
     if MASKED:
@@ -360,12 +359,8 @@ def _attn_bwd_dq_step(
 def _attn_bwd_dq(
     # pointers: inputs and dO (B, H, N, Dh); LSE, DELTA (B, H, N) contiguous; output dQ (B, H, N, Dh)
     Q, K, V, DO, LSE, DELTA, DQ,
-    # strides, in elements
-    stride_qb, stride_qh, stride_qn, stride_qd,
-    stride_kb, stride_kh, stride_kn, stride_kd,
-    stride_vb, stride_vh, stride_vn, stride_vd,
-    stride_dob, stride_doh, stride_don, stride_dod,
-    stride_dqb, stride_dqh, stride_dqn, stride_dqd,
+    # each (B, H, N, Dh) tensor's strides, as tensor.stride() gives them
+    q_strides, k_strides, v_strides, do_strides, dq_strides,
     # sizes and scales: sm_scale, and sm_scale · log2(e)
     H, N_CTX, sm_scale, qk_scale,
     # compile-time parameters
@@ -384,15 +379,16 @@ def _attn_bwd_dq(
 
     The key loop is split like the forward's: unmasked blocks first, then the tail / diagonal.
     """
+    tl.static_assert(BLOCK_D >= HEAD_DIM, "the head-dim tile must cover the head dim (BLOCK_D >= HEAD_DIM)")
     start_m = tl.program_id(0) * BLOCK_M
     off_bh = tl.program_id(1)
     off_b = (off_bh // H).to(tl.int64)
     off_h = (off_bh % H).to(tl.int64)
-    Q += off_b * stride_qb + off_h * stride_qh
-    K += off_b * stride_kb + off_h * stride_kh
-    V += off_b * stride_vb + off_h * stride_vh
-    DO += off_b * stride_dob + off_h * stride_doh
-    DQ += off_b * stride_dqb + off_h * stride_dqh
+    Q = _head_base(Q, q_strides, off_b, off_h)
+    K = _head_base(K, k_strides, off_b, off_h)
+    V = _head_base(V, v_strides, off_b, off_h)
+    DO = _head_base(DO, do_strides, off_b, off_h)
+    DQ = _head_base(DQ, dq_strides, off_b, off_h)
     LSE += off_bh.to(tl.int64) * N_CTX
     DELTA += off_bh.to(tl.int64) * N_CTX
 
@@ -400,24 +396,22 @@ def _attn_bwd_dq(
     offs_d = tl.arange(0, BLOCK_D)
     row_ok = offs_m < N_CTX
     tile_ok = row_ok[:, None] & (offs_d < HEAD_DIM)[None, :]
-    q = tl.load(Q + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd, mask=tile_ok, other=0.0)  # (BLOCK_M, BLOCK_D)
-    do = tl.load(DO + offs_m[:, None] * stride_don + offs_d[None, :] * stride_dod, mask=tile_ok, other=0.0)  # (BLOCK_M, BLOCK_D)
+    q = tl.load(_tile_ptrs(Q, q_strides, offs_m, offs_d), mask=tile_ok, other=0.0)  # (BLOCK_M, BLOCK_D)
+    do = tl.load(_tile_ptrs(DO, do_strides, offs_m, offs_d), mask=tile_ok, other=0.0)  # (BLOCK_M, BLOCK_D)
     lse2 = tl.load(LSE + offs_m, mask=row_ok, other=0.0) * LOG2E  # (BLOCK_M,)
     delta = tl.load(DELTA + offs_m, mask=row_ok, other=0.0)  # (BLOCK_M,)
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=ACC_DTYPE)
 
     full_hi, hi = _key_block_bounds(start_m, N_CTX, CAUSAL, BLOCK_M, BLOCK_N)
     for start_n in range(0, full_hi, BLOCK_N):
-        dq = _attn_bwd_dq_step(dq, q, do, lse2, delta, K, V, start_n, offs_m, offs_d, N_CTX, qk_scale,
-                               stride_kn, stride_kd, stride_vn, stride_vd,
-                               HEAD_DIM, BLOCK_N, False, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
+        dq = _attn_bwd_dq_step(dq, q, do, lse2, delta, K, V, k_strides, v_strides, start_n, offs_m, offs_d, N_CTX,
+                               qk_scale, HEAD_DIM, BLOCK_N, False, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
     for start_n in range(full_hi, hi, BLOCK_N):
-        dq = _attn_bwd_dq_step(dq, q, do, lse2, delta, K, V, start_n, offs_m, offs_d, N_CTX, qk_scale,
-                               stride_kn, stride_kd, stride_vn, stride_vd,
-                               HEAD_DIM, BLOCK_N, True, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
+        dq = _attn_bwd_dq_step(dq, q, do, lse2, delta, K, V, k_strides, v_strides, start_n, offs_m, offs_d, N_CTX,
+                               qk_scale, HEAD_DIM, BLOCK_N, True, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
 
     dq *= sm_scale
-    tl.store(DQ + offs_m[:, None] * stride_dqn + offs_d[None, :] * stride_dqd, dq.to(DQ.dtype.element_ty), mask=tile_ok)
+    tl.store(_tile_ptrs(DQ, dq_strides, offs_m, offs_d), dq.to(DQ.dtype.element_ty), mask=tile_ok)
 
 
 # Autotuned (GPU) or pinned (interpreter) versions of the kernels above; see tuning.py.
@@ -434,6 +428,18 @@ _attn_bwd_dq_tuned = tuning.autotune(_attn_bwd_dq, tuning.BACKWARD_DQ_INTERPRETE
 def _new_buffer(shape, dtype, device) -> torch.Tensor:
     """Every buffer a kernel writes is allocated here (tests replace it to poison the buffers)."""
     return torch.empty(shape, dtype=dtype, device=device)
+
+
+def unit_last_stride(t: torch.Tensor) -> torch.Tensor:
+    """`t` itself if its head-dim stride is 1 (the model's q/k/v views are), else a contiguous copy.
+
+    Triton specialises an integer argument equal to 1 into a constant: with the head-dim stride known
+    to be 1 a tile row is contiguous, so loads vectorise and go straight to shared memory (cp.async /
+    LDGSTS, pipelined). With an unknown stride every element is its own 2-byte load through registers;
+    `python -m kernels.inspect` shows that generic code needing more registers than the card has (it
+    spills) for the larger tiles. One copy of an odd layout costs less than running that code.
+    """
+    return t if t.stride(-1) == 1 else t.contiguous()
 
 
 def _block_d(head_dim: int) -> int:
@@ -513,6 +519,7 @@ def _common_meta(q: torch.Tensor, causal: bool, input_precision: str | None) -> 
 def attention_forward(q, k, v, causal: bool, sm_scale: float, input_precision: str | None):
     """Launch the forward kernel. q, k, v: (B, H, N, Dh), checked. Returns O (B, H, N, Dh), LSE (B, H, N)."""
     B, H, N, Dh = q.shape
+    q, k, v = (unit_last_stride(t) for t in (q, k, v))
     o = _new_buffer((B, H, N, Dh), q.dtype, q.device)
     lse_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
     lse = _new_buffer((B, H, N), lse_dtype, q.device)
@@ -520,18 +527,23 @@ def attention_forward(q, k, v, causal: bool, sm_scale: float, input_precision: s
         return o, lse
     grid = lambda meta: (triton.cdiv(N, meta["BLOCK_M"]), B * H)  # noqa: E731
     with torch.cuda.device(q.device) if q.is_cuda else contextlib.nullcontext():
-        _attn_fwd_tuned[grid](
-            q, k, v, o, lse,
-            *q.stride(), *k.stride(), *v.stride(), *o.stride(),
-            H, N, sm_scale * LOG2E.value,
-            **_common_meta(q, causal, input_precision),
-        )
+        _attn_fwd_tuned[grid](q, k, v, o, lse, q.stride(), k.stride(), v.stride(), o.stride(),
+                              H, N, sm_scale * LOG2E.value, **_common_meta(q, causal, input_precision))
     return o, lse
+
+
+def launch_delta(o, do, delta, meta: dict) -> None:
+    """delta = rowsum(dO ∘ O) into `delta` (B, H, N): the first kernel of every backward variant."""
+    B, H, N, Dh = o.shape
+    block_m = tuning.DELTA_BLOCK_M
+    _attn_bwd_delta[(triton.cdiv(N, block_m), B * H)](o, do, delta, o.stride(), do.stride(), H, N, HEAD_DIM=Dh,
+                                                       BLOCK_D=meta["BLOCK_D"], ACC_DTYPE=meta["ACC_DTYPE"], BLOCK_M=block_m)
 
 
 def attention_backward(do, q, k, v, o, lse, causal: bool, sm_scale: float, input_precision: str | None):
     """Launch the backward kernels. All (B, H, N, Dh) but lse (B, H, N). Returns dq, dk, dv."""
     B, H, N, Dh = q.shape
+    do, q, k, v = (unit_last_stride(t) for t in (do, q, k, v))
     dq = _new_buffer((B, H, N, Dh), q.dtype, q.device)
     dk = _new_buffer((B, H, N, Dh), q.dtype, q.device)
     dv = _new_buffer((B, H, N, Dh), q.dtype, q.device)
@@ -540,40 +552,62 @@ def attention_backward(do, q, k, v, o, lse, causal: bool, sm_scale: float, input
     delta = _new_buffer((B, H, N), lse.dtype, q.device)
     meta = _common_meta(q, causal, input_precision)
     with torch.cuda.device(q.device) if q.is_cuda else contextlib.nullcontext():
-        block_m = tuning.DELTA_BLOCK_M
-        _attn_bwd_delta[(triton.cdiv(N, block_m), B * H)](
-            o, do, delta, *o.stride(), *do.stride(), H, N,
-            HEAD_DIM=Dh, BLOCK_D=meta["BLOCK_D"], ACC_DTYPE=meta["ACC_DTYPE"], BLOCK_M=block_m,
-        )
+        launch_delta(o, do, delta, meta)
         scales = (sm_scale, sm_scale * LOG2E.value)
         _attn_bwd_dkdv_tuned[lambda m: (triton.cdiv(N, m["BLOCK_N"]), B * H)](
-            q, k, v, do, lse, delta, dk, dv,
-            *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dk.stride(), *dv.stride(),
-            H, N, *scales, **meta,
-        )
+            q, k, v, do, lse, delta, dk, dv, q.stride(), k.stride(), v.stride(), do.stride(), dk.stride(), dv.stride(),
+            H, N, *scales, **meta)
         _attn_bwd_dq_tuned[lambda m: (triton.cdiv(N, m["BLOCK_M"]), B * H)](
-            q, k, v, do, lse, delta, dq,
-            *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dq.stride(),
-            H, N, *scales, **meta,
-        )
+            q, k, v, do, lse, delta, dq, q.stride(), k.stride(), v.stride(), do.stride(), dq.stride(),
+            H, N, *scales, **meta)
     return dq, dk, dv
 
 
-class FlashAttentionFunction(torch.autograd.Function):
-    """autograd wrapper: forward saves (q, k, v, O, LSE); backward runs the Triton backward kernels."""
+# --------------------------------------------------------------------------------------------------
+# Registration: this file's forward ("standard") and backward ("split") as variants (see variants.py)
+# --------------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def forward(ctx, q, k, v, causal, sm_scale, input_precision):
-        o, lse = attention_forward(q, k, v, causal, sm_scale, input_precision)
-        ctx.save_for_backward(q, k, v, o, lse)
-        ctx.causal, ctx.sm_scale, ctx.input_precision = causal, sm_scale, input_precision
-        ctx.mark_non_differentiable(lse)
-        return o, lse
 
-    @staticmethod
-    @once_differentiable  # the backward kernels are not themselves differentiable: fail loudly on double backward
-    def backward(ctx, do, _dlse):
-        q, k, v, o, lse = ctx.saved_tensors
-        dq, dk, dv = attention_backward(do, q, k, v, o, lse, ctx.causal, ctx.sm_scale, ctx.input_precision)
-        return dq, dk, dv, None, None, None
+def _fwd_args(p):
+    t = variants.problem_tensors(p)
+    args = (t["q"], t["k"], t["v"], t["o"], t["lse"], t["q"].stride(), t["k"].stride(), t["v"].stride(),
+            t["o"].stride(), p.H, p.N, 0.125 * LOG2E.value)
+    return args, variants.problem_meta(p)
 
+
+def _delta_args(p):
+    t = variants.problem_tensors(p)
+    meta = variants.problem_meta(p)
+    args = (t["o"], t["do"], t["delta"], t["o"].stride(), t["do"].stride(), p.H, p.N)
+    return args, dict(HEAD_DIM=p.Dh, BLOCK_D=meta["BLOCK_D"], ACC_DTYPE=meta["ACC_DTYPE"], BLOCK_M=tuning.DELTA_BLOCK_M)
+
+
+def _dkdv_args(p):
+    t = variants.problem_tensors(p)
+    args = (t["q"], t["k"], t["v"], t["do"], t["lse"], t["delta"], t["dk"], t["dv"],
+            *(t[n].stride() for n in ("q", "k", "v", "do", "dk", "dv")), p.H, p.N, 0.125, 0.125 * LOG2E.value)
+    return args, variants.problem_meta(p)
+
+
+def _dq_args(p):
+    t = variants.problem_tensors(p)
+    args = (t["q"], t["k"], t["v"], t["do"], t["lse"], t["delta"], t["dq"],
+            *(t[n].stride() for n in ("q", "k", "v", "do", "dq")), p.H, p.N, 0.125, 0.125 * LOG2E.value)
+    return args, variants.problem_meta(p)
+
+
+FORWARD_KERNEL = variants.KernelSpec("forward", _attn_fwd, tuning.FORWARD_GPU, _fwd_args,
+                                     lambda p, c: cost.forward(p, c["BLOCK_M"], c["BLOCK_N"]), _attn_fwd_tuned)
+DELTA_KERNEL = variants.KernelSpec("delta", _attn_bwd_delta, [triton.Config({}, num_warps=4, num_stages=3)], _delta_args,
+                                   lambda p, c: cost.delta(p))
+DKDV_KERNEL = variants.KernelSpec("dK/dV", _attn_bwd_dkdv, tuning.BACKWARD_DKDV_GPU, _dkdv_args,
+                                  lambda p, c: cost.backward_dkdv(p, c["BLOCK_M"], c["BLOCK_N"]), _attn_bwd_dkdv_tuned)
+DQ_KERNEL = variants.KernelSpec("dQ", _attn_bwd_dq, tuning.BACKWARD_DQ_GPU, _dq_args,
+                                lambda p, c: cost.backward_dq(p, c["BLOCK_M"], c["BLOCK_N"]), _attn_bwd_dq_tuned)
+
+variants.register(variants.Variant(
+    "standard", "forward", attention_forward, (FORWARD_KERNEL,),
+    "FlashAttention-2 Algorithm 1: one program per query block, key blocks streamed past"))
+variants.register(variants.Variant(
+    "split", "backward", attention_backward, (DELTA_KERNEL, DKDV_KERNEL, DQ_KERNEL),
+    "delta, then dK/dV (per key block) and dQ (per query block): no atomics, S and dP computed twice"))

@@ -5,7 +5,8 @@ This is the architecture-specific part, kept apart from the teaching kernels in 
 GPU candidates (chosen for Hopper/Ampere, head dims 16..128; see NOTES.md for the reasoning):
 - forward: a query block of 64 or 128 rows stays in registers while key blocks of 32..128 stream past.
 - dQ: the same query blocks, against key blocks of 16..64.
-- dK/dV: the transpose, a key block of 64..128 rows against query blocks of 16..64.
+- dK/dV (and the one-pass backward): the transpose, key blocks of 64..128 rows against query blocks
+  of 16..64.
 The causal split of the loops needs the outer block to be a multiple of the inner one; every
 candidate obeys that. Configurations that exceed a card's shared memory are skipped by the autotuner
 (it catches the compiler's OutOfResources).
@@ -31,26 +32,40 @@ def _configs(blocks: list[tuple[int, int, int, int]]) -> list[triton.Config]:
     return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in blocks]
 
 
-# (BLOCK_M, BLOCK_N, num_warps, num_stages)
+# (BLOCK_M, BLOCK_N, num_warps, num_stages). Every GPU candidate compiles for sm_80 and sm_90 without
+# spilling registers and within shared memory at AST's shape (`python -m kernels.inspect` shows it; a
+# test enforces it). Dropped for spilling: forward (128, 32, 4, 4) and (128, 64, 4, 4) on sm_80;
+# dK/dV (32, 128, 4, 3) on both, (64, 128, 8, 3) on sm_80 causal; dQ (128, 32, 4, 3), (64, 32, 4, 3),
+# (64, 64, 4, 2) and (64, 64, 8, 2) on sm_80. Four warps holding a 128-row fp32 accumulator plus the S/P tile sit at
+# the 255-register ceiling on Ampere, where mma.sync keeps every accumulator in registers.
 FORWARD_GPU = _configs([
-    (128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (128, 32, 4, 4),
-    (64, 64, 4, 3), (64, 32, 4, 4), (128, 64, 4, 4), (128, 128, 8, 2),
+    (128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 3), (64, 32, 4, 4), (128, 128, 8, 2),
 ])
 BACKWARD_DKDV_GPU = _configs([
-    (32, 128, 4, 3), (32, 128, 8, 3), (64, 128, 8, 3), (32, 64, 4, 3), (64, 64, 4, 2), (16, 64, 4, 4),
+    (32, 128, 8, 3), (32, 64, 4, 3), (64, 64, 4, 2), (16, 64, 4, 4), (64, 128, 8, 2),
 ])
 BACKWARD_DQ_GPU = _configs([
-    (128, 32, 4, 3), (128, 32, 8, 3), (128, 64, 8, 3), (64, 32, 4, 3), (64, 64, 4, 2), (64, 16, 4, 4),
+    (128, 32, 8, 3), (128, 64, 8, 3), (64, 16, 4, 4), (64, 32, 8, 3),
 ])
 
 FORWARD_INTERPRETER = _configs([(32, 16, 4, 1)])
 BACKWARD_DKDV_INTERPRETER = _configs([(16, 32, 4, 1)])
 BACKWARD_DQ_INTERPRETER = _configs([(32, 16, 4, 1)])
 
+# The one-pass backward (variant_fused_backward.py) holds dK/dV's tiles and adds a dQ tile per step:
+# more live registers than dK/dV, so fewer candidates survive the no-spill rule (dropped: (32, 128,
+# 4, 3), (64, 128, 8, 3), (64, 64, 4, 2), (64, 64, 8, 2), which spill on sm_80).
+BACKWARD_FUSED_GPU = _configs([
+    (32, 128, 8, 3), (32, 64, 4, 3), (16, 64, 4, 4), (16, 128, 8, 3),
+])
+BACKWARD_FUSED_INTERPRETER = _configs([(16, 32, 4, 1)])
 
-def autotune(kernel, configs: list[triton.Config]):
+
+def autotune(kernel, configs: list[triton.Config], reset_to_zero: list[str] | None = None):
     """`kernel` wrapped in triton.autotune over `configs` (a GPU list, or an interpreter's pinned one).
 
-    The autotuner runs a kernel once per candidate: safe here, as every kernel writes its outputs whole.
+    The autotuner runs a kernel once per candidate: safe for kernels that write their outputs whole;
+    a kernel that accumulates into a buffer (atomic adds) names it in `reset_to_zero`, which the
+    autotuner zeroes before every trial and once more before the real run.
     """
-    return triton.autotune(configs, key=TUNING_KEY)(kernel)
+    return triton.autotune(configs, key=TUNING_KEY, reset_to_zero=reset_to_zero)(kernel)

@@ -25,11 +25,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import kernels
-from kernels import fused_attention, tuning
+from kernels import fused_attention, tuning, variants
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"
 gpu = pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+
+
+def _runs_here(variant) -> bool:
+    # A variant made for newer GPUs only (archs=(90,): TMA) is tested on the CPU and on those GPUs.
+    if not CUDA or min(variant.archs) <= 80:
+        return True
+    major, minor = torch.cuda.get_device_capability()
+    return 10 * major + minor >= min(variant.archs)
+
+
+# Every registered variant (kernels/variant_*.py files register themselves) goes through the same tests.
+BACKWARDS = [v.name for v in variants.variants("backward") if _runs_here(v)]
+FORWARDS = [v.name for v in variants.variants("forward") if _runs_here(v)]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -130,11 +143,12 @@ def magnitude(t):
     return max(1.0, t.abs().max().item()) if t.numel() else 1.0
 
 
-def check_forward_backward(q, k, v, do, causal, sm_scale, dtype):
+def check_forward_backward(q, k, v, do, causal, sm_scale, dtype, backward="split", forward="standard"):
     """The kernel's O, LSE, dQ, dK, dV against float64 math and float64 SDPA, all at once."""
     q, k, v = (t.detach().requires_grad_() for t in (q, k, v))
     scale = 1.0 / math.sqrt(q.shape[-1]) if sm_scale is None else sm_scale
-    o, lse = kernels.flash_attention(q, k, v, causal=causal, sm_scale=sm_scale, input_precision="ieee", return_lse=True)
+    o, lse = kernels.flash_attention(q, k, v, causal=causal, sm_scale=sm_scale, input_precision="ieee", return_lse=True,
+                                     backward=backward, forward=forward)
     assert o.shape == q.shape and o.dtype == dtype and lse.shape == q.shape[:3]
     dq, dk, dv = torch.autograd.grad(o, (q, k, v), do)
 
@@ -166,14 +180,42 @@ def check_forward_backward(q, k, v, do, causal, sm_scale, dtype):
     dtype=st.sampled_from([torch.float32, torch.float16] + ([torch.bfloat16] if CUDA else [])),
     layout=st.sampled_from(LAYOUTS),
     grad_transposed=st.booleans(),
+    backward=st.sampled_from(BACKWARDS),
+    forward=st.sampled_from(FORWARDS),
     seed=st.integers(0, 2**31 - 1),
 )
-def test_forward_and_gradients_match_float64_and_sdpa(bh, n, head_dim, causal, sm_scale, dtype, layout, grad_transposed, seed):
+def test_forward_and_gradients_match_float64_and_sdpa(bh, n, head_dim, causal, sm_scale, dtype, layout, grad_transposed,
+                                                      backward, forward, seed):
     B, H = bh
     g = torch.Generator().manual_seed(seed)
     q, k, v = make_qkv(B, H, n, head_dim, dtype, layout, g)
     do = make_grad((B, H, n, head_dim), dtype, grad_transposed, g)
-    check_forward_backward(q, k, v, do, causal, sm_scale, dtype)
+    check_forward_backward(q, k, v, do, causal, sm_scale, dtype, backward, forward)
+
+
+@pytest.mark.parametrize("forward", FORWARDS)
+@pytest.mark.parametrize("causal", [False, True])
+def test_every_forward_variant_at_block_boundaries(forward, causal):
+    # N = 49 with Dh 24 (a padded head dim): partial tails for every interpreter block size.
+    g = torch.Generator().manual_seed(24)
+    q, k, v = make_qkv(1, 2, 49, 24, torch.float32, "fused_qkv", g)
+    check_forward_backward(q, k, v, make_grad(q.shape, torch.float32, True, g), causal, None, torch.float32, "split", forward)
+
+
+@pytest.mark.parametrize("backward", BACKWARDS)
+@pytest.mark.parametrize("causal", [False, True])
+def test_every_backward_variant_at_block_boundaries(backward, causal):
+    # N = 49 crosses the interpreter's 16- and 32-row blocks with a partial tail; two (batch, head)
+    # pairs share the kernels' grid. Each variant must give SDPA's gradients, not only the default.
+    g = torch.Generator().manual_seed(49)
+    q, k, v = make_qkv(1, 2, 49, 32, torch.float32, "fused_qkv", g)
+    check_forward_backward(q, k, v, make_grad(q.shape, torch.float32, True, g), causal, None, torch.float32, backward)
+
+
+def test_unknown_backward_variant_names_the_registered_ones():
+    q = torch.randn(1, 1, 4, 16, device=DEVICE)
+    with pytest.raises(ValueError, match="registered: .*split"):
+        kernels.flash_attention(q, q, q, backward="nope")
 
 
 @pytest.mark.parametrize("head_dim", [1, 8, 24, 40, 80, 96, 100, 128])
@@ -204,13 +246,14 @@ def test_upstream_gradient_with_zero_strides():
         assert_close_scaled(got, ref, 2e-5, magnitude(ref), "gradient of o.sum()")
 
 
-@settings(max_examples=4)
+@pytest.mark.parametrize("backward", BACKWARDS)
+@settings(max_examples=3)
 @given(causal=st.booleans(), n=st.sampled_from([17, 33, 40]), seed=st.integers(0, 2**31 - 1))
-def test_gradcheck_float64(causal, n, seed):
+def test_gradcheck_float64(backward, causal, n, seed):
     # float64 runs the same kernels with fp64 tiles, so finite differences can check the backward.
     g = torch.Generator().manual_seed(seed)
     q, k, v = (t.double().requires_grad_() for t in make_qkv(1, 2, n, 16, torch.float32, "contiguous", g))
-    fn = lambda q, k, v: kernels.flash_attention(q, k, v, causal=causal)  # noqa: E731
+    fn = lambda q, k, v: kernels.flash_attention(q, k, v, causal=causal, backward=backward)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (q, k, v), eps=1e-6, atol=1e-7, rtol=1e-5, fast_mode=True)
 
 
@@ -241,9 +284,8 @@ def test_double_backward_is_refused():
     q = torch.randn(1, 1, 5, 16, device=DEVICE, dtype=torch.float64, requires_grad=True)
     w = torch.randn_like(q, requires_grad=True)  # an upstream gradient that itself needs a gradient
     o = kernels.flash_attention(q, q, q)
-    (dq,) = torch.autograd.grad(o, q, grad_outputs=w, create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable"):
-        dq.sum().backward()
+    with pytest.raises(RuntimeError, match="double backward .*once_differentiable"):  # refused when asked for
+        torch.autograd.grad(o, q, grad_outputs=w, create_graph=True)
 
 
 # ---- the pure-torch blockwise reference (kernels/reference.py) -----------------------------------
@@ -278,27 +320,41 @@ def test_every_config_aligns_the_causal_diagonal():
     # The loops split at the diagonal, which needs the outer block to be a multiple of the inner one.
     for cfg in tuning.FORWARD_GPU + tuning.FORWARD_INTERPRETER + tuning.BACKWARD_DQ_GPU + tuning.BACKWARD_DQ_INTERPRETER:
         assert cfg.kwargs["BLOCK_M"] % cfg.kwargs["BLOCK_N"] == 0, cfg
-    for cfg in tuning.BACKWARD_DKDV_GPU + tuning.BACKWARD_DKDV_INTERPRETER:
+    for cfg in (tuning.BACKWARD_DKDV_GPU + tuning.BACKWARD_DKDV_INTERPRETER
+                + tuning.BACKWARD_FUSED_GPU + tuning.BACKWARD_FUSED_INTERPRETER):
         assert cfg.kwargs["BLOCK_N"] % cfg.kwargs["BLOCK_M"] == 0, cfg
     assert len(tuning.FORWARD_INTERPRETER) == len(tuning.BACKWARD_DKDV_INTERPRETER) == len(tuning.BACKWARD_DQ_INTERPRETER) == 1
 
 
-@pytest.mark.parametrize("i", range(max(len(tuning.FORWARD_GPU), len(tuning.BACKWARD_DKDV_GPU), len(tuning.BACKWARD_DQ_GPU))))
-def test_every_gpu_block_config_is_correct_in_the_interpreter(i):
+def test_block_invariants_are_asserted_inside_the_kernels(monkeypatch):
+    # A forward config whose query block is not a multiple of its key block would misalign the causal
+    # diagonal: tl.static_assert stops it when the kernel is built, before any wrong number exists.
+    monkeypatch.setattr(fused_attention, "_attn_fwd_tuned", tuning.autotune(fused_attention._attn_fwd, tuning._configs([(16, 32, 4, 1)])))
+    q = torch.randn(1, 1, 40, 16, device=DEVICE)
+    with pytest.raises(Exception, match="BLOCK_M to be a multiple of BLOCK_N"):
+        kernels.flash_attention(q, q, q)
+
+
+@pytest.mark.parametrize("i", range(max(len(tuning.FORWARD_GPU), len(tuning.BACKWARD_DKDV_GPU), len(tuning.BACKWARD_DQ_GPU),
+                                       len(tuning.BACKWARD_FUSED_GPU))))
+def test_every_gpu_block_config_is_correct_in_the_interpreter(i, monkeypatch):
     # The GPU autotune lists are otherwise only exercised on a GPU: run each block shape through the
-    # interpreter (which ignores warps and stages) at N = 300, a multiple of none of the block sizes.
+    # interpreter (which ignores warps and stages) at N = 300, a multiple of none of the block sizes,
+    # through both backward variants.
+    from kernels import variant_fused_backward as fused
+
     pick = lambda configs: [configs[i % len(configs)]]  # noqa: E731
-    saved = (fused_attention._attn_fwd_tuned, fused_attention._attn_bwd_dkdv_tuned, fused_attention._attn_bwd_dq_tuned)
-    try:
-        fused_attention._attn_fwd_tuned = tuning.autotune(fused_attention._attn_fwd, pick(tuning.FORWARD_GPU))
-        fused_attention._attn_bwd_dkdv_tuned = tuning.autotune(fused_attention._attn_bwd_dkdv, pick(tuning.BACKWARD_DKDV_GPU))
-        fused_attention._attn_bwd_dq_tuned = tuning.autotune(fused_attention._attn_bwd_dq, pick(tuning.BACKWARD_DQ_GPU))
-        g = torch.Generator().manual_seed(i)
-        q, k, v = make_qkv(1, 1, 300, 64, torch.float32, "bnhd", g)
-        do = make_grad(q.shape, torch.float32, False, g)
-        check_forward_backward(q, k, v, do, i % 2 == 1, None, torch.float32)
-    finally:
-        fused_attention._attn_fwd_tuned, fused_attention._attn_bwd_dkdv_tuned, fused_attention._attn_bwd_dq_tuned = saved
+    monkeypatch.setattr(fused_attention, "_attn_fwd_tuned", tuning.autotune(fused_attention._attn_fwd, pick(tuning.FORWARD_GPU)))
+    monkeypatch.setattr(fused_attention, "_attn_bwd_dkdv_tuned",
+                        tuning.autotune(fused_attention._attn_bwd_dkdv, pick(tuning.BACKWARD_DKDV_GPU)))
+    monkeypatch.setattr(fused_attention, "_attn_bwd_dq_tuned", tuning.autotune(fused_attention._attn_bwd_dq, pick(tuning.BACKWARD_DQ_GPU)))
+    monkeypatch.setattr(fused, "_attn_bwd_fused_tuned",
+                        tuning.autotune(fused._attn_bwd_fused, pick(tuning.BACKWARD_FUSED_GPU), reset_to_zero=["DQ"]))
+    g = torch.Generator().manual_seed(i)
+    q, k, v = make_qkv(1, 1, 300, 64, torch.float32, "bnhd", g)
+    do = make_grad(q.shape, torch.float32, False, g)
+    for backward in BACKWARDS:
+        check_forward_backward(q, k, v, do, i % 2 == 1, None, torch.float32, backward)
 
 
 # ---- clear errors --------------------------------------------------------------------------------
@@ -489,6 +545,8 @@ def test_bench_on_cpu_runs_the_interpreter_and_reports_agreement(tmp_path, capsy
     text = out.read_text()
     assert "TIMINGS ARE MEANINGLESS" in text
     rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| tiny")]
-    assert {(r[5].strip(), r[6].strip()) for r in rows} == {(d, p) for d in ("fp32", "fp16") for p in ("triton", "sdpa", "eager")}
+    triton = ["triton"] + [f"triton-{v.name}" for v in variants.variants() if v.name not in ("split", "standard")]
+    assert {(r[5].strip(), r[6].strip()) for r in rows} == {(d, p) for d in ("fp32", "fp16") for p in triton + ["sdpa", "eager"]}
     for r in rows:  # max |O - SDPA fp32|: the kernel agrees to rounding (fp16: 4 * 2^-11 * max|v| ~ 8e-3)
-        assert float(r[-1]) < (2e-5 if r[5].strip() == "fp32" else 8e-3), r
+        assert float(r[-2]) < (2e-5 if r[5].strip() == "fp32" else 8e-3), r
+        assert (r[-1].strip() != "") == r[6].strip().startswith("triton"), r  # the cost model beside each kernel row
