@@ -167,15 +167,22 @@ def finish_interrupted_swap(directory: Path) -> None:
     """
     if not directory.parent.is_dir():
         return
-    for old in directory.parent.glob(f"{glob.escape(directory.name)}.old-*"):
+    for old in _swap_leftovers(directory, "old"):
         tmp = directory.with_name(f"{directory.name}.tmp-{old.name.rpartition('.old-')[2]}")
         if not directory.exists() and tmp.is_dir():
             os.replace(tmp, directory)
         if directory.exists():
             shutil.rmtree(old, ignore_errors=True)
     if directory.exists():
-        for tmp in directory.parent.glob(f"{glob.escape(directory.name)}.tmp-*"):
+        for tmp in _swap_leftovers(directory, "tmp"):
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _swap_leftovers(directory: Path, kind: str) -> list[Path]:
+    # Only names replace_directory makes (`<dir>.old-` or `<dir>.tmp-` and an 8-hex tag): a user's
+    # own `<dir>.old-backup` next to the checkpoint is not ours to delete.
+    pattern = f"{glob.escape(directory.name)}.{kind}-" + "[0-9a-f]" * 8
+    return [p for p in directory.parent.glob(pattern) if p.is_dir()]
 
 
 def _copy(source: Path, target: Path) -> None:

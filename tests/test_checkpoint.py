@@ -402,6 +402,18 @@ def test_saving_over_a_checkpoint_drops_its_extractor_settings_and_keeps_other_f
     assert ASTFeatureExtractor.from_pretrained(tmp_path / "fresh").mean == -3.0
 
 
+def test_saving_and_loading_leave_a_users_look_alike_directories_alone(tmp_path):
+    # Only the exact names an interrupted save leaves (`<dir>.old-`/`.tmp-` + 8 hex) are cleaned up.
+    mine = [tmp_path / "ckpt.old-backup", tmp_path / "ckpt.tmp-notes", tmp_path / "ckpt.old-1234567"]
+    for directory in mine:
+        directory.mkdir()
+        (directory / "keep.txt").write_text("mine")
+    _labelled_model("ab", seed=0).save_pretrained(tmp_path / "ckpt")
+    ASTForAudioClassification.from_pretrained(tmp_path / "ckpt")
+    for directory in mine:
+        assert (directory / "keep.txt").read_text() == "mine", f"{directory.name} was touched"
+
+
 def test_saving_onto_a_file_is_refused(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="is a file, not a directory"):
