@@ -56,7 +56,10 @@ from ast_min.features import (
 
 CHUNK_FRAMES = 1024  # C: frames per chunk, a whole 10 s clip (see trick 5)
 SUM_BLOCK = math.gcd(FRAME_SHIFT, FRAME_LENGTH)  # samples per partial sum: frames are whole numbers of these
-FILTERS_PER_BAND = 16  # filters per banded matmul: the fastest of the sizes tried (ast_min.bench features)
+# Filters per banded matmul. A wider band multiplies more zeros (its bins span all its filters'
+# triangles); a narrower one makes more torch calls, each with a fixed overhead. Any value gives
+# the same numbers; time `python -m ast_min.bench features` after changing it.
+FILTERS_PER_BAND = 16
 
 
 @lru_cache(maxsize=16)
