@@ -160,11 +160,7 @@ def check_finite(clip: torch.Tensor, index: int) -> None:
 
 def check_options(num_mel_bins, max_length, do_normalize, mean, std, sampling_rate=SAMPLING_RATE) -> None:
     """Refuse front-end settings that would crash later or give NaN/constant features, naming the setting."""
-    for name, value in (("num_mel_bins", num_mel_bins), ("max_length", max_length), ("sampling_rate", sampling_rate)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise ValueError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-        if value < 1:
-            raise ValueError(f"{name} must be at least 1, got {value}: num_mel_bins and max_length must be at least 1")
+    check_counts(num_mel_bins=num_mel_bins, max_length=max_length, sampling_rate=sampling_rate)
     for name, value in (("mean", mean), ("std", std)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
             raise ValueError(
@@ -173,6 +169,15 @@ def check_options(num_mel_bins, max_length, do_normalize, mean, std, sampling_ra
             )
     if do_normalize and not std > 0:
         raise ValueError(f"std must be positive to normalise, got {std}: compute it with ast_min.compute_norm_stats")
+
+
+def check_counts(**counts) -> None:
+    """Refuse a size setting (num_mel_bins=..., max_length=...) that is not a positive integer, by name."""
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ValueError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
 
 
 # ---- batched entry points -----------------------------------------------------------------------------
@@ -190,6 +195,7 @@ def fbank(
     (T_i, F) for a list, T = 1 + (N - 400) // 160, in `dtype` (float32 or float64) on the input's
     device. Raises ValueError for empty clips, clips under 400 samples and NaN/Inf samples.
     """
+    check_counts(num_mel_bins=num_mel_bins, sampling_rate=sampling_rate)
     _check_dtype(dtype)
     clips, _ = to_clips(waveforms, strict=True)
     if isinstance(waveforms, torch.Tensor):
@@ -527,6 +533,9 @@ def compute_norm_stats(
     original averages over batches of clips instead; per clip makes the result independent of
     the batch size. Feed the training set only.
     """
+    check_counts(num_mel_bins=num_mel_bins, sampling_rate=sampling_rate, batch_size=batch_size)
+    if max_length is not None:
+        check_counts(max_length=max_length)  # 0 frames would average nothing: (nan, nan)
     means, stds = [], []
 
     def flush(batch):

@@ -212,6 +212,22 @@ def test_bad_settings_are_refused_at_construction(options, message):
         ast_min.ASTFeatureExtractor(**options)
 
 
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda clips: F.fbank(clips, num_mel_bins="128"), "num_mel_bins must be an integer, got str '128'"),
+        (lambda clips: F.fbank(clips, sampling_rate=0), "sampling_rate must be at least 1, got 0"),
+        (lambda clips: ast_min.compute_norm_stats(list(clips), max_length=0), "max_length must be at least 1"),
+        (lambda clips: ast_min.compute_norm_stats(list(clips), num_mel_bins=1.5), "num_mel_bins must be an integer"),
+        (lambda clips: ast_min.compute_norm_stats(list(clips), batch_size=0), "batch_size must be at least 1"),
+    ],
+)
+def test_bad_settings_of_fbank_and_compute_norm_stats_are_refused_by_name(call, message):
+    # before, these failed inside numpy/torch or returned (nan, nan)
+    with pytest.raises(ValueError, match=message):
+        call(torch.zeros(2, 800))
+
+
 def test_tensors_that_require_grad_are_featurised_as_their_values():
     clip = torch.from_numpy(make_clip(5, 6000, 0.5).astype(np.float32))
     extractor = ast_min.ASTFeatureExtractor(max_length=40)
