@@ -139,7 +139,14 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type
             return F.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype))
         return F.mse_loss(logits, labels.to(logits.dtype))
     if problem_type == "single_label_classification":
-        return F.cross_entropy(logits.view(-1, C), labels.view(-1).long(), ignore_index=-100)
+        ids = labels.view(-1).long()
+        bad = (ids != -100) & ((ids < 0) | (ids >= C))
+        if bool(bad.any()):  # torch's own error is an IndexError, or a device assert on CUDA
+            raise ValueError(
+                f"label id {int(ids[bad][0])} is outside the model's {C} labels (0..{C - 1}, or -100 to ignore): "
+                "check the dataset's label ids, or load the model with id2label for its labels"
+            )
+        return F.cross_entropy(logits.view(-1, C), ids, ignore_index=-100)
     if problem_type == "multi_label_classification":
         if labels.shape != logits.shape:
             raise ValueError(

@@ -266,6 +266,12 @@ def test_explicit_problem_type_wins_and_bad_targets_are_explained():
     y = torch.tensor([0, 1, 3])
     with pytest.raises(ValueError, match="logits' shape"):
         classification_loss(logits, y, "multi_label_classification")
+    for outside in (4, -1):  # torch would raise an IndexError (a device assert on CUDA)
+        with pytest.raises(ValueError, match=f"label id {outside} is outside the model's 4 labels"):
+            classification_loss(logits, torch.tensor([0, outside, 3]))
+    ignored = classification_loss(logits, torch.tensor([0, -100, 3]))  # -100 is skipped, as transformers
+    expected = torch.nn.functional.cross_entropy(logits[[0, 2]], torch.tensor([0, 3]))
+    torch.testing.assert_close(ignored, expected, rtol=0, atol=0)
 
 
 # ---- dtypes, backends, compile, bad input ---------------------------------------------------------
