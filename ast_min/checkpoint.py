@@ -368,9 +368,7 @@ def _requested_labels(id2label, label2id, num_labels, config: ASTConfig) -> dict
 
 
 def _torch_dtype(dtype: torch.dtype | str) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    value = getattr(torch, str(dtype).removeprefix("torch."), None)
+    value = dtype if isinstance(dtype, torch.dtype) else getattr(torch, str(dtype).removeprefix("torch."), None)
     if not isinstance(value, torch.dtype) or not value.is_floating_point:
         raise ValueError(f"dtype must be a floating torch dtype such as torch.float16 or 'bfloat16', got {dtype!r}")
     return value

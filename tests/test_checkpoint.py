@@ -414,6 +414,17 @@ def test_saving_and_loading_leave_a_users_look_alike_directories_alone(tmp_path)
         assert (directory / "keep.txt").read_text() == "mine", f"{directory.name} was touched"
 
 
+@pytest.mark.parametrize("dtype", [torch.int8, "int8", "float", "half16"])
+def test_a_dtype_that_is_not_a_floating_torch_dtype_is_refused_by_name(tmp_path, dtype):
+    # "float" is torch.float32 and loads; the others are refused the same way, given as dtype or string
+    _labelled_model("ab", seed=0).save_pretrained(tmp_path / "ckpt")
+    if dtype == "float":
+        assert ASTForAudioClassification.from_pretrained(tmp_path / "ckpt", dtype=dtype).dtype == torch.float32
+        return
+    with pytest.raises(ValueError, match="dtype must be a floating torch dtype"):
+        ASTForAudioClassification.from_pretrained(tmp_path / "ckpt", dtype=dtype)
+
+
 def test_saving_onto_a_file_is_refused(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="is a file, not a directory"):
