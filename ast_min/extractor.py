@@ -65,16 +65,14 @@ def to_clips(raw, *, strict: bool) -> tuple[list[torch.Tensor], bool]:
             )
         items = [raw] if raw.ndim == 1 else list(raw)
     elif isinstance(raw, (list, tuple)):
-        if len(raw) == 0:
-            raise ValueError("no clips given: pass at least one waveform" if strict else "raw_speech is empty: pass at least one clip")
-        batched = strict or isinstance(raw[0], (np.ndarray, torch.Tensor, list, tuple))
+        batched = strict or not raw or isinstance(raw[0], (np.ndarray, torch.Tensor, list, tuple))
         items = list(raw) if batched else [raw]
     else:
         raise ValueError(
             f"raw_speech must be a numpy array, a torch tensor or a list of them, got {type(raw).__name__}"
         )
-    if strict and not items:
-        raise ValueError("no clips given: pass at least one waveform")
+    if not items:  # [], or a (0, N) batch
+        raise ValueError("no clips given: pass at least one waveform" if strict else "raw_speech is empty: pass at least one clip")
     clips = [_to_tensor(item, i, strict) for i, item in enumerate(items)]
     for i, clip in enumerate(clips):
         if clip.device != clips[0].device:

@@ -228,6 +228,15 @@ def test_bad_settings_of_fbank_and_compute_norm_stats_are_refused_by_name(call, 
         call(torch.zeros(2, 800))
 
 
+@pytest.mark.parametrize("raw", [[], np.zeros((0, 800)), torch.zeros(0, 800)])
+def test_an_empty_batch_is_refused_by_the_extractor(raw):
+    # a (0, N) array used to reach an IndexError inside the batched front end
+    with pytest.raises(ValueError, match="raw_speech is empty: pass at least one clip"):
+        ast_min.ASTFeatureExtractor()(raw)
+    with pytest.raises(ValueError, match="no clips given"):
+        F.fbank(torch.zeros(0, 800))
+
+
 def test_tensors_that_require_grad_are_featurised_as_their_values():
     clip = torch.from_numpy(make_clip(5, 6000, 0.5).astype(np.float32))
     extractor = ast_min.ASTFeatureExtractor(max_length=40)
