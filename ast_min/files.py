@@ -132,9 +132,15 @@ def replace_directory(directory: str | os.PathLike, write: Callable[[Path], Iter
     renames, and between them the complete new checkpoint sits at `<directory>.tmp-*` and the old
     one at `<directory>.old-*`. Returns the paths written, inside `directory`.
     """
-    directory = Path(directory)
+    given, directory = Path(directory), Path(os.path.abspath(directory))  # "." and "x/.." name no sibling
     if directory.exists() and not directory.is_dir():
-        raise ValueError(f"{str(directory)!r} is a file, not a directory: choose another place to save the checkpoint")
+        raise ValueError(f"{str(given)!r} is a file, not a directory: choose another place to save the checkpoint")
+    if directory == Path.cwd() or directory in Path.cwd().parents:
+        # the swap renames the directory away, and this process's working directory with it
+        raise ValueError(
+            f"{str(given)!r} is the current directory or holds it, and saving replaces the directory "
+            "whole: save into a directory of its own, e.g. save_pretrained('my-model')"
+        )
     directory.parent.mkdir(parents=True, exist_ok=True)
     finish_interrupted_swap(directory)
     tag = uuid.uuid4().hex[:8]
@@ -156,7 +162,7 @@ def replace_directory(directory: str | os.PathLike, write: Callable[[Path], Iter
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, directory)
-    return [os.fspath(directory / name) for name in written]
+    return [os.fspath(given / name) for name in written]
 
 
 def finish_interrupted_swap(directory: Path) -> None:

@@ -425,6 +425,23 @@ def test_a_dtype_that_is_not_a_floating_torch_dtype_is_refused_by_name(tmp_path,
         ASTForAudioClassification.from_pretrained(tmp_path / "ckpt", dtype=dtype)
 
 
+def test_saving_over_the_current_directory_is_refused_and_leaves_it_alone(tmp_path, monkeypatch):
+    # the all-or-nothing swap would rename the working directory away: "." failed with
+    # "PosixPath('.') has an empty name", and the absolute path half-succeeded with an error
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    model = _labelled_model("ab", seed=0)
+    for directory in (".", "", str(tmp_path), str(tmp_path.parent)):
+        with pytest.raises(ValueError, match="is the current directory or holds it"):
+            model.save_pretrained(directory)
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
+    assert os.getcwd() == str(tmp_path)
+    from ast_min import checkpoint
+
+    written = checkpoint.save_pretrained(model, "sub")  # a relative directory: relative paths back
+    assert written == [os.path.join("sub", "config.json"), os.path.join("sub", "model.safetensors")]
+
+
 def test_saving_onto_a_file_is_refused(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="is a file, not a directory"):
