@@ -286,7 +286,6 @@ def adapt_position_embeddings(
     return torch.cat([tokens, grid], dim=1)
 
 
-
 # ---- loading ------------------------------------------------------------------------------------
 
 

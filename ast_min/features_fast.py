@@ -36,12 +36,11 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import torch
-
-from collections.abc import Callable
 
 from ast_min.features import (
     FFT_LENGTH,
