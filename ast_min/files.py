@@ -65,7 +65,10 @@ def write_json(file: str | os.PathLike, value: dict) -> str:
     Returns the path written.
     """
     file = os.fspath(file)
-    os.makedirs(os.path.dirname(file) or ".", exist_ok=True)
+    directory = os.path.dirname(file) or "."
+    if os.path.isfile(directory):  # save_pretrained(path) given a file's path
+        raise ValueError(f"{directory!r} is a file, not a directory: choose another place to save the settings")
+    os.makedirs(directory, exist_ok=True)
     tmp = f"{file}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         with open(tmp, "w", encoding="utf-8") as f:

@@ -237,6 +237,14 @@ def test_an_empty_batch_is_refused_by_the_extractor(raw):
         F.fbank(torch.zeros(0, 800))
 
 
+def test_saving_settings_onto_a_file_is_refused_and_keeps_the_file(tmp_path):
+    (tmp_path / "file").write_text("mine")
+    for settings in (ast_min.ASTFeatureExtractor(), ast_min.ASTConfig()):
+        with pytest.raises(ValueError, match="is a file, not a directory"):  # was a bare FileExistsError
+            settings.save_pretrained(tmp_path / "file")
+    assert (tmp_path / "file").read_text() == "mine"
+
+
 def test_tensors_that_require_grad_are_featurised_as_their_values():
     clip = torch.from_numpy(make_clip(5, 6000, 0.5).astype(np.float32))
     extractor = ast_min.ASTFeatureExtractor(max_length=40)
