@@ -94,7 +94,7 @@ def resolve(path_or_hub_id: str | os.PathLike, subfolder: str = "", **hub_option
     `huggingface_hub.snapshot_download`; only the files ast-min reads are fetched.
     """
     path = Path(os.fspath(path_or_hub_id)).expanduser()
-    finish_interrupted_swap(path)
+    finish_interrupted_swap(path, remove_leftovers=False)  # reading never deletes
     if not path.exists():
         name = os.fspath(path_or_hub_id)
         if not looks_like_hub_id(name):
@@ -168,11 +168,14 @@ def replace_directory(directory: str | os.PathLike, write: Callable[[Path], Iter
     return [os.fspath(given / name) for name in written]
 
 
-def finish_interrupted_swap(directory: Path) -> None:
+def finish_interrupted_swap(directory: Path, remove_leftovers: bool = True) -> None:
     """Complete or undo a `replace_directory` that was interrupted, from the names it left.
 
     `<dir>.old-TAG` exists only once `<dir>.tmp-TAG` was complete, so with `<dir>` missing the swap
-    is finished (the newest complete checkpoint wins); with `<dir>` present the leftovers go.
+    is finished (the newest complete checkpoint wins); with `<dir>` present the leftovers go, when
+    `remove_leftovers`. Reading a checkpoint passes False: a `<dir>.tmp-TAG` may be another
+    process's save in progress (a training run writing the checkpoint being evaluated), and
+    deleting it would make that save fail; the next save removes what is really left over.
     """
     if not directory.parent.is_dir():
         return
@@ -180,9 +183,9 @@ def finish_interrupted_swap(directory: Path) -> None:
         tmp = directory.with_name(f"{directory.name}.tmp-{old.name.rpartition('.old-')[2]}")
         if not directory.exists() and tmp.is_dir():
             os.replace(tmp, directory)
-        if directory.exists():
+        if directory.exists() and remove_leftovers:
             shutil.rmtree(old, ignore_errors=True)
-    if directory.exists():
+    if directory.exists() and remove_leftovers:
         for tmp in _swap_leftovers(directory, "tmp"):
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -382,8 +382,19 @@ def test_an_interrupted_save_leaves_the_old_or_the_new_checkpoint_never_a_mixtur
     wanted = expected_new if step in ("second rename", "removing the old copy") else expected_old
     assert labels == wanted[0]
     torch.testing.assert_close(logits, wanted[1], rtol=0, atol=0)
-    # and the leftovers of the interrupted save are gone once the checkpoint has been read
+    # reading deletes nothing (a leftover may be another process's save in progress); the next
+    # save removes the interrupted one's leftovers
+    new.save_pretrained(tmp_path / "ckpt")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_reading_a_checkpoint_leaves_a_save_in_progress_alone(tmp_path):
+    model = _labelled_model("ab", seed=0)
+    model.save_pretrained(tmp_path / "ckpt")
+    in_progress = tmp_path / "ckpt.tmp-0123abcd"  # what a concurrent save is filling
+    model.save_pretrained(in_progress)
+    ASTForAudioClassification.from_pretrained(tmp_path / "ckpt")
+    assert sorted(os.listdir(in_progress)) == ["config.json", "model.safetensors"]
 
 
 def test_saving_over_a_checkpoint_drops_its_extractor_settings_and_keeps_other_files(tmp_path):
