@@ -368,6 +368,10 @@ def test_non_tensor_and_integer_inputs_are_refused_clearly():
         model([[0.0] * 32] * 64)
     with pytest.raises(ValueError, match="floating point"):
         model(torch.zeros(1, 64, 32, dtype=torch.long))
+    from ast_min import BatchFeature
+
+    with pytest.raises(ValueError, match=r"call model\(\*\*features\)"):  # the extractor's output as is
+        model(BatchFeature(input_values=torch.zeros(1, 64, 32)))
 
 
 # ---- position-embedding adaptation ----------------------------------------------------------------
