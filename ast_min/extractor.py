@@ -138,9 +138,9 @@ def _check_length(clip: torch.Tensor, index: int) -> None:
 def check_finite(clip: torch.Tensor, index: int) -> None:
     """Refuse a clip with NaN or Inf samples, naming the clip and the first bad sample.
 
-    One sum decides: NaN or +-Inf anywhere makes it non-finite (so would finite samples beyond
-    ~1e34, which are refused too). Only then is the clip searched, which a full `isfinite` mask
-    would cost on every clip.
+    One sum decides: NaN or +-Inf anywhere makes it non-finite (so do finite samples whose sum
+    passes the dtype's largest value, float32's 3.4e38; they are far outside [-1, 1) and refused
+    too). Only then is the clip searched, which a full `isfinite` mask would cost on every clip.
     """
     if math.isfinite(float(clip.sum())):
         return
