@@ -388,9 +388,13 @@ class ASTFeatureExtractor(compat.JsonSettings):
         (torch in, torch out); rows left unequal are an object array for numpy and refused for torch.
         """
         if isinstance(processed_features, (list, tuple)):
+            if not processed_features:
+                raise ValueError("pad got no features: pass at least one {'input_values': ...}")
             processed_features = {k: [f[k] for f in processed_features] for k in processed_features[0]}
         if "input_values" not in processed_features:
             raise ValueError(f"pad needs 'input_values', got the keys {sorted(processed_features)}")
+        if len(processed_features["input_values"]) == 0:
+            raise ValueError("pad got no input_values rows: pass at least one sequence")
         strategy = {True: "longest", "longest": "longest", "max_length": "max_length", False: None, "do_not_pad": None}.get(padding, "?")
         if strategy == "?":
             raise ValueError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}")

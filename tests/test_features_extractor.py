@@ -245,6 +245,12 @@ def test_saving_settings_onto_a_file_is_refused_and_keeps_the_file(tmp_path):
     assert (tmp_path / "file").read_text() == "mine"
 
 
+@pytest.mark.parametrize("features", [[], {"input_values": []}])
+def test_pad_refuses_an_empty_batch_by_name(features):
+    with pytest.raises(ValueError, match="pad got no"):  # was an IndexError
+        ast_min.ASTFeatureExtractor().pad(features)
+
+
 def test_tensors_that_require_grad_are_featurised_as_their_values():
     clip = torch.from_numpy(make_clip(5, 6000, 0.5).astype(np.float32))
     extractor = ast_min.ASTFeatureExtractor(max_length=40)
