@@ -137,7 +137,9 @@ class PreTrainedAST(nn.Module):
     def _check_input(self, input_values: torch.Tensor) -> None:
         c = self.config
         if isinstance(input_values, dict) and "input_values" in input_values:  # the extractor's BatchFeature
-            raise ValueError("the model got the extractor's whole output: call model(**features) or model(features.input_values)")
+            raise ValueError(
+                "the model got the extractor's whole output: call model(**features) or model(features.input_values)"
+            )
         if not isinstance(input_values, torch.Tensor):
             raise ValueError(
                 f"input_values must be a torch.Tensor of shape (batch, {c.max_length}, {c.num_mel_bins}), "
