@@ -83,8 +83,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.window and row.duration > row.end:
             print(f"note: {row.file} lasts {row.duration:.2f} s; embedded its first {row.end:.2f} s "
                   "(use --window for one row per window)", file=sys.stderr)  # fmt: skip
+    from ast_min.features_cli import save_npy
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, embeddings)
+    save_npy(os.fspath(out), embeddings)
     options = dict(model=embedder.model_name, layer=args.layer, pool=args.pool, window=args.window,
                    hop_seconds=args.hop if args.window else None)  # fmt: skip
     write_sidecar(out, embeddings, rows, list(args.files), options, embedder.model.config.num_hidden_layers)
