@@ -177,6 +177,11 @@ def test_cli_list_start_never_overwrites_and_check_json(tmp_path):
     again = cli("start", "framing", "--dir", str(tmp_path))
     assert again.returncode == 2 and "never overwrites" in again.stderr
     assert (tmp_path / "framing.py").read_text().endswith("# my work\n")
+    elsewhere = tmp_path / "elsewhere"
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "mel.py").symlink_to(elsewhere)  # a dangling link: start must not write through it
+    linked = cli("start", "mel", "--dir", str(tmp_path / "linked"))
+    assert linked.returncode == 2 and "never overwrites" in linked.stderr and not elsewhere.exists(), linked.stderr
     checked = cli("check", "framing", "--dir", str(tmp_path), "--json")
     assert checked.returncode == 1, checked.stderr
     result = json.loads(checked.stdout)
