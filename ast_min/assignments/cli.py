@@ -145,6 +145,8 @@ def _grade(args) -> int:
     assignment = get(args.name)
     if args.gradescope and len(args.submissions) != 1:
         raise ValueError("--gradescope writes one results.json: give exactly one SUBMISSION")
+    if args.csv and not Path(args.csv).absolute().parent.is_dir():  # checked before minutes of grading
+        raise ValueError(f"--csv {args.csv}: the folder {Path(args.csv).absolute().parent} does not exist: create it first")
     reports = []
     for given in args.submissions:
         report = grade(assignment.name, _submission(assignment.name, given), seed=seed_of(args.seed))
