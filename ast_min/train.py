@@ -455,10 +455,6 @@ def _load_trainer_state(output_dir: str, model, optimizer, scaler, recipe: Recip
     return saved["state"]
 
 
-def _unwrap(model):
-    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
-
-
 # ---- the loop ------------------------------------------------------------------------------------------------------------
 def train(
     recipe: Recipe,
