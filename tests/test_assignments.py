@@ -142,6 +142,7 @@ def test_a_file_that_does_not_import_fails_every_test_with_the_reason(tmp_path):
     assert report.score == 0
     for t in report.tests:
         assert "could not be loaded" in t.output and "no_such_module_here" in t.output, t.output
+        assert "`python framing.py` runs" in t.output, t.output
 
 
 def test_grading_is_deterministic_and_shows_the_shrunk_counterexample(tmp_path):
