@@ -20,7 +20,6 @@ Shape legend: N samples, W windows, T frames, F mel bins, C labels.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -318,10 +317,9 @@ def read_labels(file, num_labels: int) -> dict[int, str]:
                 raise ValueError(f"expected a list of names or an {{id: name}} object, got a {type(data).__name__}")
             names = data if isinstance(data, list) else [data[k] for k in sorted(data, key=int)]
         elif path.suffix == ".csv":
-            rows = list(csv.DictReader(text.splitlines()))
-            if not rows or "display_name" not in rows[0]:
-                raise ValueError("no display_name column (expected index,mid,display_name)")
-            names = [r["display_name"] for r in sorted(rows, key=lambda r: int(r["index"]))]
+            from ast_min.data.datasets import read_class_labels  # the one reader of this format, as training uses
+
+            names = read_class_labels(path)[1]
         else:
             names = [line.strip() for line in text.splitlines() if line.strip()]
     except (ValueError, KeyError, TypeError) as e:  # also UnicodeDecodeError and JSONDecodeError

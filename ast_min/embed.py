@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out must name a .npy file (numpy adds the suffix otherwise), got {args.out!r}")
     if args.hop is not None and not args.window:
         raise ValueError("--hop only applies with --window (one row per window); add --window or drop --hop")
+    check_sidecars(out)  # before any work: the model may take long, the refusal should not
     embedder = Embedder.load(args.checkpoint, device=args.device)
     embeddings, rows = embedder.embed_files(
         args.files, layer=args.layer, pool=args.pool, window=args.window, hop_seconds=args.hop,
@@ -82,8 +83,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.window and row.duration > row.end:
             print(f"note: {row.file} lasts {row.duration:.2f} s; embedded its first {row.end:.2f} s "
                   "(use --window for one row per window)", file=sys.stderr)  # fmt: skip
+    from ast_min.features_cli import save_npy
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, embeddings)
+    save_npy(os.fspath(out), embeddings)
     options = dict(model=embedder.model_name, layer=args.layer, pool=args.pool, window=args.window,
                    hop_seconds=args.hop if args.window else None)  # fmt: skip
     write_sidecar(out, embeddings, rows, list(args.files), options, embedder.model.config.num_hidden_layers)
@@ -237,6 +240,36 @@ def describe_layer(layer: int | None) -> str:
     return "last (after the final LayerNorm)" if layer is None else str(layer)
 
 
+SIDECAR_COLUMNS = ["row", "file", "start", "end", "duration"]
+
+
+def check_sidecars(out: Path) -> None:
+    """Refuse an --out whose sidecars (out.json, out.csv) would replace files embed did not write.
+
+    The user names only the .npy; a labels.csv beside labels.npy is theirs, so a sidecar path is
+    replaced only when it holds an earlier embed's sidecar (json: its "array" names this .npy;
+    csv: embed's header), which is what lets the same command run twice.
+    """
+    for path in (out.with_suffix(".json"), out.with_suffix(".csv")):
+        if os.path.lexists(path) and not _is_sidecar(path, out):
+            raise ValueError(
+                f"--out {out}: embed writes its sidecars {out.with_suffix('.json').name} and "
+                f"{out.with_suffix('.csv').name} beside it, and {path} exists but was not written by embed; "
+                "choose another --out (or move that file away)"
+            )
+
+
+def _is_sidecar(path: Path, out: Path) -> bool:
+    try:
+        if path.suffix == ".json":
+            meta = json.loads(path.read_text())
+            return isinstance(meta, dict) and meta.get("array") == out.name
+        with open(path, newline="") as f:
+            return next(csv.reader(f), None) == SIDECAR_COLUMNS
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error):  # a directory, unreadable, not JSON or CSV
+        return False
+
+
 def write_sidecar(out: Path, embeddings: np.ndarray, rows: list[Row], files: list[str], options: dict, num_layers: int):
     """Write out.json (files, options, shape, one entry per row) and out.csv (row, file, start, end, duration)."""
     meta = {
@@ -252,5 +285,5 @@ def write_sidecar(out: Path, embeddings: np.ndarray, rows: list[Row], files: lis
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     with open(out.with_suffix(".csv"), "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["row", "file", "start", "end", "duration"])
+        writer.writerow(SIDECAR_COLUMNS)
         writer.writerows([i, r.file, r.start, r.end, r.duration] for i, r in enumerate(rows))

@@ -72,12 +72,15 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix != ".onnx":
         raise ValueError(f"--out must name a .onnx file, got {args.out!r}")
     require_onnx()  # before loading anything: the missing extra is the first thing to fix
-    model, extractor, name = load_classifier(args.checkpoint, args.attention)
     audio = None
-    if args.audio:
+    if args.audio:  # before the model: a bad file is refused at once, by name, as classify and embed refuse it
         from ast_min.audio import load_audio
+        from ast_min.features_cli import require_one_frame
 
         audio = [load_audio(f, sampling_rate=SAMPLING_RATE) for f in args.audio]
+        for f, waveform in zip(args.audio, audio):
+            require_one_frame(f, waveform)
+    model, extractor, name = load_classifier(args.checkpoint, args.attention)
     report = export_onnx(model, out, audio=audio, extractor=extractor)
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB) from {name}: input_values (batch, "
           f"{model.config.max_length}, {model.config.num_mel_bins}) -> logits (batch, {model.config.num_labels}), "

@@ -455,10 +455,6 @@ def _load_trainer_state(output_dir: str, model, optimizer, scaler, recipe: Recip
     return saved["state"]
 
 
-def _unwrap(model):
-    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
-
-
 # ---- the loop ------------------------------------------------------------------------------------------------------------
 def train(
     recipe: Recipe,
@@ -822,9 +818,10 @@ def _datasets(args, recipe: Recipe):
     if args.data is None:
         if args.eval_data is not None:
             raise ValueError("--eval-data needs --data (without --data the synthetic set is used for both)")
-        if not recipe.train_size or not recipe.eval_size:
-            raise ValueError(f"recipe {recipe.name!r} has no synthetic data sizes: give --data and --eval-data "
-                             "(or --train-size and --eval-size for the synthetic set)")
+        if recipe.train_size < 1 or recipe.eval_size < 1:  # 0: a recipe for real data, or a size given as 0
+            raise ValueError(f"give --data and --eval-data, or for the synthetic set --train-size and --eval-size "
+                             f"of at least 1 (recipe {recipe.name!r} with these options: {recipe.train_size} and "
+                             f"{recipe.eval_size})")
         return (SyntheticDataset(recipe.train_size, seed=args.synthetic_seed, num_frames=recipe.max_length, **recipe.synthetic),
                 SyntheticDataset(recipe.eval_size, seed=args.synthetic_seed + 1, num_frames=recipe.max_length,
                                  **recipe.synthetic))

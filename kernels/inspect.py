@@ -66,6 +66,8 @@ class Arch:
     smem_reserved_per_program: int = 1024  # the system's share of each block, sm_80 and later
 
 
+DTYPES = ("fp16", "bf16", "fp32", "tf32")  # the operand kinds a GPU launch of the kernels takes (--dtype)
+
 ARCHS = {
     80: Arch(80, "A100", smem_per_sm=164 * 1024, smem_per_program=163 * 1024),
     90: Arch(90, "H100", smem_per_sm=228 * 1024, smem_per_program=227 * 1024),
@@ -351,7 +353,7 @@ def cost_table(shape=AST_SHAPE, dtype: str = "bf16", causal: bool = False) -> st
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m kernels.inspect", description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="80,90", help="comma-separated compute capabilities: 80, 90, 100 (if ptxas knows it)")
-    parser.add_argument("--dtype", default="bf16", help="comma-separated among fp16, bf16, fp32, tf32")
+    parser.add_argument("--dtype", default="bf16", help=f"comma-separated among {', '.join(DTYPES)}")
     parser.add_argument("--causal", action="store_true", help="only the causal problem (default: both)")
     parser.add_argument("--non-causal", action="store_true", help="only the non-causal problem")
     parser.add_argument("--pass", dest="pass_", choices=variants.PASSES, default=None)
@@ -367,7 +369,11 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         print("kernels.inspect compiles for GPUs: unset TRITON_INTERPRET", file=sys.stderr)
         return 2
-    archs = [int(a) for a in args.arch.split(",")]
+    try:
+        archs = [int(a) for a in args.arch.split(",")]
+    except ValueError:
+        print(f"--arch {args.arch!r}: give compute capabilities as numbers, e.g. 80,90", file=sys.stderr)
+        return 2
     if 100 in archs and not sm100_supported():
         print("the shipped ptxas does not know sm_100: skipping it", file=sys.stderr)
         archs.remove(100)
@@ -377,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     causals = [True] if args.causal else [False] if args.non_causal else [False, True]
     dtypes = [d.strip() for d in args.dtype.split(",")]
+    if not set(dtypes) <= set(DTYPES):
+        print(f"unknown dtype {sorted(set(dtypes) - set(DTYPES))}; choose among {list(DTYPES)}", file=sys.stderr)
+        return 2
     job_list = jobs(args.pass_, args.variant, archs, dtypes, causals)
     if not job_list:
         print("nothing to inspect (unknown variant?)", file=sys.stderr)

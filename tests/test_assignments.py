@@ -142,6 +142,7 @@ def test_a_file_that_does_not_import_fails_every_test_with_the_reason(tmp_path):
     assert report.score == 0
     for t in report.tests:
         assert "could not be loaded" in t.output and "no_such_module_here" in t.output, t.output
+        assert "`python framing.py` runs" in t.output, t.output
 
 
 def test_grading_is_deterministic_and_shows_the_shrunk_counterexample(tmp_path):
@@ -177,6 +178,11 @@ def test_cli_list_start_never_overwrites_and_check_json(tmp_path):
     again = cli("start", "framing", "--dir", str(tmp_path))
     assert again.returncode == 2 and "never overwrites" in again.stderr
     assert (tmp_path / "framing.py").read_text().endswith("# my work\n")
+    elsewhere = tmp_path / "elsewhere"
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "mel.py").symlink_to(elsewhere)  # a dangling link: start must not write through it
+    linked = cli("start", "mel", "--dir", str(tmp_path / "linked"))
+    assert linked.returncode == 2 and "never overwrites" in linked.stderr and not elsewhere.exists(), linked.stderr
     checked = cli("check", "framing", "--dir", str(tmp_path), "--json")
     assert checked.returncode == 1, checked.stderr
     result = json.loads(checked.stdout)
@@ -188,6 +194,9 @@ def test_cli_grade_writes_csv_and_gradescope_results(tmp_path):
     folder = tmp_path / "alice"
     folder.mkdir()
     (folder / "framing.py").write_text(get("framing").source.read_text())
+    nowhere = cli("grade", "framing", str(folder), "--csv", str(tmp_path / "no-such-folder" / "grades.csv"))
+    assert nowhere.returncode == 2 and "does not exist: create it first" in nowhere.stderr, nowhere.stderr
+    assert nowhere.stdout == "", "the --csv folder is checked before any grading"
     out = cli("grade", "framing", str(folder), "--seed", "secret", "--csv", str(tmp_path / "grades.csv"),
               "--gradescope", str(tmp_path / "results" / "results.json"))
     assert out.returncode == 0, out.stderr

@@ -374,3 +374,14 @@ def test_ctrl_c_is_one_line_and_status_130(tmp_path, capsys, checkpoints, monkey
     monkeypatch.setattr(classify.Classifier, "classify_file", interrupted)
     assert cli_main(["classify", str(write(tmp_path / "a.wav", 0.3)), "--checkpoint", str(checkpoints["multi"])]) == 130
     assert capsys.readouterr().err.strip() == "ast-min classify: interrupted"
+
+
+def test_a_labels_csv_is_read_as_training_reads_it(tmp_path):
+    """--labels with a class_labels_indices.csv goes through the trainer's reader: an index column with a
+    gap would shift every later name onto the wrong class, so it is refused, as a missing column is."""
+    (tmp_path / "gap.csv").write_text("index,mid,display_name\n0,/m/a,dog\n2,/m/b,cat\n")
+    with pytest.raises(ValueError, match="the index column must run 0, 1, 2"):
+        classify.read_labels(tmp_path / "gap.csv", 2)
+    (tmp_path / "bare.csv").write_text("index,name\n0,dog\n")
+    with pytest.raises(ValueError, match="must have the columns index,mid,display_name"):
+        classify.read_labels(tmp_path / "bare.csv", 1)

@@ -230,3 +230,20 @@ def test_embed_loads_checkpoints_as_classify_does(tmp_path, checkpoint, monkeypa
     with pytest.raises(FileNotFoundError) as from_classify:
         Classifier.load(None, device="cpu")
     assert str(from_embed.value) == str(from_classify.value) and "ast-min train" in str(from_embed.value)
+
+
+def test_sidecars_never_replace_the_users_files(tmp_path, capsys):
+    """--out clips.npy writes clips.json and clips.csv: a clips.csv of the user's is refused, untouched;
+    embed's own sidecars from an earlier run are replaced, so the same command runs twice."""
+    wav = write_tone(tmp_path / "x.wav", 0.5)
+    out = tmp_path / "clips.npy"
+    labels = tmp_path / "clips.csv"
+    labels.write_text("file,label\nx.wav,dog\n")
+    assert cli_main(["embed", str(wav), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "clips.csv exists but was not written by embed" in err and err.count("\n") == 1, err
+    assert labels.read_text() == "file,label\nx.wav,dog\n" and not out.exists()
+    labels.unlink()
+    for _ in range(2):
+        assert cli_main(["embed", str(wav), "--out", str(out)]) == 0, capsys.readouterr().err
+    assert json.loads(out.with_suffix(".json").read_text())["array"] == "clips.npy"

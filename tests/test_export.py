@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
+import soundfile as sf
 import torch
 import transformers
 
@@ -159,3 +160,9 @@ def test_bad_arguments_are_one_line(tmp_path, capsys):
     capsys.readouterr()
     assert cli_main(["export", "--out", str(tmp_path / "m.onnx"), "--checkpoint", str(headless)]) == 2
     assert "no classification head" in capsys.readouterr().err
+    tiny = tmp_path / "tiny.wav"
+    sf.write(tiny, np.zeros(100, dtype=np.float32), 16000)  # under one 400-sample frame
+    assert cli_main(["export", "--out", str(tmp_path / "m.onnx"), "--audio", str(tiny)]) == 2
+    err = capsys.readouterr().err
+    assert "'" + str(tiny) + "' lasts 6.2 ms, shorter than one 25 ms frame" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "m.onnx").exists()

@@ -257,3 +257,15 @@ def test_torch_compile_fullgraph_model_with_triton_attention_matches_eager():
     for name, ref in grads_ref.items():
         err = (grads[name] - ref).abs().max().item()
         assert err <= 1e-4 * max(1.0, ref.abs().max().item()), f"grad of {name} differs by {err:.3g}"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dtype", "fp8"], "unknown dtype ['fp8']; choose among"),
+    (["--arch", "abc"], "--arch 'abc': give compute capabilities as numbers"),
+    (["--arch", "75"], "unknown arch [75]"),
+])
+def test_inspect_refuses_bad_options_in_one_line_before_compiling(argv, message, monkeypatch, capsys):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # inspect compiles for GPUs; the checks come first
+    assert inspect.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err

@@ -232,6 +232,7 @@ def test_ctrl_c_says_what_was_saved_and_the_command_that_resumes(tmp_path, monke
     (["--device", "tpu9"], "--device 'tpu9' is not a device"),
     (["--lr", "nan"], "lr (nan) must be positive (and lr finite)"),
     (["--weight-decay", "inf"], "weight_decay (inf)"),
+    (["--train-size", "0"], "--train-size and --eval-size of at least 1 (recipe 'synthetic' with these options: 0 and"),
 ])
 def test_bad_options_are_refused_before_training(tmp_path, capsys, no_training, argv, message):
     base = [a for a in CLI_TINY if a not in ("--norm-mean", "-4", "--norm-std", "4")]

@@ -74,14 +74,15 @@ def _start(args) -> int:
     assignment = get(args.name)
     folder = Path(args.dir)
     target = folder / assignment.filename
-    if target.exists():
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        _write_new(target, make_starter(assignment.source.read_text(), assignment.name))
+    except FileExistsError:
         raise FileExistsError_(
             f"{target} already exists, and start never overwrites your work: check it with "
             f"`ast-min assignment check {assignment.name} --dir {folder}`, or to start afresh move it away "
             f"(e.g. mv {target} {target}.old) and run start again"
-        )
-    folder.mkdir(parents=True, exist_ok=True)
-    target.write_text(make_starter(assignment.source.read_text(), assignment.name))
+        ) from None
     print(f"{assignment.name}: {assignment.summary} (taught in {assignment.chapter})")
     print(f"wrote {target}: open it in an editor, or as a notebook in JupyterLab with jupytext (Open With > Notebook);")
     print(f"write the functions that raise NotImplementedError, then run: ast-min assignment check {assignment.name}"
@@ -91,6 +92,16 @@ def _start(args) -> int:
 
 class FileExistsError_(ValueError):
     """Printed as one line by the CLI (it catches ValueError), like ast-min's other refusals."""
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Create `path` and write `text`; FileExistsError if anything is there, even a dangling link.
+
+    Exclusive creation (mode "x") rather than a check before writing: nothing between the check and
+    the write can put a file there, and a link is never written through.
+    """
+    with open(path, "x") as f:
+        f.write(text)
 
 
 def _submission(name: str, given: str | os.PathLike) -> Path:
@@ -134,6 +145,8 @@ def _grade(args) -> int:
     assignment = get(args.name)
     if args.gradescope and len(args.submissions) != 1:
         raise ValueError("--gradescope writes one results.json: give exactly one SUBMISSION")
+    if args.csv and not Path(args.csv).absolute().parent.is_dir():  # checked before minutes of grading
+        raise ValueError(f"--csv {args.csv}: the folder {Path(args.csv).absolute().parent} does not exist: create it first")
     reports = []
     for given in args.submissions:
         report = grade(assignment.name, _submission(assignment.name, given), seed=seed_of(args.seed))
@@ -197,10 +210,11 @@ def _autograder(args) -> int:
 def _solution(args) -> int:
     assignment = get(args.name)
     target = Path(args.dir) / f"{assignment.name}_solution.py"
-    if target.exists():
-        raise FileExistsError_(f"{target} already exists: move it away first")
     Path(args.dir).mkdir(parents=True, exist_ok=True)
-    target.write_text(assignment.source.read_text())
+    try:
+        _write_new(target, assignment.source.read_text())
+    except FileExistsError:
+        raise FileExistsError_(f"{target} already exists: move it away first") from None
     print(f"wrote {target}: the instructor source, solutions included; do not hand it out")
     return 0
 

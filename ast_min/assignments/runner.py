@@ -259,10 +259,9 @@ def child_main(job: dict, connection) -> int:
         _limit_memory(grader.memory_limit)
     try:
         student = _load_submission(job["submission"])
-    except BaseException as e:  # SyntaxError, ImportError, sys.exit, anything at the top level
-        where = f" (line {e.lineno})" if isinstance(e, SyntaxError) else ""
-        send(event="load_error", output=f"your file could not be loaded: {type(e).__name__}: {e}{where}; "
-             "fix it so that `python NAME.py` runs, then check again")
+    except BaseException as e:  # SyntaxError (its text names the file and line), ImportError, sys.exit, ...
+        send(event="load_error", output=f"your file could not be loaded: {type(e).__name__}: {e}; "
+             f"fix it so that `python {Path(job['submission']).name}` runs, then check again")
         return 0
     ctx = Context(student, job["seed"], job["examples"])
     tests = {t.name: t for t in grader.tests}

@@ -12,7 +12,8 @@ almost perfectly, so a working loop clears it with room to spare, while a broken
 Unit checks: `adapt_positions` equals `ast_min.model.adapt_position_embeddings` exactly up to float
 rounding of the interpolation (1e-6); the loss of the fresh head at initialisation must be within
 0.25 of ln C: a head whose logits have standard deviation s adds about s^2 / 2 to ln C, so 0.25
-allows torch's default Linear initialisation (s ~ 0.6 here) and refuses weights of order 1.
+allows torch's default Linear initialisation (weights uniform in +-1/sqrt(D), variance 1/(3D), on
+a fresh LayerNorm's output of unit variance: s = 1/sqrt(3), adding 1/6) and refuses weights of order 1.
 
 Shape legend: N clips, T frames, F mel bins, f x t patch grid, D hidden size, C labels.
 """
