@@ -177,7 +177,7 @@ def test_the_citation_check_catches_what_it_should():
     assert resolve_path_token(source, "DESIGN.md") is None  # bare, but docs/DESIGN.md is the only one
     assert resolve_path_token(source, "docs/DESIGN.md") is None
     assert resolve_path_token(ROOT / "kernels" / "bench.py", "NOTES.md") is None  # next to the citing file
-    assert resolve_path_token(source, "../shared/DESIGN.md") is not None
+    assert resolve_path_token(source, "../outside/DESIGN.md") is not None
     assert resolve_path_token(source, "docs/NO_SUCH_FILE.md") is not None
     assert resolve_path_token(source, "src/dataloader.py") is None  # another project's path: not ours to check
     assert resolve_path_token(source, "notebooks/05_*.py") is None  # a pattern
