@@ -141,7 +141,9 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type
     if problem_type == "single_label_classification":
         ids = labels.view(-1).long()
         bad = (ids != -100) & ((ids < 0) | (ids >= C))
-        if bool(bad.any()):  # torch's own error is an IndexError, or a device assert on CUDA
+        # torch's own error is an IndexError, or a device assert on CUDA. A compiled graph cannot branch
+        # on tensor values (torch.compile(fullgraph=True) would refuse the model), so it skips the check.
+        if not torch.compiler.is_compiling() and bool(bad.any()):
             raise ValueError(
                 f"label id {int(ids[bad][0])} is outside the model's {C} labels (0..{C - 1}, or -100 to ignore): "
                 "check the dataset's label ids, or load the model with id2label for its labels"
