@@ -88,9 +88,7 @@ def _event(name: str, rng: np.random.Generator, n: int) -> np.ndarray:
     if name == "click_train":
         x = np.zeros(n)
         period = int(SAMPLING_RATE / rng.uniform(4.0, 25.0))
-        # The first click falls within the event even when the event is shorter than one period (a short
-        # clip); for events longer than a period this is the same draw as before.
-        x[rng.integers(0, min(period, n)) :: period] = 1.0
+        x[rng.integers(0, period) :: period] = 1.0
         return x
     if name == "am_tone":
         carrier = np.sin(2 * np.pi * _log_uniform(rng, LOW_HZ, HIGH_HZ) * t)
@@ -376,10 +374,7 @@ def _clean_clip(rng: np.random.Generator, name: str, num_samples: int) -> np.nda
 def _realistic_clip(rng: np.random.Generator, name: str, num_samples: int) -> np.ndarray:
     """One event recorded as a phone or a field recorder would: see `make_clip`."""
     length, onset, kind = _span_and_kind(rng, name, num_samples, 0.4)  # short events: silence (background) around them
-    raw = _make_event(rng, kind, length)
-    while not np.any(raw):  # an event too short to sound (speech that is all pause): draw it again, from the same stream
-        raw = _make_event(rng, kind, length)
-    event = _fade(raw) * level_changes(rng, length)
+    event = _fade(_make_event(rng, kind, length)) * level_changes(rng, length)
     dry = np.zeros(num_samples)
     dry[onset : onset + length] = event
     if rng.random() < 0.5:
@@ -395,28 +390,6 @@ def _realistic_clip(rng: np.random.Generator, name: str, num_samples: int) -> np
     return clip
 
 
-# Short recordings: with `realistic=True` this fraction of clips is shorter than the window, lasting
-# SHORTEST_CLIP_SECONDS up to the window. A sound shorter than the window reaches the model padded by the
-# feature extractor (as `ast-min classify` pads a short file), and a model that never saw padding in
-# training reads the padded frames as a sound of their own.
-SHORT_CLIP_FRACTION = 0.25
-SHORTEST_CLIP_SECONDS = 0.15
-_LENGTH_STREAM = 1  # the extra seed word of the generator that draws a clip's length, apart from its content
-
-
-def recorded_length(seed: int, index: int, num_samples: int) -> int:
-    """How many samples clip `index` of `seed` lasts in the realistic set: `num_samples`, or (a
-    `SHORT_CLIP_FRACTION` of clips) a length drawn uniformly from `SHORTEST_CLIP_SECONDS` up to it.
-
-    Drawn from its own generator, `default_rng([seed, index, 1])`, so the clip's content draws (and
-    `clip_kind`) do not depend on whether the clip is short."""
-    shortest = max(int(SHORTEST_CLIP_SECONDS * SAMPLING_RATE), FRAME_LENGTH)
-    rng = np.random.default_rng([seed, index, _LENGTH_STREAM])
-    if num_samples <= shortest or rng.random() >= SHORT_CLIP_FRACTION:
-        return num_samples
-    return int(rng.integers(shortest, num_samples))
-
-
 def make_clip(
     seed: int, index: int, num_samples: int = samples_for_frames(128), *, other: bool = False, realistic: bool = False
 ) -> tuple[np.ndarray, int]:
@@ -430,9 +403,7 @@ def make_clip(
     babble, band-passed noise bursts, mixtures of two classes, melodies, warbles).
     `realistic=True` records every clip in harsher conditions: events as short as 40 % of the clip,
     slow level changes of up to +-6 dB, white, pink or brown background noise at 6-30 dB SNR, a room's
-    reverberation (half the clips; RT60 0.1-0.5 s), clipping (15 %) and an Ogg/Vorbis round trip (20 %),
-    and makes `SHORT_CLIP_FRACTION` of the clips shorter than `num_samples` (`recorded_length`), the
-    event inside them, so that a model trained on them has seen a short sound padded to its window.
+    reverberation (half the clips; RT60 0.1-0.5 s), clipping (15 %) and an Ogg/Vorbis round trip (20 %).
     Without either, clip `i` of seed `s` is the same as in earlier versions of this set.
     """
     if num_samples < FRAME_LENGTH:
@@ -442,10 +413,7 @@ def make_clip(
     labels = LABELS_WITH_OTHER if other else CLASSES
     label = index % len(labels)
     rng = np.random.default_rng([seed, index])
-    if realistic:
-        clip = _realistic_clip(rng, labels[label], recorded_length(seed, index, num_samples))
-    else:
-        clip = _clean_clip(rng, labels[label], num_samples)
+    clip = (_realistic_clip if realistic else _clean_clip)(rng, labels[label], num_samples)
     # Sparse events (a slow click train) reach a high peak at a modest RMS: keep every clip within
     # [-0.9, 0.9] so that it survives being written as 16-bit PCM.
     clip *= min(1.0, 0.9 / np.abs(clip).max())
@@ -467,8 +435,7 @@ class SyntheticDataset(torch.utils.data.Dataset):
     Items are dicts like every ast-min dataset's: `waveform` float32 numpy (N,), `target` float32
     one-hot (C,) over `self.labels` (the ten `CLASSES`, then `other` when `other=True`), `index`.
     The clips last `samples_for_frames(num_frames)` samples so that they fill exactly `num_frames`
-    spectrogram frames, except the realistic set's short clips (`recorded_length`), which the feature
-    extractor pads to that many frames. `other` and `realistic` are `make_clip`'s. Made clips are kept (up to
+    spectrogram frames. `other` and `realistic` are `make_clip`'s. Made clips are kept (up to
     `cache_bytes` of them), since a training run asks for each clip once per epoch and the
     realistic conditions cost more to make than a training step on them.
     """
