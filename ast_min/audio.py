@@ -29,7 +29,8 @@ import warnings
 
 import numpy as np
 
-# AST's rate (ast_min.features.SAMPLING_RATE), written out: ast_min.features imports this module.
+# AST's rate (ast_min.features.SAMPLING_RATE), written out so that audio I/O stays free of torch,
+# which ast_min.features imports.
 DEFAULT_SAMPLING_RATE = 16000
 # Telephone audio is 8 kHz; below 1 kHz nothing of the 20 Hz-8 kHz band the mel filterbank reads
 # survives. Above 1 MHz no audio interface records: such a rate is a corrupt header.
