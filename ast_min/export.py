@@ -38,6 +38,7 @@ import argparse
 import logging
 import math
 import os
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,7 +163,10 @@ def export_onnx(model, out: str | os.PathLike, *, audio=None, extractor=None, se
     model = model.float().eval().cpu()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(out.stem + ".unverified.onnx")
+    # A fresh name beside `out` (same file system, so the final rename is atomic), never a user's file.
+    handle, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".unverified.onnx")
+    os.close(handle)
+    staging = Path(name)
     try:
         trace(model, staging)
         try:

@@ -79,7 +79,7 @@ def test_default_model_export_matches_transformers(default_export, capsys):
     reference = transformers.ASTForAudioClassification.from_pretrained(DEFAULT_MODEL_DIR).eval()
     config = reference.config
     assert_graph_is_plain_onnx_with_dynamic_batch(default_export, config)
-    assert not default_export.with_name("default.unverified.onnx").exists()
+    assert not list(default_export.parent.glob("*.unverified.onnx")), "the staging file was left behind"
     extractor = transformers.ASTFeatureExtractor.from_pretrained(DEFAULT_MODEL_DIR)
     from ast_min.audio import load_audio
 
@@ -140,7 +140,16 @@ def test_cli_refuses_and_deletes_a_wrong_export(tmp_path, monkeypatch, capsys):
     assert cli_main(["export", "--out", str(out), "--checkpoint", str(ckpt)]) == 2
     err = capsys.readouterr().err
     assert "differ from torch's" in err and "not kept" in err and err.count("\n") == 1, err
-    assert not out.exists() and not (tmp_path / "wrong.unverified.onnx").exists()
+    assert not out.exists() and not list(tmp_path.glob("*.unverified.onnx")), "a refused export left a file"
+
+
+def test_export_never_touches_a_users_file_beside_the_output(tmp_path):
+    """The file is staged under a fresh name: a user's file with any name beside --out survives."""
+    mine = tmp_path / "model.unverified.onnx"
+    mine.write_text("my notes")
+    assert cli_main(["export", "--out", str(tmp_path / "model.onnx")]) == 0
+    assert mine.read_text() == "my notes"
+    assert (tmp_path / "model.onnx").exists() and not list(tmp_path.glob(".model.*"))
 
 
 @pytest.mark.parametrize("missing", ["onnx", "onnxruntime", "onnxscript"])
