@@ -22,8 +22,9 @@ random signal-to-noise ratio, from `numpy.random.default_rng([seed, index])`: cl
 is the same on every machine and in every process, whatever order the clips are asked in, so a
 held-out set is simply another seed. With `realistic=True` the clips are recorded in harsher
 conditions drawn the same way: short events, level changes, coloured background noise at a random
-SNR, a room's reverberation, clipping and a lossy codec (`make_clip` lists the ranges). The
-embedded model's recipe (`ast-min train --recipe synthetic`) uses both options.
+SNR, a room's reverberation, clipping and a lossy codec (`make_clip` lists the ranges). With
+`short=p` a fraction p of the clips is shorter than the window, as a short file is before the feature
+extractor pads it. The embedded model's recipe (`ast-min train --recipe synthetic`) uses all three.
 
 Shape legend: N samples (a clip is one 1-D float32 array at `SAMPLING_RATE`).
 """
@@ -88,7 +89,9 @@ def _event(name: str, rng: np.random.Generator, n: int) -> np.ndarray:
     if name == "click_train":
         x = np.zeros(n)
         period = int(SAMPLING_RATE / rng.uniform(4.0, 25.0))
-        x[rng.integers(0, period) :: period] = 1.0
+        # The first click falls within the event even when the event is shorter than one period (a short
+        # clip); for events longer than a period this is the same draw as always.
+        x[rng.integers(0, min(period, n)) :: period] = 1.0
         return x
     if name == "am_tone":
         carrier = np.sin(2 * np.pi * _log_uniform(rng, LOW_HZ, HIGH_HZ) * t)
@@ -374,7 +377,10 @@ def _clean_clip(rng: np.random.Generator, name: str, num_samples: int) -> np.nda
 def _realistic_clip(rng: np.random.Generator, name: str, num_samples: int) -> np.ndarray:
     """One event recorded as a phone or a field recorder would: see `make_clip`."""
     length, onset, kind = _span_and_kind(rng, name, num_samples, 0.4)  # short events: silence (background) around them
-    event = _fade(_make_event(rng, kind, length)) * level_changes(rng, length)
+    raw = _make_event(rng, kind, length)
+    while not np.any(raw):  # an event too short to sound (babble that is all pause): drawn again from the same stream
+        raw = _make_event(rng, kind, length)
+    event = _fade(raw) * level_changes(rng, length)
     dry = np.zeros(num_samples)
     dry[onset : onset + length] = event
     if rng.random() < 0.5:
@@ -390,8 +396,34 @@ def _realistic_clip(rng: np.random.Generator, name: str, num_samples: int) -> np
     return clip
 
 
+# Short recordings. A file shorter than the model's window reaches the model padded by the feature
+# extractor (padded frames hold a constant that no recorded frame does), and a model that never saw
+# padding in training reads the padded frames as a sound of their own. `short=p` makes a fraction p of
+# the clips shorter than the window, SHORTEST_SECONDS up to the window.
+SHORTEST_SECONDS = 0.3
+_LENGTH_STREAM = 1  # the extra seed word of the generator that draws a clip's length, apart from its content
+
+
+def recorded_length(seed: int, index: int, num_samples: int, short: float) -> int:
+    """How many samples clip `index` of `seed` lasts: `num_samples`, or for a fraction `short` of the
+    clips a length drawn uniformly from `SHORTEST_SECONDS` up to it.
+
+    Drawn from its own generator, `default_rng([seed, index, 1])`, so a clip's content draws (and
+    `clip_kind`) do not depend on whether the clip is short, and `short=0` leaves every clip as it was."""
+    if not 0.0 <= short <= 1.0:
+        raise ValueError(f"short={short}: the fraction of short clips must lie in [0, 1]")
+    shortest = max(int(SHORTEST_SECONDS * SAMPLING_RATE), FRAME_LENGTH)
+    if short == 0.0 or num_samples <= shortest:
+        return num_samples
+    rng = np.random.default_rng([seed, index, _LENGTH_STREAM])
+    if rng.random() >= short:
+        return num_samples
+    return int(rng.integers(shortest, num_samples))
+
+
 def make_clip(
-    seed: int, index: int, num_samples: int = samples_for_frames(128), *, other: bool = False, realistic: bool = False
+    seed: int, index: int, num_samples: int = samples_for_frames(128), *, other: bool = False, realistic: bool = False,
+    short: float = 0.0,
 ) -> tuple[np.ndarray, int]:
     """Clip `index` of the dataset drawn with `seed`: a float32 waveform (N,) and its class id.
 
@@ -404,7 +436,9 @@ def make_clip(
     `realistic=True` records every clip in harsher conditions: events as short as 40 % of the clip,
     slow level changes of up to +-6 dB, white, pink or brown background noise at 6-30 dB SNR, a room's
     reverberation (half the clips; RT60 0.1-0.5 s), clipping (15 %) and an Ogg/Vorbis round trip (20 %).
-    Without either, clip `i` of seed `s` is the same as in earlier versions of this set.
+    `short=p` makes a fraction p of the clips shorter than `num_samples` (`recorded_length`), the event
+    inside them, as a short file is before the feature extractor pads it.
+    Without any of them, clip `i` of seed `s` is the same as in earlier versions of this set.
     """
     if num_samples < FRAME_LENGTH:
         raise ValueError(f"num_samples={num_samples} is shorter than one {FRAME_LENGTH}-sample frame; use at least {FRAME_LENGTH}")
@@ -413,7 +447,8 @@ def make_clip(
     labels = LABELS_WITH_OTHER if other else CLASSES
     label = index % len(labels)
     rng = np.random.default_rng([seed, index])
-    clip = (_realistic_clip if realistic else _clean_clip)(rng, labels[label], num_samples)
+    length = recorded_length(seed, index, num_samples, short)
+    clip = (_realistic_clip if realistic else _clean_clip)(rng, labels[label], length)
     # Sparse events (a slow click train) reach a high peak at a modest RMS: keep every clip within
     # [-0.9, 0.9] so that it survives being written as 16-bit PCM.
     clip *= min(1.0, 0.9 / np.abs(clip).max())
@@ -421,12 +456,13 @@ def make_clip(
 
 
 def clip_kind(seed: int, index: int, num_samples: int = samples_for_frames(128), *, other: bool = False,
-              realistic: bool = False) -> str:
+              realistic: bool = False, short: float = 0.0) -> str:
     """What `make_clip` with the same arguments holds: its class name, or for `other` the kind of sound
     (one of `OTHER_KINDS`), found from the clip's first draws without making it."""
     labels = LABELS_WITH_OTHER if other else CLASSES
     rng = np.random.default_rng([seed, index])
-    return _span_and_kind(rng, labels[index % len(labels)], num_samples, 0.4 if realistic else 0.6)[2]
+    length = recorded_length(seed, index, num_samples, short)
+    return _span_and_kind(rng, labels[index % len(labels)], length, 0.4 if realistic else 0.6)[2]
 
 
 class SyntheticDataset(torch.utils.data.Dataset):
@@ -435,7 +471,8 @@ class SyntheticDataset(torch.utils.data.Dataset):
     Items are dicts like every ast-min dataset's: `waveform` float32 numpy (N,), `target` float32
     one-hot (C,) over `self.labels` (the ten `CLASSES`, then `other` when `other=True`), `index`.
     The clips last `samples_for_frames(num_frames)` samples so that they fill exactly `num_frames`
-    spectrogram frames. `other` and `realistic` are `make_clip`'s. Made clips are kept (up to
+    spectrogram frames, except the short ones that `short` asks for, which the feature extractor pads to
+    that many frames. `other`, `realistic` and `short` are `make_clip`'s. Made clips are kept (up to
     `cache_bytes` of them), since a training run asks for each clip once per epoch and the
     realistic conditions cost more to make than a training step on them.
     """
@@ -445,11 +482,13 @@ class SyntheticDataset(torch.utils.data.Dataset):
     multi_label = False
 
     def __init__(self, size: int, seed: int = 0, num_frames: int = 128, *, other: bool = False, realistic: bool = False,
-                 cache_bytes: int = 2**30):
+                 short: float = 0.0, cache_bytes: int = 2**30):
         if size < 1:
             raise ValueError(f"size={size}: a synthetic dataset needs at least one clip")
         self.size, self.seed, self.num_samples = int(size), int(seed), samples_for_frames(num_frames)
         self.other, self.realistic = bool(other), bool(realistic)
+        recorded_length(0, 0, self.num_samples, short)  # refuses a fraction outside [0, 1] now, not at the first clip
+        self.short = float(short)
         self.labels = LABELS_WITH_OTHER if self.other else CLASSES
         self._cache: dict[int, tuple[np.ndarray, int]] | None = {} if self.size * self.num_samples * 4 <= cache_bytes else None
 
@@ -461,7 +500,7 @@ class SyntheticDataset(torch.utils.data.Dataset):
             raise IndexError(f"index {index} out of range for {self.size} clips")
         made = self._cache.get(index) if self._cache is not None else None
         if made is None:
-            made = make_clip(self.seed, index, self.num_samples, other=self.other, realistic=self.realistic)
+            made = make_clip(self.seed, index, self.num_samples, other=self.other, realistic=self.realistic, short=self.short)
             if self._cache is not None:
                 self._cache[index] = made
         waveform, label = made
