@@ -4,8 +4,9 @@
     python examples/measure_default_model.py /usr/share/sounds/alsa/*.wav speech/*.wav   # + your recordings
 
 Held out: `--clips` clips of the ten classes and `--other-clips` clips of `other`, drawn with a seed
-that neither training (0) nor model selection (1) used, in the recipe's realistic conditions, and the
-ten classes again in the original clean conditions (the README's example files are such clips).
+that neither training (0) nor model selection (1) used, in the recipe's realistic conditions (some
+clips shorter than the window); the ten classes again with every clip at full length, with every clip
+short, and in the original clean conditions (the README's example files are such clips).
 Files: each one's answer on its first window (what `ast-min classify FILE` prints first) and with
 `--window` (mean of the softmax scores of every window), and how often the answer is `other`.
 """
@@ -30,8 +31,14 @@ def held_out(classifier: Classifier, seed: int, clips: int, other_clips: int) ->
     classes = len(synthetic.LABELS_WITH_OTHER)
     other = synthetic.LABELS_WITH_OTHER.index(synthetic.OTHER)
     indices = [i for i in range(clips * classes // (classes - 1) + classes) if i % classes != other][:clips]
-    for name, realistic in (("realistic", True), ("clean", False)):
-        made = [synthetic.make_clip(seed, i, n, **{**options, "realistic": realistic}) for i in indices]
+    sets = (
+        ("realistic (the recipe's set)", options),
+        ("realistic, full length", {**options, "short": 0.0}),
+        ("realistic, every clip short", {**options, "short": 1.0}),
+        ("clean, full length", {**options, "realistic": False, "short": 0.0}),
+    )
+    for name, kw in sets:
+        made = [synthetic.make_clip(seed, i, n, **kw) for i in indices]
         predicted = classifier.scores([w for w, _ in made], 100).argmax(1)
         true = np.array([label for _, label in made])
         said_other = np.mean(predicted == other)
