@@ -1,7 +1,8 @@
 """The model shipped in ast_min/default_model: complete, loadable by transformers, and accurate.
 
 It was trained by `ast-min train --recipe synthetic` on the synthetic set's seeds 0 (training) and
-1 (model selection), ten classes and `other` in realistic recording conditions. Here it is scored on
+1 (model selection), ten classes and `other` in realistic recording conditions, some clips shorter
+than the window. Here it is scored on
 a freshly seeded set it has never seen (seed 20261125), with the front end and the normalisation
 statistics stored beside it, as `ast-min classify` uses it. The realistic conditions themselves are
 checked against what they claim (SNR, reverberation decay, clipping, codec) at the end.
@@ -24,7 +25,7 @@ from ast_min.recipes import get_recipe
 DEFAULT = Path(ast_min.__file__).parent / "default_model"
 EXAMPLES = Path(__file__).parents[1] / "examples"
 HELD_OUT_SEED = 20261125
-OTHER_RECALL_FLOOR = 0.69  # of held-out `other` clips answered `other`: see test_none_of_these_sounds_are_called_other
+OTHER_RECALL_FLOOR = 0.675  # of held-out `other` clips answered `other`: see test_none_of_these_sounds_are_called_other
 RECIPE_DATA = get_recipe("synthetic").synthetic  # the synthetic set's options the model was trained with
 
 
@@ -58,7 +59,7 @@ def test_held_out_accuracy_of_the_ten_classes(shipped):
     """The ten classes in the conditions the model was trained for (a clip called `other` counts as
     wrong), and in the original clean conditions of the README's example files."""
     model, front_end = shipped
-    assert RECIPE_DATA == {"other": True, "realistic": True}
+    assert RECIPE_DATA == {"other": True, "realistic": True, "short": 0.15}
     n = samples_for_frames(model.config.max_length)
     other = synthetic.LABELS_WITH_OTHER.index("other")
     indices = [i for i in range(560) if i % len(synthetic.LABELS_WITH_OTHER) != other][:500]
@@ -66,9 +67,9 @@ def test_held_out_accuracy_of_the_ten_classes(shipped):
     accuracy = float(np.mean(_predict(model, front_end, (w for w, _ in clips)) == [label for _, label in clips]))
     # The README's table has the accuracy measured on 1,000 clips of another seed (at least 95 %). The
     # floor here sits where a model as accurate as measured scores below it on these 500 clips with
-    # probability about 1e-4 (scipy.stats.binom.cdf(461, 500, measured)), so a failure means the model,
+    # probability about 1e-4 (scipy.stats.binom.cdf(468, 500, measured)), so a failure means the model,
     # the front end or the generator changed, not bad luck.
-    assert accuracy >= 0.925, f"held-out accuracy on the ten classes {accuracy:.3f} (realistic conditions)"
+    assert accuracy >= 0.936, f"held-out accuracy on the ten classes {accuracy:.3f} (realistic conditions)"
     clean = SyntheticDataset(300, seed=HELD_OUT_SEED, num_frames=model.config.max_length)
     items = [clean[i] for i in range(len(clean))]
     accuracy = float(np.mean(_predict(model, front_end, (c["waveform"] for c in items)) == [c["target"].argmax() for c in items]))
@@ -86,8 +87,25 @@ def test_none_of_these_sounds_are_called_other(shipped):
     recall = float(np.mean(_predict(model, front_end, (w for w, _ in clips)) == other))
     # The documented rate: the README's table has the recall measured on 1,000 clips of another seed.
     # The floor sits where a model with the measured recall falls below it on these 200 clips with
-    # probability about 1e-4 (scipy.stats.binom.cdf(137, 200, measured)).
+    # probability about 1e-4 (scipy.stats.binom.cdf(135, 200, measured)).
     assert recall >= OTHER_RECALL_FLOOR, f"'other' recall {recall:.3f} on 200 held-out none-of-these clips"
+
+
+def test_held_out_accuracy_on_short_clips(shipped):
+    """Held-out clips of the ten classes that are all shorter than the window (0.3 s up), which the
+    front end pads with frames that hold no sound: the model was trained on such clips, so the padding
+    does not turn them into one class (before, sub-second sounds came out as `pink_noise`, near-certain)."""
+    model, front_end = shipped
+    n = samples_for_frames(model.config.max_length)
+    other = synthetic.LABELS_WITH_OTHER.index("other")
+    indices = [i for i in range(340) if i % len(synthetic.LABELS_WITH_OTHER) != other][:300]
+    clips = [synthetic.make_clip(HELD_OUT_SEED, i, n, **{**RECIPE_DATA, "short": 1.0}) for i in indices]
+    assert all(w.size < n for w, _ in clips)
+    predicted = _predict(model, front_end, (w for w, _ in clips))
+    accuracy = float(np.mean(predicted == [label for _, label in clips]))
+    # The README's table has the accuracy on 1,000 such clips of another seed; the floor sits where a model
+    # as accurate falls below it on these 300 with probability about 1e-4 (scipy.stats.binom.cdf(263, 300, measured)).
+    assert accuracy >= 0.876, f"held-out accuracy on short clips of the ten classes {accuracy:.3f}"
 
 
 def test_transformers_loads_the_shipped_checkpoint_and_agrees(shipped):
@@ -197,6 +215,30 @@ def test_realistic_clips_are_deterministic_bounded_and_cycle_through_eleven_clas
     first = dataset[3]["waveform"]
     first[:] = 0  # a caller's change must not reach the dataset's cache
     assert np.array_equal(dataset[3]["waveform"], clips[3][0])
+
+
+def test_short_clips_occur_at_the_requested_rate_within_their_bounds():
+    """`short=p` makes a fraction p of clips shorter than the window, from SHORTEST_SECONDS up, and
+    leaves what is inside a clip's span drawn as before; `short=0` keeps every clip at the window."""
+    n = samples_for_frames(128)
+    count, p = 2000, 0.25
+    lengths = np.array([synthetic.recorded_length(7, i, n, p) for i in range(count)])
+    short = lengths < n
+    shortest = int(synthetic.SHORTEST_SECONDS * 16000)
+    assert lengths.max() == n and lengths.min() >= shortest, (lengths.min(), lengths.max())
+    # Binomial(2000, p): 4.5 standard deviations (sqrt(p (1 - p) / 2000) ~ 0.0097 at p = 0.25) either side.
+    assert abs(short.mean() - p) < 4.5 * np.sqrt(p * (1 - p) / count), f"short fraction {short.mean():.4f}, asked {p}"
+    # Uniform lengths: the short ones' mean lies mid-way between the bounds (4.5 standard errors of a uniform).
+    spread = (n - shortest) / np.sqrt(12 * short.sum())
+    assert abs(lengths[short].mean() - (n + shortest) / 2) < 4.5 * spread, lengths[short].mean()
+    for i in np.flatnonzero(short)[:8]:  # make_clip and the dataset make clips of those lengths, still audible
+        w, label = synthetic.make_clip(7, int(i), n, other=True, realistic=True, short=p)
+        assert w.shape == (lengths[i],) and label == i % 11 and np.abs(w).max() > 0
+        assert SyntheticDataset(int(i) + 1, seed=7, other=True, realistic=True, short=p)[int(i)]["waveform"].shape == w.shape
+    assert all(synthetic.recorded_length(7, i, n, 0.0) == n for i in range(200))
+    assert all(synthetic.make_clip(7, i, n, short=1.0)[0].size < n for i in range(20))
+    with pytest.raises(ValueError, match="fraction of short clips"):
+        SyntheticDataset(10, short=1.5)
 
 
 def test_other_kinds_and_bad_input():
