@@ -6,6 +6,8 @@ numbers computed in fewer passes on the CPU; this module is what callers use:
 - `to_clips`: every accepted kind of audio (tensors, numpy arrays, lists; one clip or a batch)
   checked and turned into a list of 1-D float tensors, with an error that names the clip and the
   fix for everything else. One path for the functions below and for the extractor.
+  `require_one_frame` is the same length bound for a decoded file, naming the file (the commands
+  and the datasets call it).
 - `fbank` and `extract_input_values`: batched log-mel features; on the CPU they run the fast path
   (tested equal to the step-by-step reference), elsewhere (CUDA) the reference vectorised over
   each clip's frames.
@@ -132,6 +134,17 @@ def _check_length(clip: torch.Tensor, index: int) -> None:
         raise ValueError(
             f"clip {index} has {n} samples, fewer than one {FRAME_LENGTH}-sample (25 ms) frame: "
             f"pad it with zeros to at least {FRAME_LENGTH} samples (e.g. numpy.pad) or drop it"
+        )
+
+
+def require_one_frame(path, waveform: np.ndarray, sampling_rate: int = SAMPLING_RATE) -> None:
+    """Refuse a clip shorter than one 25 ms frame, naming its file: the front end has nothing to compute."""
+    if len(waveform) * SAMPLING_RATE < FRAME_LENGTH * sampling_rate:
+        duration = len(waveform) / sampling_rate
+        raise ValueError(
+            f"{os.fspath(path)!r} lasts {1000 * duration:.1f} ms, shorter than one "
+            f"{1000 * FRAME_LENGTH / SAMPLING_RATE:g} ms frame ({FRAME_LENGTH} samples at "
+            f"{SAMPLING_RATE / 1000:g} kHz): AST needs at least one frame of audio"
         )
 
 

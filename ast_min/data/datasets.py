@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from ast_min.audio import check_input_file, load_audio
+from ast_min.extractor import require_one_frame
 from ast_min.features import SAMPLING_RATE
-from ast_min.features_cli import require_one_frame
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au")
 
