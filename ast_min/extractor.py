@@ -138,13 +138,16 @@ def _check_length(clip: torch.Tensor, index: int) -> None:
 
 
 def require_one_frame(path, waveform: np.ndarray, sampling_rate: int = SAMPLING_RATE) -> None:
-    """Refuse a clip shorter than one 25 ms frame, naming its file: the front end has nothing to compute."""
-    if len(waveform) * SAMPLING_RATE < FRAME_LENGTH * sampling_rate:
-        duration = len(waveform) / sampling_rate
+    """Refuse a decoded file shorter than one frame, naming it: the front end has nothing to compute.
+
+    The bound is `_check_length`'s, FRAME_LENGTH samples at any rate (the frame arithmetic counts
+    samples), so a file accepted here is never refused later inside a batch as "clip i".
+    """
+    if len(waveform) < FRAME_LENGTH:
         raise ValueError(
-            f"{os.fspath(path)!r} lasts {1000 * duration:.1f} ms, shorter than one "
-            f"{1000 * FRAME_LENGTH / SAMPLING_RATE:g} ms frame ({FRAME_LENGTH} samples at "
-            f"{SAMPLING_RATE / 1000:g} kHz): AST needs at least one frame of audio"
+            f"{os.fspath(path)!r} lasts {1000 * len(waveform) / sampling_rate:.1f} ms, shorter than one "
+            f"{1000 * FRAME_LENGTH / sampling_rate:g} ms frame ({FRAME_LENGTH} samples at "
+            f"{sampling_rate / 1000:g} kHz): AST needs at least one frame of audio"
         )
 
 
