@@ -91,7 +91,8 @@ def _to_tensor(item, index: int, strict: bool) -> torch.Tensor:
         dtype = item.dtype
         if dtype.kind not in "iubfc":
             raise ValueError(f"clip {index} has dtype {dtype}: pass real float samples in [-1, 1)")
-        item = torch.from_numpy(np.ascontiguousarray(item))
+        # torch reads only the native byte order: a big-endian array (`np.frombuffer(data, ">i2")`) is swapped into it
+        item = torch.from_numpy(np.ascontiguousarray(item, dtype=dtype.newbyteorder("=")))
     if not isinstance(item, torch.Tensor):
         kind = "1-D torch tensor" if strict else "numpy array or torch tensor"
         shape = tuple(item.shape) if hasattr(item, "shape") else type(item).__name__

@@ -102,6 +102,17 @@ def test_integer_pcm_is_scaled_to_unit_range(dtype):
     np.testing.assert_array_equal(from_torch, from_float)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16, np.int32])
+def test_big_endian_arrays_give_the_native_arrays_features(dtype):
+    """Byte order is storage, not signal: a big-endian copy of a clip (as read from an AIFF) gives its features."""
+    pcm = np.random.default_rng(2).integers(-(2**14), 2**14, size=6000)
+    clip = (pcm / 2**15).astype(dtype) if np.dtype(dtype).kind == "f" else pcm.astype(dtype)
+    big = clip.astype(np.dtype(dtype).newbyteorder(">"))
+    assert big.dtype.byteorder == ">" and np.array_equal(big, clip)
+    extractor = ast_min.ASTFeatureExtractor(max_length=30)
+    np.testing.assert_array_equal(extractor(big, return_tensors="np").input_values, extractor(clip, return_tensors="np").input_values)
+
+
 @pytest.mark.parametrize(
     "raw, message",
     [
