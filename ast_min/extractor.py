@@ -420,6 +420,8 @@ class ASTFeatureExtractor(compat.JsonSettings):
         first = processed_features["input_values"][0]
         if return_tensors is None:  # transformers answers in the input's kind
             return_tensors = "pt" if isinstance(first, torch.Tensor) else "np"
+        if return_tensors not in ("np", "pt"):
+            raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
         rows = [_float_rows(v) for v in processed_features["input_values"]]
         if truncation:
             rows = [row[: _round_up(max_length, pad_to_multiple_of)] for row in rows]
@@ -428,6 +430,8 @@ class ASTFeatureExtractor(compat.JsonSettings):
         padded, masks = [], []
         for row in rows:
             missing = max(target - len(row), 0) if target is not None else 0
+            if missing and self.padding_side not in ("right", "left"):  # refused, as transformers, only when it pads
+                raise ValueError(f"padding_side must be 'right' or 'left', got {self.padding_side!r}")
             fill = np.full((missing, *row.shape[1:]), self.padding_value, dtype=row.dtype)
             mask = np.r_[np.ones(len(row), np.int32), np.zeros(missing, np.int32)]
             if self.padding_side == "left":
@@ -439,8 +443,6 @@ class ASTFeatureExtractor(compat.JsonSettings):
         out = BatchFeature(input_values=padded)
         if self.return_attention_mask if return_attention_mask is None else return_attention_mask:
             out["attention_mask"] = masks
-        if return_tensors not in ("np", "pt"):
-            raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
         for key, value in out.items():
             if len({row.shape for row in value}) == 1:
                 stacked = np.stack(value)

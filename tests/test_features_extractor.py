@@ -262,6 +262,17 @@ def test_pad_refuses_an_empty_batch_by_name(features):
         ast_min.ASTFeatureExtractor().pad(features)
 
 
+def test_pad_refuses_an_unknown_padding_side_where_transformers_does():
+    """transformers raises for a padding_side other than right/left once a row needs padding; so must ast-min."""
+    from transformers import ASTFeatureExtractor as HFExtractor
+
+    unequal, equal = [np.zeros(3), np.zeros(5)], [np.zeros(4), np.zeros(4)]
+    for extractor in (HFExtractor(padding_side="middle"), ast_min.ASTFeatureExtractor(padding_side="middle")):
+        with pytest.raises(ValueError, match="middle"):
+            extractor.pad({"input_values": unequal}, return_tensors="np")
+        assert extractor.pad({"input_values": equal}, return_tensors="np")["input_values"].shape == (2, 4)
+
+
 def test_tensors_that_require_grad_are_featurised_as_their_values():
     clip = torch.from_numpy(make_clip(5, 6000, 0.5).astype(np.float32))
     extractor = ast_min.ASTFeatureExtractor(max_length=40)
