@@ -34,13 +34,13 @@ from ast_min.features import (
     AUDIOSET_MEAN,
     AUDIOSET_STD,
     FRAME_LENGTH,
-    FRAME_SHIFT,
     MAX_LENGTH,
     NUM_MEL_BINS,
     SAMPLING_RATE,
     log_mel_spectrogram,
     normalize,
     num_frames,
+    samples_for_frames,
 )
 
 PREPROCESSOR_CONFIG = "preprocessor_config.json"
@@ -287,7 +287,7 @@ def _log_mel_batch_vectorised(outs, clips, num_mel_bins, sampling_rate, norm, pa
     for i, (clip, out) in enumerate(zip(clips, outs)):
         check_finite(clip, i)
         t = min(out.shape[0], num_frames(clip.shape[-1]))
-        needed = clip[: (t - 1) * FRAME_SHIFT + FRAME_LENGTH].to(out.dtype)  # only the samples of the frames kept
+        needed = clip[: samples_for_frames(t)].to(out.dtype)  # only the samples of the frames kept
         features = log_mel_spectrogram(needed, num_mel_bins=num_mel_bins, sampling_rate=sampling_rate)  # (t, F)
         out[:t] = normalize(features, *norm) if norm is not None else features
         out[t:] = padding_value
