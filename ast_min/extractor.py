@@ -584,7 +584,8 @@ def compute_norm_stats(
     batch = []
     for clip in waveforms:
         if isinstance(clip, (str, os.PathLike)):
-            clip = load_audio(clip, sampling_rate)
+            path, clip = clip, load_audio(clip, sampling_rate)
+            require_one_frame(path, clip, sampling_rate)  # by its file: to_clips knows only its place in the batch
         batch.append(clip)
         if len(batch) == batch_size:
             flush(batch)

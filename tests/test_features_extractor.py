@@ -205,6 +205,15 @@ def test_norm_stats_read_files_and_refuse_nothing(tmp_path):
         ast_min.compute_norm_stats(clip)
 
 
+def test_norm_stats_name_a_file_too_short_for_a_frame(tmp_path):
+    import soundfile
+
+    soundfile.write(tmp_path / "a.wav", make_clip(3, 8000, 0.5).astype(np.float32), 16000)
+    soundfile.write(tmp_path / "short.wav", np.zeros(100, np.float32), 16000)
+    with pytest.raises(ValueError, match=r"short.wav' lasts 6.2 ms, shorter than one 25 ms frame"):
+        ast_min.compute_norm_stats([tmp_path / "a.wav", tmp_path / "a.wav", tmp_path / "short.wav"], batch_size=2)
+
+
 # ---- settings and inputs that used to fail deep inside or give NaN features ------------------------------------------
 @pytest.mark.parametrize(
     "options, message",
