@@ -82,7 +82,7 @@ def open_audio(path: str | os.PathLike):
     file or one that is not a regular file (see `check_input_file`), and one soundfile cannot decode
     (ValueError saying which formats it reads and how to convert the others).
     """
-    import soundfile  # on first use: importing this module (ast_min.features does) stays light
+    import soundfile  # on first use: importing this module (ast_min.extractor and the datasets do) stays light
 
     path = check_input_file(path, "audio file", "pass an audio file (wav, flac, ogg)")
     try:

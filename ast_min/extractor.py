@@ -6,6 +6,8 @@ numbers computed in fewer passes on the CPU; this module is what callers use:
 - `to_clips`: every accepted kind of audio (tensors, numpy arrays, lists; one clip or a batch)
   checked and turned into a list of 1-D float tensors, with an error that names the clip and the
   fix for everything else. One path for the functions below and for the extractor.
+  `require_one_frame` is the same length bound for a decoded file, naming the file (the commands
+  and the datasets call it).
 - `fbank` and `extract_input_values`: batched log-mel features; on the CPU they run the fast path
   (tested equal to the step-by-step reference), elsewhere (CUDA) the reference vectorised over
   each clip's frames.
@@ -32,13 +34,13 @@ from ast_min.features import (
     AUDIOSET_MEAN,
     AUDIOSET_STD,
     FRAME_LENGTH,
-    FRAME_SHIFT,
     MAX_LENGTH,
     NUM_MEL_BINS,
     SAMPLING_RATE,
     log_mel_spectrogram,
     normalize,
     num_frames,
+    samples_for_frames,
 )
 
 PREPROCESSOR_CONFIG = "preprocessor_config.json"
@@ -89,7 +91,8 @@ def _to_tensor(item, index: int, strict: bool) -> torch.Tensor:
         dtype = item.dtype
         if dtype.kind not in "iubfc":
             raise ValueError(f"clip {index} has dtype {dtype}: pass real float samples in [-1, 1)")
-        item = torch.from_numpy(np.ascontiguousarray(item))
+        # torch reads only the native byte order: a big-endian array (`np.frombuffer(data, ">i2")`) is swapped into it
+        item = torch.from_numpy(np.ascontiguousarray(item, dtype=dtype.newbyteorder("=")))
     if not isinstance(item, torch.Tensor):
         kind = "1-D torch tensor" if strict else "numpy array or torch tensor"
         shape = tuple(item.shape) if hasattr(item, "shape") else type(item).__name__
@@ -132,6 +135,20 @@ def _check_length(clip: torch.Tensor, index: int) -> None:
         raise ValueError(
             f"clip {index} has {n} samples, fewer than one {FRAME_LENGTH}-sample (25 ms) frame: "
             f"pad it with zeros to at least {FRAME_LENGTH} samples (e.g. numpy.pad) or drop it"
+        )
+
+
+def require_one_frame(path, waveform: np.ndarray, sampling_rate: int = SAMPLING_RATE) -> None:
+    """Refuse a decoded file shorter than one frame, naming it: the front end has nothing to compute.
+
+    The bound is `_check_length`'s, FRAME_LENGTH samples at any rate (the frame arithmetic counts
+    samples), so a file accepted here is never refused later inside a batch as "clip i".
+    """
+    if len(waveform) < FRAME_LENGTH:
+        raise ValueError(
+            f"{os.fspath(path)!r} lasts {1000 * len(waveform) / sampling_rate:.1f} ms, shorter than one "
+            f"{1000 * FRAME_LENGTH / sampling_rate:g} ms frame ({FRAME_LENGTH} samples at "
+            f"{sampling_rate / 1000:g} kHz): AST needs at least one frame of audio"
         )
 
 
@@ -270,7 +287,7 @@ def _log_mel_batch_vectorised(outs, clips, num_mel_bins, sampling_rate, norm, pa
     for i, (clip, out) in enumerate(zip(clips, outs)):
         check_finite(clip, i)
         t = min(out.shape[0], num_frames(clip.shape[-1]))
-        needed = clip[: (t - 1) * FRAME_SHIFT + FRAME_LENGTH].to(out.dtype)  # only the samples of the frames kept
+        needed = clip[: samples_for_frames(t)].to(out.dtype)  # only the samples of the frames kept
         features = log_mel_spectrogram(needed, num_mel_bins=num_mel_bins, sampling_rate=sampling_rate)  # (t, F)
         out[:t] = normalize(features, *norm) if norm is not None else features
         out[t:] = padding_value
@@ -403,6 +420,8 @@ class ASTFeatureExtractor(compat.JsonSettings):
         first = processed_features["input_values"][0]
         if return_tensors is None:  # transformers answers in the input's kind
             return_tensors = "pt" if isinstance(first, torch.Tensor) else "np"
+        if return_tensors not in ("np", "pt"):
+            raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
         rows = [_float_rows(v) for v in processed_features["input_values"]]
         if truncation:
             rows = [row[: _round_up(max_length, pad_to_multiple_of)] for row in rows]
@@ -411,6 +430,8 @@ class ASTFeatureExtractor(compat.JsonSettings):
         padded, masks = [], []
         for row in rows:
             missing = max(target - len(row), 0) if target is not None else 0
+            if missing and self.padding_side not in ("right", "left"):  # refused, as transformers, only when it pads
+                raise ValueError(f"padding_side must be 'right' or 'left', got {self.padding_side!r}")
             fill = np.full((missing, *row.shape[1:]), self.padding_value, dtype=row.dtype)
             mask = np.r_[np.ones(len(row), np.int32), np.zeros(missing, np.int32)]
             if self.padding_side == "left":
@@ -422,8 +443,6 @@ class ASTFeatureExtractor(compat.JsonSettings):
         out = BatchFeature(input_values=padded)
         if self.return_attention_mask if return_attention_mask is None else return_attention_mask:
             out["attention_mask"] = masks
-        if return_tensors not in ("np", "pt"):
-            raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
         for key, value in out.items():
             if len({row.shape for row in value}) == 1:
                 stacked = np.stack(value)
@@ -565,7 +584,8 @@ def compute_norm_stats(
     batch = []
     for clip in waveforms:
         if isinstance(clip, (str, os.PathLike)):
-            clip = load_audio(clip, sampling_rate)
+            path, clip = clip, load_audio(clip, sampling_rate)
+            require_one_frame(path, clip, sampling_rate)  # by its file: to_clips knows only its place in the batch
         batch.append(clip)
         if len(batch) == batch_size:
             flush(batch)

@@ -16,11 +16,9 @@ import os
 
 import numpy as np
 
-from ast_min import ASTFeatureExtractor
 from ast_min.audio import load_audio
-from ast_min.features import (
-    AUDIOSET_MEAN, AUDIOSET_STD, FRAME_LENGTH, FRAME_SHIFT, MAX_LENGTH, NUM_MEL_BINS, SAMPLING_RATE, num_frames,
-)
+from ast_min.extractor import ASTFeatureExtractor, require_one_frame
+from ast_min.features import AUDIOSET_MEAN, AUDIOSET_STD, FRAME_SHIFT, MAX_LENGTH, NUM_MEL_BINS, SAMPLING_RATE, num_frames
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,17 +81,6 @@ def _extractor(args: argparse.Namespace) -> ASTFeatureExtractor:
         num_mel_bins=args.num_mel_bins, max_length=args.max_length,
         do_normalize=not args.no_normalize, mean=args.mean, std=args.std,
     )
-
-
-def require_one_frame(path, waveform: np.ndarray, sampling_rate: int = SAMPLING_RATE) -> None:
-    """Refuse a clip shorter than one 25 ms frame, naming its file: the front end has nothing to compute."""
-    if len(waveform) * SAMPLING_RATE < FRAME_LENGTH * sampling_rate:
-        duration = len(waveform) / sampling_rate
-        raise ValueError(
-            f"{os.fspath(path)!r} lasts {1000 * duration:.1f} ms, shorter than one "
-            f"{1000 * FRAME_LENGTH / SAMPLING_RATE:g} ms frame ({FRAME_LENGTH} samples at "
-            f"{SAMPLING_RATE / 1000:g} kHz): AST needs at least one frame of audio"
-        )
 
 
 def output_path(out: str) -> str:

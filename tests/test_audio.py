@@ -75,6 +75,13 @@ def test_resampling_removes_content_above_the_new_nyquist():
     assert np.sqrt(np.mean(out[1000:-1000] ** 2)) < 1e-3
 
 
+def test_the_default_rate_is_the_front_ends():
+    # written out in ast_min.audio to keep it free of torch; the two must not drift apart
+    from ast_min.features import SAMPLING_RATE
+
+    assert audio.DEFAULT_SAMPLING_RATE == SAMPLING_RATE
+
+
 def test_other_target_rate(tmp_path):
     soundfile.write(tmp_path / "a.wav", np.zeros(16000, np.float32), 16000)
     assert load_audio(tmp_path / "a.wav", sampling_rate=8000).shape == (8000,)

@@ -274,6 +274,18 @@ def test_readable_but_unusable_files_are_skipped_by_name_and_counted(tmp_path):
     assert any("pipe.wav" in m and "not a regular file" in m for m in messages), messages
 
 
+def test_the_one_frame_bound_is_the_front_ends_at_any_rate(tmp_path):
+    # The front end's frames are 400 samples whatever the rate: at 8 kHz a 300-sample file (37.5 ms,
+    # longer than 25 ms) has no frame and must be skipped by name, not refused inside a batch.
+    _write(str(tmp_path / "dog" / "short.wav"), seconds=300 / 8000, rate=8000)
+    _write(str(tmp_path / "dog" / "long.wav"), seconds=400 / 8000, rate=8000)
+    dataset = ClipDataset.from_folder(tmp_path, sampling_rate=8000)
+    with pytest.warns(UserWarning, match=r"short.wav' lasts 37.5 ms, shorter than one 50 ms frame \(400 samples at 8 kHz\)"):
+        items = [dataset[i] for i in range(len(dataset))]
+    assert [os.path.basename(f) for f in dataset.skipped_files] == ["short.wav"]
+    assert [len(item["waveform"]) for item in items if item is not None] == [400]
+
+
 class _PassThrough:
     """A stand-in front end: frames are the waveform cut into rows, so the test sees what the collator did."""
 

@@ -102,6 +102,17 @@ def test_integer_pcm_is_scaled_to_unit_range(dtype):
     np.testing.assert_array_equal(from_torch, from_float)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16, np.int32])
+def test_big_endian_arrays_give_the_native_arrays_features(dtype):
+    """Byte order is storage, not signal: a big-endian copy of a clip (as read from an AIFF) gives its features."""
+    pcm = np.random.default_rng(2).integers(-(2**14), 2**14, size=6000)
+    clip = (pcm / 2**15).astype(dtype) if np.dtype(dtype).kind == "f" else pcm.astype(dtype)
+    big = clip.astype(np.dtype(dtype).newbyteorder(">"))
+    assert big.dtype.byteorder == ">" and np.array_equal(big, clip)
+    extractor = ast_min.ASTFeatureExtractor(max_length=30)
+    np.testing.assert_array_equal(extractor(big, return_tensors="np").input_values, extractor(clip, return_tensors="np").input_values)
+
+
 @pytest.mark.parametrize(
     "raw, message",
     [
@@ -194,6 +205,15 @@ def test_norm_stats_read_files_and_refuse_nothing(tmp_path):
         ast_min.compute_norm_stats(clip)
 
 
+def test_norm_stats_name_a_file_too_short_for_a_frame(tmp_path):
+    import soundfile
+
+    soundfile.write(tmp_path / "a.wav", make_clip(3, 8000, 0.5).astype(np.float32), 16000)
+    soundfile.write(tmp_path / "short.wav", np.zeros(100, np.float32), 16000)
+    with pytest.raises(ValueError, match=r"short.wav' lasts 6.2 ms, shorter than one 25 ms frame"):
+        ast_min.compute_norm_stats([tmp_path / "a.wav", tmp_path / "a.wav", tmp_path / "short.wav"], batch_size=2)
+
+
 # ---- settings and inputs that used to fail deep inside or give NaN features ------------------------------------------
 @pytest.mark.parametrize(
     "options, message",
@@ -249,6 +269,17 @@ def test_saving_settings_onto_a_file_is_refused_and_keeps_the_file(tmp_path):
 def test_pad_refuses_an_empty_batch_by_name(features):
     with pytest.raises(ValueError, match="pad got no"):  # was an IndexError
         ast_min.ASTFeatureExtractor().pad(features)
+
+
+def test_pad_refuses_an_unknown_padding_side_where_transformers_does():
+    """transformers raises for a padding_side other than right/left once a row needs padding; so must ast-min."""
+    from transformers import ASTFeatureExtractor as HFExtractor
+
+    unequal, equal = [np.zeros(3), np.zeros(5)], [np.zeros(4), np.zeros(4)]
+    for extractor in (HFExtractor(padding_side="middle"), ast_min.ASTFeatureExtractor(padding_side="middle")):
+        with pytest.raises(ValueError, match="middle"):
+            extractor.pad({"input_values": unequal}, return_tensors="np")
+        assert extractor.pad({"input_values": equal}, return_tensors="np")["input_values"].shape == (2, 4)
 
 
 def test_tensors_that_require_grad_are_featurised_as_their_values():

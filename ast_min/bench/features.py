@@ -1,6 +1,6 @@
 """`python -m ast_min.bench features`: clips/s of the log-mel front end, measured side by side in one run.
 
-Rows: ast-min's batched front end (`ast_min.features.extract_input_values`, the CPU fast path),
+Rows: ast-min's batched front end (`ast_min.extractor.extract_input_values`, the CPU fast path),
 ast-min's step-by-step functions vectorised over the whole batch (the readable reference),
 `transformers.ASTFeatureExtractor` (its numpy path) and `kaldi-native-fbank` (Kaldi's C++, at the
 largest bin count it accepts: it refuses AST's 128). All produce AST's (max_length, F) input from
@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ast_min import features as F
+from ast_min.extractor import extract_input_values
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -84,9 +85,9 @@ def fast_path_equals_reference(clips: torch.Tensor, num_mel_bins: int, max_lengt
     """
     options = dict(num_mel_bins=num_mel_bins, max_length=max_length, do_normalize=False)  # log-mel, unnormalised
     reference = F.pad_or_truncate(F.log_mel_spectrogram(clips.double(), num_mel_bins=num_mel_bins), max_length)  # (B, T, F)
-    fast64, _ = F.extract_input_values(clips.double(), dtype=torch.float64, **options)
+    fast64, _ = extract_input_values(clips.double(), dtype=torch.float64, **options)
     worst64 = (fast64 - reference).abs().max().item()
-    fast32, _ = F.extract_input_values(clips, **options)
+    fast32, _ = extract_input_values(clips, **options)
     energy, expected = fast32.double().exp(), reference.exp()
     bound = 1e-4 * expected + 1e-4 * expected.amax(dim=-1, keepdim=True) + 2 * F.LOG_FLOOR
     worst32 = ((energy - expected).abs() - bound).max().item()  # <= 0: within the tolerance
@@ -111,7 +112,7 @@ def main(argv: list[str]) -> int:
         return 1
 
     rows = []  # (name, seconds)
-    rows.append(("ast-min extract_input_values (fast path)", best_time(lambda: F.extract_input_values(batch, **options), args.repeats)))
+    rows.append(("ast-min extract_input_values (fast path)", best_time(lambda: extract_input_values(batch, **options), args.repeats)))
     if "reference" not in args.skip:
 
         def step_by_step():

@@ -14,7 +14,7 @@ Relative file paths are resolved against the manifest's folder.
 
 A file that cannot be used is skipped with a warning naming it, and counted (`num_skipped`), so
 one bad file in a million never loses a training run: undecodable, a pipe rather than a file, NaN
-samples, an implausible header, or shorter than one 25 ms frame. An empty folder, an empty
+samples, an implausible header, or shorter than one frame (400 samples). An empty folder, an empty
 manifest or a label outside the label list is a clear error before training starts.
 
 Items are dicts: `waveform` float32 numpy (N,), `target` float32 (C,) multi-hot, `index`.
@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from ast_min.audio import check_input_file, load_audio
+from ast_min.extractor import require_one_frame
 from ast_min.features import SAMPLING_RATE
-from ast_min.features_cli import require_one_frame
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au")
 
