@@ -48,9 +48,7 @@ class ModelOutput(dict):
             raise TypeError(f"{type(self).__name__} has no field {sorted(unknown)[0]!r}")
         for name in self.FIELDS:
             object.__setattr__(self, name, values.get(name))
-        for name in self.KEYS:  # insertion order is KEYS order
-            if values.get(name) is not None:
-                super().__setitem__(name, values[name])
+        self._rebuild()
 
     def __setattr__(self, name, value):
         object.__setattr__(self, name, value)
