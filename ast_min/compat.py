@@ -36,6 +36,7 @@ class ModelOutput(dict):
     Subclasses list their fields in `KEYS`, in transformers' order. Every name in `FIELDS` is an
     attribute (None when not computed); only the `KEYS` that are not None are dict keys and
     tuple positions, so `out[0]` is the loss when labels were given and the logits otherwise.
+    A key assigned by the caller (`out["extra"] = ...`) is kept after them, as transformers keeps it.
     """
 
     FIELDS: tuple[str, ...] = ()
@@ -57,14 +58,19 @@ class ModelOutput(dict):
 
     def __setitem__(self, key, value):
         object.__setattr__(self, key, value)
-        self._rebuild()
+        if key in self.KEYS:
+            self._rebuild()
+        else:  # a key of the caller's own: added after the fields, as transformers adds it
+            super().__setitem__(key, value)
 
     def _rebuild(self) -> None:
-        values = {name: getattr(self, name) for name in self.KEYS}
+        own = {key: value for key, value in self.items() if key not in self.KEYS}
         super().clear()
-        for name, value in values.items():
-            if value is not None:
-                super().__setitem__(name, value)
+        for name in self.KEYS:
+            if getattr(self, name) is not None:
+                super().__setitem__(name, getattr(self, name))
+        for key, value in own.items():
+            super().__setitem__(key, value)
 
     def __getitem__(self, key):
         if isinstance(key, str):

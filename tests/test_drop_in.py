@@ -67,6 +67,22 @@ def test_encoder_outputs_index_like_transformers(tmp_path):
     torch.testing.assert_close(first, b.last_hidden_state, atol=1e-5, rtol=1e-5)
 
 
+def test_a_key_assigned_to_an_output_is_kept_as_transformers_keeps_it():
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    from ast_min.compat import ASTClassificationOutput
+
+    logits, extra, new_logits = torch.ones(2, 3), torch.zeros(2), torch.full((2, 3), 2.0)
+    ours, theirs = ASTClassificationOutput(logits=logits), SequenceClassifierOutput(logits=logits)
+    for out in (ours, theirs):
+        out["extra"] = extra
+        out["logits"] = new_logits  # rewriting a field keeps the caller's key in its place
+    assert list(ours.keys()) == list(theirs.keys()) == ["logits", "extra"]
+    assert ours.extra is ours["extra"] is extra and theirs.extra is extra
+    assert len(ours.to_tuple()) == len(theirs.to_tuple()) == 2
+    assert ours[1] is extra and theirs[1] is extra and ours[0] is new_logits
+
+
 def test_output_options_set_on_the_config_are_honoured(tmp_path):
     ours, theirs = _pair(tmp_path)
     for model in (ours, theirs):
