@@ -128,7 +128,7 @@ def read_hf_directory(directory: Path, config: ASTConfig | None = None) -> tuple
         if file.is_file():
             return config, (_read_safetensors(file) if name.endswith(".safetensors") else _read_pickle(file))
     raise FileNotFoundError(
-        f"{str(directory)!r} has config.json but no weights ({' or '.join(HF_WEIGHT_FILES)}); "
+        f"{str(directory)!r} holds no weights ({' or '.join(HF_WEIGHT_FILES)}); "
         "sharded checkpoints are not supported: re-save it with save_pretrained"
     )
 
