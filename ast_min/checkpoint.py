@@ -329,14 +329,13 @@ def load_pretrained(
     if labels is not None:
         wanted = target.replace(id2label=labels)
         # Same labels keep the trained head. A .pth stores no label names, so there the count decides.
+        # (a count alone asks for the stored labels when it fits: _requested_labels)
         same = wanted.id2label == target.id2label if labels_stored else wanted.num_labels == target.num_labels
-        if num_labels is not None and id2label is None and label2id is None:
-            same = wanted.num_labels == target.num_labels  # transformers: a count keeps the head when it fits
-            if with_head and not same and not ignore_mismatched_sizes:
-                raise ValueError(
-                    f"the checkpoint's head has {target.num_labels} labels, not num_labels={num_labels}: "
-                    "pass ignore_mismatched_sizes=True to start a fresh head (or id2label={0: 'name', ...})"
-                )
+        if with_head and not same and id2label is None and label2id is None and not ignore_mismatched_sizes:
+            raise ValueError(
+                f"the checkpoint's head has {target.num_labels} labels, not num_labels={num_labels}: "
+                "pass ignore_mismatched_sizes=True to start a fresh head (or id2label={0: 'name', ...})"
+            )
         fresh_head = with_head and not same
         target = wanted
 
