@@ -37,19 +37,25 @@ class ModelOutput(dict):
     attribute (None when not computed); only the `KEYS` that are not None are dict keys and
     tuple positions, so `out[0]` is the loss when labels were given and the logits otherwise.
     A key assigned by the caller (`out["extra"] = ...`) is kept after them, as transformers keeps it.
+    Like transformers', an output is also built from another's items, `type(out)(dict(out))`: what
+    accelerate's mixed precision and DataParallel's gather do to every forward pass's output.
     """
 
     FIELDS: tuple[str, ...] = ()
     KEYS: tuple[str, ...] = ()
 
-    def __init__(self, **values):
+    def __init__(self, items=(), /, **values):
         super().__init__()
         unknown = set(values) - set(self.FIELDS)
         if unknown:
             raise TypeError(f"{type(self).__name__} has no field {sorted(unknown)[0]!r}")
+        items = dict(items)  # a mapping or (key, value) pairs
         for name in self.FIELDS:
-            object.__setattr__(self, name, values.get(name))
+            object.__setattr__(self, name, values.get(name, items.get(name)))
         self._rebuild()
+        for key, value in items.items():
+            if key not in self.FIELDS:
+                self[key] = value
 
     def __setattr__(self, name, value):
         object.__setattr__(self, name, value)

@@ -83,6 +83,29 @@ def test_a_key_assigned_to_an_output_is_kept_as_transformers_keeps_it():
     assert ours[1] is extra and theirs[1] is extra and ours[0] is new_logits
 
 
+def test_an_output_rebuilt_from_its_items_equals_transformers_rebuilt_one():
+    """accelerate's mixed precision (Trainer with bf16/fp16) converts every forward pass's output with
+    `type(out)({key: ...})`, and DataParallel's gather with `type(out)((key, ...) for key in out)`."""
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    from ast_min.compat import ASTClassificationOutput
+
+    logits, loss, extra = torch.ones(2, 3, dtype=torch.bfloat16), torch.tensor(0.5), torch.zeros(2)
+    ours, theirs = ASTClassificationOutput(logits=logits, loss=loss), SequenceClassifierOutput(logits=logits, loss=loss)
+    for out in (ours, theirs):
+        out["extra"] = extra
+    rebuilt = {type(out).__name__: type(out)({k: v for k, v in out.items()}) for out in (ours, theirs)}
+    paired = {type(out).__name__: type(out)((k, out[k]) for k in out) for out in (ours, theirs)}
+    for ours_again, theirs_again in (rebuilt.values(), paired.values()):
+        assert type(ours_again) is ASTClassificationOutput
+        assert list(ours_again.keys()) == list(theirs_again.keys()) == ["loss", "logits", "extra"]
+        assert ours_again.logits is theirs_again.logits is logits and ours_again[0] is loss
+    accelerate = pytest.importorskip("accelerate")
+    converted = accelerate.utils.convert_to_fp32(ours)
+    assert type(converted) is ASTClassificationOutput and converted.logits.dtype == torch.float32
+    assert list(converted.keys()) == list(accelerate.utils.convert_to_fp32(theirs).keys())
+
+
 def test_output_options_set_on_the_config_are_honoured(tmp_path):
     ours, theirs = _pair(tmp_path)
     for model in (ours, theirs):
