@@ -72,8 +72,8 @@ class ModelOutput(dict):
     def _rebuild(self) -> None:
         own = {key: value for key, value in self.items() if key not in self.KEYS}
         super().clear()
-        for name in self.KEYS:
-            if getattr(self, name) is not None:
+        for name in self.KEYS:  # unpickling sets the keys one by one before the attributes
+            if getattr(self, name, None) is not None:
                 super().__setitem__(name, getattr(self, name))
         for key, value in own.items():
             super().__setitem__(key, value)

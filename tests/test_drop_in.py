@@ -8,6 +8,7 @@ transformers' own classes and tools, run on the same tiny checkpoints.
 """
 
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -85,7 +86,8 @@ def test_a_key_assigned_to_an_output_is_kept_as_transformers_keeps_it():
 
 def test_an_output_rebuilt_from_its_items_equals_transformers_rebuilt_one():
     """accelerate's mixed precision (Trainer with bf16/fp16) converts every forward pass's output with
-    `type(out)({key: ...})`, and DataParallel's gather with `type(out)((key, ...) for key in out)`."""
+    `type(out)({key: ...})`, DataParallel's gather with `type(out)((key, ...) for key in out)`, and
+    pickle sets the keys before the attributes."""
     from transformers.modeling_outputs import SequenceClassifierOutput
 
     from ast_min.compat import ASTClassificationOutput
@@ -100,6 +102,10 @@ def test_an_output_rebuilt_from_its_items_equals_transformers_rebuilt_one():
         assert type(ours_again) is ASTClassificationOutput
         assert list(ours_again.keys()) == list(theirs_again.keys()) == ["loss", "logits", "extra"]
         assert ours_again.logits is theirs_again.logits is logits and ours_again[0] is loss
+    again = {type(out).__name__: pickle.loads(pickle.dumps(out)) for out in (ours, theirs)}  # torch.save, workers
+    ours_again, theirs_again = again.values()
+    assert type(ours_again) is ASTClassificationOutput and list(ours_again.keys()) == list(theirs_again.keys())
+    torch.testing.assert_close(ours_again.logits, theirs_again.logits, rtol=0, atol=0)
     accelerate = pytest.importorskip("accelerate")
     converted = accelerate.utils.convert_to_fp32(ours)
     assert type(converted) is ASTClassificationOutput and converted.logits.dtype == torch.float32
