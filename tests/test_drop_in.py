@@ -172,6 +172,18 @@ def test_config_takes_general_arguments_and_settable_label_count_like_transforme
     assert json.loads(ours.to_json_string())["hidden_size"] == 32
 
 
+def test_output_settings_assigned_to_a_config_are_saved_like_transformers(tmp_path):
+    ours, theirs = ASTConfig(), transformers.ASTConfig()
+    for config, directory in ((ours, tmp_path / "ours"), (theirs, tmp_path / "theirs")):
+        config.output_hidden_states = True  # after construction, as ported code sets it
+        config.save_pretrained(directory)
+    assert transformers.ASTConfig.from_pretrained(tmp_path / "ours").output_hidden_states is True
+    assert ASTConfig.from_pretrained(tmp_path / "ours").output_hidden_states is True
+    assert ASTConfig.from_pretrained(tmp_path / "theirs").output_hidden_states is True
+    assert ours.replace(max_length=512).output_hidden_states is True  # what from_pretrained(max_length=) builds
+    assert "output_hidden_states" not in ASTConfig().to_dict()  # an untouched config's file is unchanged
+
+
 # ---- extractor ----------------------------------------------------------------------------------------------------------
 def test_extractor_settings_files_and_return_values_like_transformers(tmp_path):
     ours = ASTFeatureExtractor(num_mel_bins=64, max_length=100, mean=-3.0, std=2.0)
