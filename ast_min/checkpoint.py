@@ -311,7 +311,7 @@ def load_pretrained(
         file_config, tensors = read_hf_directory(path, config)
         checkpoint_config = config or file_config
         convert, labels_stored = hf_to_ast_min, True
-    elif path.suffix in (".pth", ".pt", ".bin", ".ckpt"):
+    elif path.suffix in files.PICKLE_SUFFIXES:
         tensors = strip_module_prefix(_read_pickle(path))
         checkpoint_config = config or original_default_config(tensors)
         convert, labels_stored = original_to_ast_min, False
