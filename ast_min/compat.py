@@ -54,8 +54,8 @@ class ModelOutput(dict):
             object.__setattr__(self, name, values.get(name, items.get(name)))
         self._rebuild()
         for key, value in items.items():
-            if key not in self.FIELDS:
-                self[key] = value
+            if key not in self.KEYS:
+                self[key] = value  # as if assigned: the caller's own keys stay keys
 
     def __setattr__(self, name, value):
         object.__setattr__(self, name, value)
@@ -84,7 +84,8 @@ class ModelOutput(dict):
         return self.to_tuple()[key]
 
     def to_tuple(self) -> tuple:
-        """The non-None fields in order: what `return_dict=False` returns."""
+        """The values of the keys in order, the non-None fields then any of the caller's own:
+        what `return_dict=False` returns."""
         return tuple(self.values())
 
     def __repr__(self) -> str:
