@@ -31,6 +31,7 @@ def resolve_attn_implementation(name: str, device: torch.device) -> str:
 
 
 def check_attn_implementation(name: str) -> str:
+    """`name` when it is one of ATTN_IMPLEMENTATIONS, else a ValueError listing them."""
     if name not in ATTN_IMPLEMENTATIONS:
         raise ValueError(f"unknown attn_implementation {name!r}; use one of {ATTN_IMPLEMENTATIONS}")
     return name

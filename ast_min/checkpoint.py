@@ -128,7 +128,7 @@ def read_hf_directory(directory: Path, config: ASTConfig | None = None) -> tuple
         if file.is_file():
             return config, (_read_safetensors(file) if name.endswith(".safetensors") else _read_pickle(file))
     raise FileNotFoundError(
-        f"{str(directory)!r} has config.json but no weights ({' or '.join(HF_WEIGHT_FILES)}); "
+        f"{str(directory)!r} holds no weights ({' or '.join(HF_WEIGHT_FILES)}); "
         "sharded checkpoints are not supported: re-save it with save_pretrained"
     )
 
@@ -311,7 +311,7 @@ def load_pretrained(
         file_config, tensors = read_hf_directory(path, config)
         checkpoint_config = config or file_config
         convert, labels_stored = hf_to_ast_min, True
-    elif path.suffix in (".pth", ".pt", ".bin", ".ckpt"):
+    elif path.suffix in files.PICKLE_SUFFIXES:
         tensors = strip_module_prefix(_read_pickle(path))
         checkpoint_config = config or original_default_config(tensors)
         convert, labels_stored = original_to_ast_min, False
@@ -329,14 +329,13 @@ def load_pretrained(
     if labels is not None:
         wanted = target.replace(id2label=labels)
         # Same labels keep the trained head. A .pth stores no label names, so there the count decides.
+        # (a count alone asks for the stored labels when it fits: _requested_labels)
         same = wanted.id2label == target.id2label if labels_stored else wanted.num_labels == target.num_labels
-        if num_labels is not None and id2label is None and label2id is None:
-            same = wanted.num_labels == target.num_labels  # transformers: a count keeps the head when it fits
-            if with_head and not same and not ignore_mismatched_sizes:
-                raise ValueError(
-                    f"the checkpoint's head has {target.num_labels} labels, not num_labels={num_labels}: "
-                    "pass ignore_mismatched_sizes=True to start a fresh head (or id2label={0: 'name', ...})"
-                )
+        if with_head and not same and id2label is None and label2id is None and not ignore_mismatched_sizes:
+            raise ValueError(
+                f"the checkpoint's head has {target.num_labels} labels, not num_labels={num_labels}: "
+                "pass ignore_mismatched_sizes=True to start a fresh head (or id2label={0: 'name', ...})"
+            )
         fresh_head = with_head and not same
         target = wanted
 

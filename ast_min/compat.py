@@ -36,21 +36,26 @@ class ModelOutput(dict):
     Subclasses list their fields in `KEYS`, in transformers' order. Every name in `FIELDS` is an
     attribute (None when not computed); only the `KEYS` that are not None are dict keys and
     tuple positions, so `out[0]` is the loss when labels were given and the logits otherwise.
+    A key assigned by the caller (`out["extra"] = ...`) is kept after them, as transformers keeps it.
+    Like transformers', an output is also built from another's items, `type(out)(dict(out))`: what
+    accelerate's mixed precision and DataParallel's gather do to every forward pass's output.
     """
 
     FIELDS: tuple[str, ...] = ()
     KEYS: tuple[str, ...] = ()
 
-    def __init__(self, **values):
+    def __init__(self, items=(), /, **values):
         super().__init__()
         unknown = set(values) - set(self.FIELDS)
         if unknown:
             raise TypeError(f"{type(self).__name__} has no field {sorted(unknown)[0]!r}")
+        items = dict(items)  # a mapping or (key, value) pairs
         for name in self.FIELDS:
-            object.__setattr__(self, name, values.get(name))
-        for name in self.KEYS:  # insertion order is KEYS order
-            if values.get(name) is not None:
-                super().__setitem__(name, values[name])
+            object.__setattr__(self, name, values.get(name, items.get(name)))
+        self._rebuild()
+        for key, value in items.items():
+            if key not in self.KEYS:
+                self[key] = value  # as if assigned: the caller's own keys stay keys
 
     def __setattr__(self, name, value):
         object.__setattr__(self, name, value)
@@ -59,14 +64,19 @@ class ModelOutput(dict):
 
     def __setitem__(self, key, value):
         object.__setattr__(self, key, value)
-        self._rebuild()
+        if key in self.KEYS:
+            self._rebuild()
+        else:  # a key of the caller's own: added after the fields, as transformers adds it
+            super().__setitem__(key, value)
 
     def _rebuild(self) -> None:
-        values = {name: getattr(self, name) for name in self.KEYS}
+        own = {key: value for key, value in self.items() if key not in self.KEYS}
         super().clear()
-        for name, value in values.items():
-            if value is not None:
-                super().__setitem__(name, value)
+        for name in self.KEYS:  # unpickling sets the keys one by one before the attributes
+            if getattr(self, name, None) is not None:
+                super().__setitem__(name, getattr(self, name))
+        for key, value in own.items():
+            super().__setitem__(key, value)
 
     def __getitem__(self, key):
         if isinstance(key, str):
@@ -74,7 +84,8 @@ class ModelOutput(dict):
         return self.to_tuple()[key]
 
     def to_tuple(self) -> tuple:
-        """The non-None fields in order: what `return_dict=False` returns."""
+        """The values of the keys in order, the non-None fields then any of the caller's own:
+        what `return_dict=False` returns."""
         return tuple(self.values())
 
     def __repr__(self) -> str:

@@ -17,6 +17,8 @@ from ast_min import compat, files
 
 MODEL_TYPE = "audio-spectrogram-transformer"
 CONFIG_FILE = "config.json"
+# transformers' general settings with a default on the class: written when a config sets them
+OUTPUT_SETTINGS = ("output_hidden_states", "output_attentions", "return_dict")
 # keys transformers writes that describe the file, not the model: read and dropped
 BOOKKEEPING_KEYS = ("model_type", "architectures", "transformers_version", "torch_dtype", "dtype", "_name_or_path")
 
@@ -50,7 +52,7 @@ class ASTConfig(compat.JsonSettings):
     id2label: dict | None = None
     problem_type: str | None = None  # "regression" | "single_label_classification" | "multi_label_classification"
 
-    # transformers' general settings that change what a forward pass returns
+    # transformers' general settings that change what a forward pass returns (see OUTPUT_SETTINGS)
     output_hidden_states = False
     output_attentions = False
     return_dict = True
@@ -119,6 +121,8 @@ class ASTConfig(compat.JsonSettings):
         """The fields as transformers writes them in config.json (label keys as strings)."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d.update({name: getattr(self, name) for name in self._extra})
+        # set on this config, by the constructor or afterwards (`config.output_hidden_states = True`)
+        d.update({name: getattr(self, name) for name in OUTPUT_SETTINGS if name in vars(self)})
         d["id2label"] = {str(i): label for i, label in self.id2label.items()}
         d["label2id"] = self.label2id
         d["model_type"] = MODEL_TYPE

@@ -29,6 +29,8 @@ HOW_TO_GET_ONE = (
     ".pth file, or a Hugging Face hub id such as MIT/ast-finetuned-audioset-10-10-0.4593 when online; "
     "a transformers model saved with save_pretrained(dir) works too"
 )
+# file names of pickled state dicts (an original-repository .pth and its kin): never hub ids
+PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 # what a hub download fetches: the files ast-min reads, nothing else (no ONNX or TF weights)
 HUB_FILES = ("config.json", "preprocessor_config.json", "model.safetensors", "pytorch_model.bin")
 
@@ -84,7 +86,7 @@ def write_json(file: str | os.PathLike, value: dict) -> str:
 # ---- where a checkpoint is ----------------------------------------------------------------------
 def looks_like_hub_id(name: str) -> bool:
     """`owner/name` with the characters the hub allows, and not a file name with a checkpoint suffix."""
-    return re.fullmatch(r"[\w.\-]+/[\w.\-]+", name) is not None and not name.endswith((".pth", ".pt", ".json"))
+    return re.fullmatch(r"[\w.\-]+/[\w.\-]+", name) is not None and not name.endswith((*PICKLE_SUFFIXES, ".json"))
 
 
 def resolve(path_or_hub_id: str | os.PathLike, subfolder: str = "", **hub_options) -> Path:

@@ -195,6 +195,19 @@ def test_missing_path_says_how_to_get_a_checkpoint(tmp_path):
         ASTForAudioClassification.from_pretrained(str(tmp_path / "missing.pth"))
 
 
+@pytest.mark.parametrize("name", ["runs/model.pth", "runs/model.pt", "runs/model.bin", "runs/model.ckpt"])
+def test_a_missing_relative_weights_file_is_not_taken_for_a_hub_id(monkeypatch, name):
+    # `owner/name` is a hub id's shape too; a suffix that from_pretrained reads as weights says it is a file
+    import huggingface_hub
+
+    def download(*args, **kwargs):
+        raise AssertionError(f"{name} was looked up on the hub")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", download)
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        ASTForAudioClassification.from_pretrained(name)
+
+
 def test_unreachable_hub_id_is_a_clear_error(monkeypatch):
     import huggingface_hub
 

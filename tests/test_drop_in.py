@@ -8,6 +8,7 @@ transformers' own classes and tools, run on the same tiny checkpoints.
 """
 
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -65,6 +66,50 @@ def test_encoder_outputs_index_like_transformers(tmp_path):
     torch.testing.assert_close(a[1], b[1], atol=1e-5, rtol=1e-5)  # pooler_output
     first, *_ = ours(x, return_dict=False)
     torch.testing.assert_close(first, b.last_hidden_state, atol=1e-5, rtol=1e-5)
+
+
+def test_a_key_assigned_to_an_output_is_kept_as_transformers_keeps_it():
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    from ast_min.compat import ASTClassificationOutput
+
+    logits, extra, new_logits = torch.ones(2, 3), torch.zeros(2), torch.full((2, 3), 2.0)
+    ours, theirs = ASTClassificationOutput(logits=logits), SequenceClassifierOutput(logits=logits)
+    for out in (ours, theirs):
+        out["extra"] = extra
+        out["logits"] = new_logits  # rewriting a field keeps the caller's key in its place
+    assert list(ours.keys()) == list(theirs.keys()) == ["logits", "extra"]
+    assert ours.extra is ours["extra"] is extra and theirs.extra is extra
+    assert len(ours.to_tuple()) == len(theirs.to_tuple()) == 2
+    assert ours[1] is extra and theirs[1] is extra and ours[0] is new_logits
+
+
+def test_an_output_rebuilt_from_its_items_equals_transformers_rebuilt_one():
+    """accelerate's mixed precision (Trainer with bf16/fp16) converts every forward pass's output with
+    `type(out)({key: ...})`, DataParallel's gather with `type(out)((key, ...) for key in out)`, and
+    pickle sets the keys before the attributes."""
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    from ast_min.compat import ASTClassificationOutput
+
+    logits, loss, extra = torch.ones(2, 3, dtype=torch.bfloat16), torch.tensor(0.5), torch.zeros(2)
+    ours, theirs = ASTClassificationOutput(logits=logits, loss=loss), SequenceClassifierOutput(logits=logits, loss=loss)
+    for out in (ours, theirs):
+        out["extra"] = extra
+    rebuilt = {type(out).__name__: type(out)({k: v for k, v in out.items()}) for out in (ours, theirs)}
+    paired = {type(out).__name__: type(out)((k, out[k]) for k in out) for out in (ours, theirs)}
+    for ours_again, theirs_again in (rebuilt.values(), paired.values()):
+        assert type(ours_again) is ASTClassificationOutput
+        assert list(ours_again.keys()) == list(theirs_again.keys()) == ["loss", "logits", "extra"]
+        assert ours_again.logits is theirs_again.logits is logits and ours_again[0] is loss
+    again = {type(out).__name__: pickle.loads(pickle.dumps(out)) for out in (ours, theirs)}  # torch.save, workers
+    ours_again, theirs_again = again.values()
+    assert type(ours_again) is ASTClassificationOutput and list(ours_again.keys()) == list(theirs_again.keys())
+    torch.testing.assert_close(ours_again.logits, theirs_again.logits, rtol=0, atol=0)
+    accelerate = pytest.importorskip("accelerate")
+    converted = accelerate.utils.convert_to_fp32(ours)
+    assert type(converted) is ASTClassificationOutput and converted.logits.dtype == torch.float32
+    assert list(converted.keys()) == list(accelerate.utils.convert_to_fp32(theirs).keys())
 
 
 def test_output_options_set_on_the_config_are_honoured(tmp_path):
@@ -125,6 +170,18 @@ def test_config_takes_general_arguments_and_settable_label_count_like_transforme
     theirs.to_json_file(tmp_path / "theirs.json")
     assert ASTConfig.from_json_file(tmp_path / "theirs.json").id2label == ours.id2label
     assert json.loads(ours.to_json_string())["hidden_size"] == 32
+
+
+def test_output_settings_assigned_to_a_config_are_saved_like_transformers(tmp_path):
+    ours, theirs = ASTConfig(), transformers.ASTConfig()
+    for config, directory in ((ours, tmp_path / "ours"), (theirs, tmp_path / "theirs")):
+        config.output_hidden_states = True  # after construction, as ported code sets it
+        config.save_pretrained(directory)
+    assert transformers.ASTConfig.from_pretrained(tmp_path / "ours").output_hidden_states is True
+    assert ASTConfig.from_pretrained(tmp_path / "ours").output_hidden_states is True
+    assert ASTConfig.from_pretrained(tmp_path / "theirs").output_hidden_states is True
+    assert ours.replace(max_length=512).output_hidden_states is True  # what from_pretrained(max_length=) builds
+    assert "output_hidden_states" not in ASTConfig().to_dict()  # an untouched config's file is unchanged
 
 
 # ---- extractor ----------------------------------------------------------------------------------------------------------

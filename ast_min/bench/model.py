@@ -38,8 +38,8 @@ def forward_flops(config: ASTConfig) -> float:
     """FLOPs (2 per multiply-add) of one clip's forward pass, by arithmetic on the config.
 
     Patch projection 2*P*p*p*D; per layer: q, k, v, output projections 8*L*D^2, attention scores and
-    weighted sum 4*L^2*D, MLP 4*L*D*I; head 2*D*C. The L^2 term is why AST's long token sequence
-    costs far more than a ViT on an image of the same patch count per side.
+    weighted sum 4*L^2*D, MLP 4*L*D*I; head 2*D*C. AST-Base's L = 2 + 12 * 101 = 1214 tokens, six
+    times ViT-B/16's 197 on a 224 x 224 image, make every term larger, the attention term quadratically.
     """
     c = config
     L, D, I = c.sequence_length, c.hidden_size, c.intermediate_size
