@@ -352,6 +352,12 @@ def _fade(event: np.ndarray) -> np.ndarray:
     return event * (1.0 / np.sqrt(np.mean(event**2) + 1e-12))  # unit RMS over the event
 
 
+# The shortest event, as a fraction of the clip: the original set's, and the realistic conditions' (short
+# events with background around them). `clip_kind` replays a clip's first draws with the same fraction.
+CLEAN_SHORTEST_EVENT = 0.6
+REALISTIC_SHORTEST_EVENT = 0.4
+
+
 def _span_and_kind(rng: np.random.Generator, name: str, num_samples: int, shortest: float) -> tuple[int, int, str]:
     """An event's length (`shortest`..100 % of the clip), onset, and kind (`name`, or for `other` one of OTHER_KINDS)."""
     length = int(num_samples * rng.uniform(shortest, 1.0))
@@ -366,7 +372,7 @@ def _make_event(rng: np.random.Generator, kind: str, length: int) -> np.ndarray:
 
 def _clean_clip(rng: np.random.Generator, name: str, num_samples: int) -> np.ndarray:
     """The original set's conditions: one event over 60-100 % of the clip, white background at 10-30 dB SNR."""
-    length, onset, kind = _span_and_kind(rng, name, num_samples, 0.6)
+    length, onset, kind = _span_and_kind(rng, name, num_samples, CLEAN_SHORTEST_EVENT)
     event = _fade(_make_event(rng, kind, length))
     snr_db = rng.uniform(10.0, 30.0)
     clip = rng.standard_normal(num_samples) * 10 ** (-snr_db / 20)
@@ -376,7 +382,7 @@ def _clean_clip(rng: np.random.Generator, name: str, num_samples: int) -> np.nda
 
 def _realistic_clip(rng: np.random.Generator, name: str, num_samples: int) -> np.ndarray:
     """One event recorded as a phone or a field recorder would: see `make_clip`."""
-    length, onset, kind = _span_and_kind(rng, name, num_samples, 0.4)  # short events: silence (background) around them
+    length, onset, kind = _span_and_kind(rng, name, num_samples, REALISTIC_SHORTEST_EVENT)
     raw = _make_event(rng, kind, length)
     while not np.any(raw):  # an event too short to sound (babble that is all pause): drawn again from the same stream
         raw = _make_event(rng, kind, length)
@@ -462,7 +468,8 @@ def clip_kind(seed: int, index: int, num_samples: int = samples_for_frames(128),
     labels = LABELS_WITH_OTHER if other else CLASSES
     rng = np.random.default_rng([seed, index])
     length = recorded_length(seed, index, num_samples, short)
-    return _span_and_kind(rng, labels[index % len(labels)], length, 0.4 if realistic else 0.6)[2]
+    return _span_and_kind(rng, labels[index % len(labels)], length,
+                          REALISTIC_SHORTEST_EVENT if realistic else CLEAN_SHORTEST_EVENT)[2]
 
 
 class SyntheticDataset(torch.utils.data.Dataset):
