@@ -410,14 +410,18 @@ SHORTEST_SECONDS = 0.3
 _LENGTH_STREAM = 1  # the extra seed word of the generator that draws a clip's length, apart from its content
 
 
+def _check_short(short: float) -> None:
+    if not 0.0 <= short <= 1.0:
+        raise ValueError(f"short={short}: the fraction of short clips must lie in [0, 1]")
+
+
 def recorded_length(seed: int, index: int, num_samples: int, short: float) -> int:
     """How many samples clip `index` of `seed` lasts: `num_samples`, or for a fraction `short` of the
     clips a length drawn uniformly from `SHORTEST_SECONDS` up to it.
 
     Drawn from its own generator, `default_rng([seed, index, 1])`, so a clip's content draws (and
     `clip_kind`) do not depend on whether the clip is short, and `short=0` leaves every clip as it was."""
-    if not 0.0 <= short <= 1.0:
-        raise ValueError(f"short={short}: the fraction of short clips must lie in [0, 1]")
+    _check_short(short)
     shortest = max(int(SHORTEST_SECONDS * SAMPLING_RATE), FRAME_LENGTH)
     if short == 0.0 or num_samples <= shortest:
         return num_samples
@@ -494,7 +498,7 @@ class SyntheticDataset(torch.utils.data.Dataset):
             raise ValueError(f"size={size}: a synthetic dataset needs at least one clip")
         self.size, self.seed, self.num_samples = int(size), int(seed), samples_for_frames(num_frames)
         self.other, self.realistic = bool(other), bool(realistic)
-        recorded_length(0, 0, self.num_samples, short)  # refuses a fraction outside [0, 1] now, not at the first clip
+        _check_short(short)  # now, not at the first clip
         self.short = float(short)
         self.labels = LABELS_WITH_OTHER if self.other else CLASSES
         self._cache: dict[int, tuple[np.ndarray, int]] | None = {} if self.size * self.num_samples * 4 <= cache_bytes else None
