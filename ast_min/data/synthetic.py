@@ -485,7 +485,9 @@ class SyntheticDataset(torch.utils.data.Dataset):
     spectrogram frames, except the short ones that `short` asks for, which the feature extractor pads to
     that many frames. `other`, `realistic` and `short` are `make_clip`'s. Made clips are kept (up to
     `cache_bytes` of them), since a training run asks for each clip once per epoch and the
-    realistic conditions cost more to make than a training step on them.
+    realistic conditions cost more to make than a training step on them. The cache lives in the
+    process that reads the clips: DataLoader worker processes start afresh each epoch, each with its
+    own, so it saves work only when the clips are read in the training process (`num_workers=0`).
     """
 
     labels = CLASSES
