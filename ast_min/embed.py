@@ -108,15 +108,14 @@ def select_hidden_state(model, input_values: torch.Tensor, layer: int | None = N
 
 def pool_tokens(hidden: torch.Tensor, pool: str = "pooled") -> torch.Tensor:
     """(B, L, D) hidden state -> (B, D) for pooled, cls and mean; (B, P, D) for patches."""
+    check_pool(pool)
     if pool == "pooled":
         return (hidden[:, 0] + hidden[:, 1]) / 2  # (B, D), as ASTModel's pooler_output
     if pool == "cls":
         return hidden[:, 0]  # (B, D)
     if pool == "mean":
         return hidden[:, NUM_SPECIAL_TOKENS:].mean(dim=1)  # (B, D)
-    if pool == "patches":
-        return hidden[:, NUM_SPECIAL_TOKENS:]  # (B, P, D)
-    raise ValueError(f"unknown pool {pool!r}; use one of {', '.join(POOLS)}")
+    return hidden[:, NUM_SPECIAL_TOKENS:]  # (B, P, D): patches
 
 
 @torch.no_grad()
@@ -131,8 +130,7 @@ def embed(
     cut them with `window_clips` first to embed all of them.
     """
     check_layer(layer, model.config.num_hidden_layers)
-    if pool not in POOLS:
-        raise ValueError(f"unknown pool {pool!r}; use one of {', '.join(POOLS)}")
+    check_pool(pool)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     device = next(model.parameters()).device
@@ -196,8 +194,7 @@ class Embedder:
         from ast_min.features_cli import require_one_frame
 
         check_layer(layer, self.model.config.num_hidden_layers)
-        if pool not in POOLS:
-            raise ValueError(f"unknown pool {pool!r}; use one of {', '.join(POOLS)}")
+        check_pool(pool)
         check_hop(hop_seconds)
         if not files:
             raise ValueError("no audio files given: pass at least one")
@@ -234,6 +231,12 @@ def check_layer(layer: int | None, num_layers: int) -> None:
             f"--layer must be an integer from 0 (embeddings output) to {num_layers} (output of the last of this "
             f"model's {num_layers} blocks), got {layer!r}; leave it out for the last block after the final LayerNorm"
         )
+
+
+def check_pool(pool: str) -> None:
+    """Refuse a pool that is not one of POOLS."""
+    if pool not in POOLS:
+        raise ValueError(f"unknown pool {pool!r}; use one of {', '.join(POOLS)}")
 
 
 def describe_layer(layer: int | None) -> str:

@@ -80,9 +80,9 @@ def run(args: argparse.Namespace) -> int:
           f"every {hop / SAMPLING_RATE:.2f} s", file=sys.stderr)  # fmt: skip
     results = []
     try:
-        for window in listen(chunks, classifier, hop_seconds=args.hop, top_k=args.top_k):
-            results.append(window)
-            print(json.dumps(window.to_json()) if args.json else window.to_text(), flush=True)
+        for result in listen(chunks, classifier, hop_seconds=args.hop, top_k=args.top_k):
+            results.append(result)
+            print(json.dumps(result.to_json()) if args.json else result.to_text(), flush=True)
     except KeyboardInterrupt:  # the way to stop the microphone
         pass
     if results:

@@ -259,6 +259,11 @@ def _autocast(device: str, precision: str):
 # so a half-removed directory is never taken for a complete one.
 
 
+def _copies(directory: str) -> tuple[str, str, str]:
+    """The three places a checkpoint NAME may be found complete: NAME, NAME.tmp and NAME.old."""
+    return directory, directory + ".tmp", directory + ".old"
+
+
 def _write_json(path: str, obj) -> None:
     """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
     partial = path + ".partial"
@@ -324,7 +329,7 @@ def _remove(directory: str) -> None:
 
 def _save_checkpoint(model, feature_extractor, directory: str, epoch: int, state: dict | None = None) -> None:
     """Write a Hugging Face checkpoint directory (with the trainer state when given) crash-consistently."""
-    tmp, old = directory + ".tmp", directory + ".old"
+    tmp = directory + ".tmp"
     _remove(tmp)
     os.makedirs(tmp)
     _write_json(os.path.join(tmp, INFO_FILE), {"complete": False})  # marks the directory as the trainer's
@@ -343,7 +348,7 @@ def _finish_save(directory: str) -> int | None:
 
     The steps repeat the end of `_save_checkpoint`, so an interruption here is recovered the same way.
     """
-    tmp, old = directory + ".tmp", directory + ".old"
+    _, tmp, old = _copies(directory)
     epochs = {d: _complete_epoch(d) for d in (directory, tmp, old)}
     complete = [d for d, e in epochs.items() if e is not None]
     if not complete:
@@ -381,7 +386,7 @@ def _prepare_output_dir(output_dir: str, resume: bool, overwrite: bool) -> None:
             "--overwrite to replace its checkpoints (other files are kept), or choose an empty or new directory"
         )
     for name in CHECKPOINTS:
-        for path in (os.path.join(output_dir, name + suffix) for suffix in ("", ".tmp", ".old")):
+        for path in _copies(os.path.join(output_dir, name)):
             legacy = os.path.isfile(os.path.join(path, STATE_FILE)) and not os.path.exists(os.path.join(path, INFO_FILE))
             if legacy:
                 raise ValueError(
@@ -406,8 +411,8 @@ def _prepare_output_dir(output_dir: str, resume: bool, overwrite: bool) -> None:
 def _clear_previous_run(output_dir: str) -> None:
     """--overwrite: remove the earlier run's checkpoints (checked to be the trainer's) and history, nothing else."""
     for name in CHECKPOINTS:
-        for suffix in ("", ".tmp", ".old"):
-            _remove(os.path.join(output_dir, name + suffix))
+        for path in _copies(os.path.join(output_dir, name)):
+            _remove(path)
     for name in (HISTORY_FILE, HISTORY_FILE + ".partial"):
         if os.path.isfile(os.path.join(output_dir, name)):
             os.remove(os.path.join(output_dir, name))
@@ -876,7 +881,7 @@ def interrupted_message(args: argparse.Namespace, epochs: int) -> str:
     argv = [a for a in argv if a != "--overwrite"] + ([] if "--resume" in argv else ["--resume"])
     command = "ast-min " + shlex.join(argv)
     last = os.path.join(args.output_dir, "last")
-    saved = max((e for e in map(_complete_epoch, (last, last + ".tmp", last + ".old")) if e is not None), default=None)
+    saved = max((e for e in map(_complete_epoch, _copies(last)) if e is not None), default=None)
     if saved is None:
         return f"ast-min train: interrupted before the first epoch was saved; nothing to keep. To start again:\n  {command}"
     return (f"ast-min train: interrupted; {last} holds epoch {saved} of {epochs} (best/ the best so far). "

@@ -2,9 +2,8 @@
 
 It was trained by `ast-min train --recipe synthetic` on the synthetic set's seeds 0 (training) and
 1 (model selection), ten classes and `other` in realistic recording conditions, some clips shorter
-than the window. Here it is scored on
-a freshly seeded set it has never seen (seed 20261125), with the front end and the normalisation
-statistics stored beside it, as `ast-min classify` uses it. The realistic conditions themselves are
+than the window. Here it is scored on a freshly seeded set it has never seen (seed 20261125), with
+the front end and the normalisation statistics stored beside it, as `ast-min classify` uses it. The realistic conditions themselves are
 checked against what they claim (SNR, reverberation decay, clipping, codec) at the end.
 """
 
@@ -73,7 +72,9 @@ def test_held_out_accuracy_of_the_ten_classes(shipped):
     clean = SyntheticDataset(300, seed=HELD_OUT_SEED, num_frames=model.config.max_length)
     items = [clean[i] for i in range(len(clean))]
     accuracy = float(np.mean(_predict(model, front_end, (c["waveform"] for c in items)) == [c["target"].argmax() for c in items]))
-    # Clean clips are easier; measured accuracy above 99 % leaves a 95 % floor > 5 standard deviations away.
+    # Clean clips are easier than realistic ones (the README's table has both). The floor is the recipe's
+    # promise, 95 %; on 300 clips the binomial standard deviation sqrt(p (1 - p) / 300) is under 0.013 for
+    # any accuracy p >= 0.95, so a model as accurate as the table's clean figure clears it by many of them.
     assert accuracy >= 0.95, f"held-out accuracy on the ten classes {accuracy:.3f} (clean conditions)"
 
 

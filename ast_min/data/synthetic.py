@@ -352,6 +352,12 @@ def _fade(event: np.ndarray) -> np.ndarray:
     return event * (1.0 / np.sqrt(np.mean(event**2) + 1e-12))  # unit RMS over the event
 
 
+# The shortest event, as a fraction of the clip: the original set's, and the realistic conditions' (short
+# events with background around them). `clip_kind` replays a clip's first draws with the same fraction.
+CLEAN_SHORTEST_EVENT = 0.6
+REALISTIC_SHORTEST_EVENT = 0.4
+
+
 def _span_and_kind(rng: np.random.Generator, name: str, num_samples: int, shortest: float) -> tuple[int, int, str]:
     """An event's length (`shortest`..100 % of the clip), onset, and kind (`name`, or for `other` one of OTHER_KINDS)."""
     length = int(num_samples * rng.uniform(shortest, 1.0))
@@ -366,7 +372,7 @@ def _make_event(rng: np.random.Generator, kind: str, length: int) -> np.ndarray:
 
 def _clean_clip(rng: np.random.Generator, name: str, num_samples: int) -> np.ndarray:
     """The original set's conditions: one event over 60-100 % of the clip, white background at 10-30 dB SNR."""
-    length, onset, kind = _span_and_kind(rng, name, num_samples, 0.6)
+    length, onset, kind = _span_and_kind(rng, name, num_samples, CLEAN_SHORTEST_EVENT)
     event = _fade(_make_event(rng, kind, length))
     snr_db = rng.uniform(10.0, 30.0)
     clip = rng.standard_normal(num_samples) * 10 ** (-snr_db / 20)
@@ -376,7 +382,7 @@ def _clean_clip(rng: np.random.Generator, name: str, num_samples: int) -> np.nda
 
 def _realistic_clip(rng: np.random.Generator, name: str, num_samples: int) -> np.ndarray:
     """One event recorded as a phone or a field recorder would: see `make_clip`."""
-    length, onset, kind = _span_and_kind(rng, name, num_samples, 0.4)  # short events: silence (background) around them
+    length, onset, kind = _span_and_kind(rng, name, num_samples, REALISTIC_SHORTEST_EVENT)
     raw = _make_event(rng, kind, length)
     while not np.any(raw):  # an event too short to sound (babble that is all pause): drawn again from the same stream
         raw = _make_event(rng, kind, length)
@@ -404,14 +410,18 @@ SHORTEST_SECONDS = 0.3
 _LENGTH_STREAM = 1  # the extra seed word of the generator that draws a clip's length, apart from its content
 
 
+def _check_short(short: float) -> None:
+    if not 0.0 <= short <= 1.0:
+        raise ValueError(f"short={short}: the fraction of short clips must lie in [0, 1]")
+
+
 def recorded_length(seed: int, index: int, num_samples: int, short: float) -> int:
     """How many samples clip `index` of `seed` lasts: `num_samples`, or for a fraction `short` of the
     clips a length drawn uniformly from `SHORTEST_SECONDS` up to it.
 
     Drawn from its own generator, `default_rng([seed, index, 1])`, so a clip's content draws (and
     `clip_kind`) do not depend on whether the clip is short, and `short=0` leaves every clip as it was."""
-    if not 0.0 <= short <= 1.0:
-        raise ValueError(f"short={short}: the fraction of short clips must lie in [0, 1]")
+    _check_short(short)
     shortest = max(int(SHORTEST_SECONDS * SAMPLING_RATE), FRAME_LENGTH)
     if short == 0.0 or num_samples <= shortest:
         return num_samples
@@ -462,7 +472,8 @@ def clip_kind(seed: int, index: int, num_samples: int = samples_for_frames(128),
     labels = LABELS_WITH_OTHER if other else CLASSES
     rng = np.random.default_rng([seed, index])
     length = recorded_length(seed, index, num_samples, short)
-    return _span_and_kind(rng, labels[index % len(labels)], length, 0.4 if realistic else 0.6)[2]
+    return _span_and_kind(rng, labels[index % len(labels)], length,
+                          REALISTIC_SHORTEST_EVENT if realistic else CLEAN_SHORTEST_EVENT)[2]
 
 
 class SyntheticDataset(torch.utils.data.Dataset):
@@ -474,7 +485,9 @@ class SyntheticDataset(torch.utils.data.Dataset):
     spectrogram frames, except the short ones that `short` asks for, which the feature extractor pads to
     that many frames. `other`, `realistic` and `short` are `make_clip`'s. Made clips are kept (up to
     `cache_bytes` of them), since a training run asks for each clip once per epoch and the
-    realistic conditions cost more to make than a training step on them.
+    realistic conditions cost more to make than a training step on them. The cache lives in the
+    process that reads the clips: DataLoader worker processes start afresh each epoch, each with its
+    own, so it saves work only when the clips are read in the training process (`num_workers=0`).
     """
 
     labels = CLASSES
@@ -487,7 +500,7 @@ class SyntheticDataset(torch.utils.data.Dataset):
             raise ValueError(f"size={size}: a synthetic dataset needs at least one clip")
         self.size, self.seed, self.num_samples = int(size), int(seed), samples_for_frames(num_frames)
         self.other, self.realistic = bool(other), bool(realistic)
-        recorded_length(0, 0, self.num_samples, short)  # refuses a fraction outside [0, 1] now, not at the first clip
+        _check_short(short)  # now, not at the first clip
         self.short = float(short)
         self.labels = LABELS_WITH_OTHER if self.other else CLASSES
         self._cache: dict[int, tuple[np.ndarray, int]] | None = {} if self.size * self.num_samples * 4 <= cache_bytes else None
