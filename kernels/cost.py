@@ -184,7 +184,7 @@ def dq_epilogue(p: Problem) -> Cost:
     return Cost(0.0, p.B * p.H * p.N * (acc_row + 2 * acc_row + acc_row + p.Dh * p.element_bytes))
 
 
-def table(rows: list[tuple[str, Problem, Cost]], passes: str | None = None) -> str:
+def table(rows: list[tuple[str, Problem, Cost]]) -> str:
     """A markdown table: kernel, FLOPs, bytes, intensity and roofline time on each card."""
     head = "| kernel | GFLOP (tiles) | MB (HBM, no reuse) | FLOP/byte | " + " | ".join(
         f"roofline µs {c.name.split()[0]} (bound)" for c in CARDS) + " |"
