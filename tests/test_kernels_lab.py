@@ -264,6 +264,7 @@ def test_torch_compile_fullgraph_model_with_triton_attention_matches_eager():
     (["--dtype", "fp8"], "unknown dtype ['fp8']; choose among"),
     (["--arch", "abc"], "--arch 'abc': give compute capabilities as numbers"),
     (["--arch", "75"], "unknown arch [75]"),
+    (["--jobs", "-1"], "--jobs -1: give a number of compile processes"),
 ])
 def test_inspect_refuses_bad_options_in_one_line_before_compiling(argv, message, monkeypatch, capsys):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # inspect compiles for GPUs; the checks come first
