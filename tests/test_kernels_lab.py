@@ -104,7 +104,7 @@ def test_useful_flops_follow_torch_flop_counter():
     assert counter.get_total_flops() == p.useful_flops("forward")
 
 
-def test_issue_figures_for_ast_forward_intensity():
+def test_ast_forward_intensity_matches_the_count_by_hand():
     # Useful FLOPs over bytes with K and V re-read per query block: the BLOCK_M lever, worked by hand:
     # per (batch, head) 4·1214²·64 FLOPs over 2·1214·64·2 (Q, O) + 4·1214 (LSE) + 2·nb·1214·64·2 (K, V)
     # bytes, nb = 10 query blocks of 128 or 19 of 64.
