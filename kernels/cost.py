@@ -14,7 +14,8 @@ roofline: Williams, Waterman & Patterson 2009):
   softmax's exponentials and the rescaling are O(N²) scalar work, not counted.
 - Roofline time: max(FLOPs / peak FLOP/s, bytes / peak bandwidth) on each card, from the published
   dense peaks (spec sheets cited in kernels/NOTES.md). A kernel that reaches it is perfect; real
-  kernels reach 40-75 % of the compute peak at best, so read it as a floor, not a forecast.
+  kernels stay well short of the compute peak (the softmax's exponentials, the masking and the
+  pipeline's fill and drain are not free), so read it as a floor, not a forecast.
 
 `useful_flops` is the convention benchmarks report TFLOP/s in (forward 4·B·H·N²·Dh, halved for causal;
 backward 2.5x the forward), so measured TFLOP/s and the model's compare directly.
@@ -184,7 +185,7 @@ def dq_epilogue(p: Problem) -> Cost:
     return Cost(0.0, p.B * p.H * p.N * (acc_row + 2 * acc_row + acc_row + p.Dh * p.element_bytes))
 
 
-def table(rows: list[tuple[str, Problem, Cost]], passes: str | None = None) -> str:
+def table(rows: list[tuple[str, Problem, Cost]]) -> str:
     """A markdown table: kernel, FLOPs, bytes, intensity and roofline time on each card."""
     head = "| kernel | GFLOP (tiles) | MB (HBM, no reuse) | FLOP/byte | " + " | ".join(
         f"roofline µs {c.name.split()[0]} (bound)" for c in CARDS) + " |"

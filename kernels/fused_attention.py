@@ -202,7 +202,7 @@ def _attn_fwd(
 # The "split" backward (here) accumulates dK/dV and dQ in two kernels (one looping over query blocks
 # for a key block, one over key blocks for a query block), so no program ever writes to another's
 # output: no atomics, at the price of recomputing S and dP in both. The "fused" backward
-# (backward_fused.py) is FlashAttention-2's single pass, with dQ accumulated by atomic adds.
+# (variant_fused_backward.py) is FlashAttention-2's single pass, with dQ accumulated by atomic adds.
 
 
 @triton.jit

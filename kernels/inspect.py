@@ -386,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
     if not set(dtypes) <= set(DTYPES):
         print(f"unknown dtype {sorted(set(dtypes) - set(DTYPES))}; choose among {list(DTYPES)}", file=sys.stderr)
         return 2
+    if args.jobs is not None and args.jobs < 0:  # (0, like no --jobs, means one process per CPU)
+        print(f"--jobs {args.jobs}: give a number of compile processes, or 0 for one per CPU", file=sys.stderr)
+        return 2
     job_list = jobs(args.pass_, args.variant, archs, dtypes, causals)
     if not job_list:
         print("nothing to inspect (unknown variant?)", file=sys.stderr)

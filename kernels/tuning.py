@@ -32,12 +32,11 @@ def _configs(blocks: list[tuple[int, int, int, int]]) -> list[triton.Config]:
     return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in blocks]
 
 
-# (BLOCK_M, BLOCK_N, num_warps, num_stages). Every GPU candidate compiles for sm_80 and sm_90 without
-# spilling registers and within shared memory at AST's shape (`python -m kernels.inspect` shows it; a
-# test enforces it). Dropped for spilling: forward (128, 32, 4, 4) and (128, 64, 4, 4) on sm_80;
-# dK/dV (32, 128, 4, 3) on both, (64, 128, 8, 3) on sm_80 causal; dQ (128, 32, 4, 3), (64, 32, 4, 3),
-# (64, 64, 4, 2) and (64, 64, 8, 2) on sm_80. Four warps holding a 128-row fp32 accumulator plus the S/P tile sit at
-# the 255-register ceiling on Ampere, where mma.sync keeps every accumulator in registers.
+# (BLOCK_M, BLOCK_N, num_warps, num_stages). Every GPU candidate must compile for sm_80 and sm_90
+# without spilling registers and within shared memory at AST's shape (`python -m kernels.inspect` shows
+# it; tests/test_kernels_lab.py enforces it); kernels/NOTES.md ("Static inspection") records, dated,
+# which candidates were dropped for spilling. Four warps holding a 128-row fp32 accumulator plus the
+# S/P tile sit at the 255-register ceiling on Ampere, where mma.sync keeps every accumulator in registers.
 FORWARD_GPU = _configs([
     (128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 3), (64, 32, 4, 4), (128, 128, 8, 2),
 ])
@@ -53,8 +52,7 @@ BACKWARD_DKDV_INTERPRETER = _configs([(16, 32, 4, 1)])
 BACKWARD_DQ_INTERPRETER = _configs([(32, 16, 4, 1)])
 
 # The one-pass backward (variant_fused_backward.py) holds dK/dV's tiles and adds a dQ tile per step:
-# more live registers than dK/dV, so fewer candidates survive the no-spill rule (dropped: (32, 128,
-# 4, 3), (64, 128, 8, 3), (64, 64, 4, 2), (64, 64, 8, 2), which spill on sm_80).
+# more live registers than dK/dV, so fewer candidates survive the no-spill rule.
 BACKWARD_FUSED_GPU = _configs([
     (32, 128, 8, 3), (32, 64, 4, 3), (16, 64, 4, 4), (16, 128, 8, 3),
 ])

@@ -105,13 +105,13 @@ def discover() -> None:
     global _DISCOVERED
     if _DISCOVERED:
         return
-    _DISCOVERED = True
     import kernels
 
     importlib.import_module("kernels.fused_attention")
     for module in pkgutil.iter_modules(kernels.__path__):
         if module.name.startswith("variant_"):
             importlib.import_module(f"kernels.{module.name}")
+    _DISCOVERED = True  # only now: a module that failed to import is tried again, not silently missing
 
 
 def variants(pass_: str | None = None) -> list[Variant]:

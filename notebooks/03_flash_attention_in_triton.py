@@ -54,7 +54,7 @@ import triton.language as tl
 
 import kernels
 from ast_min import ASTConfig
-from kernels import fused_attention, tuning
+from kernels import cost, fused_attention, tuning
 
 torch.manual_seed(0)
 torch.set_num_threads(1)  # tiny matrices: extra threads only spin on a shared CPU
@@ -549,6 +549,8 @@ intensity.update({f"fused, BLOCK_M {bm}": flops / fused_bytes(bm) for bm in (64,
 for name, value in intensity.items():
     print(f"{name:>18}: {value:6.0f} FLOP/byte")
 assert 100 < intensity["fused, BLOCK_M 128"] < 120 < 500 < intensity["fused, read once"]
+# kernels/cost.py counts the forward the same way, block by block, and adds the LSE it writes (fp32, 4 bytes a row).
+assert cost.forward(cost.Problem(1, 1, N, d, "bf16"), 128, 64).bytes == fused_bytes(128) + 4 * N
 
 # %% [markdown]
 # Published peak numbers (dense fp16/bf16 tensor-core FLOP/s; HBM bandwidth; SXM parts): the A100

@@ -48,14 +48,17 @@ FORWARDS = [v.name for v in variants.variants("forward") if _runs_here(v)]
 @pytest.fixture(autouse=True, scope="module")
 def poisoned_buffers():
     """Fill every kernel output buffer with NaN (or the dtype's max) instead of leaving torch.empty's garbage."""
-    original = fused_attention._new_buffer
 
     def poisoned(shape, dtype, device):
         return torch.full(shape, float("nan"), dtype=dtype, device=device)
 
-    fused_attention._new_buffer = poisoned
-    yield
-    fused_attention._new_buffer = original
+    # Each variant module imported `_new_buffer` by name: patch it where every launcher looks it up.
+    launchers = {sys.modules[v.run.__module__] for v in variants.variants()}
+    with pytest.MonkeyPatch.context() as patch:
+        for module in launchers:
+            if hasattr(module, "_new_buffer"):
+                patch.setattr(module, "_new_buffer", poisoned)
+        yield
 
 
 # ---- independent references ----------------------------------------------------------------------
