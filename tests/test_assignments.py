@@ -162,6 +162,19 @@ def test_an_error_names_the_line_of_the_students_file_not_the_librarys(tmp_path)
     assert "(line 5 of your file: return torch.nn.functional.layer_norm(x, (5,)))" in str(failed.value), failed.value
 
 
+def test_a_wrong_return_type_inside_a_property_is_a_failed_property():
+    import types
+
+    from ast_min.assignments.grading import Context, Fail
+    from ast_min.assignments.graders import patches
+
+    student = types.SimpleNamespace(grid_size=lambda *args: 3)  # not a pair
+    with pytest.raises(Fail) as failed:
+        patches.grid(Context(student, 0, EXAMPLES))
+    assert str(failed.value).startswith("property failed on the smallest counterexample"), failed.value
+    assert "grid_size should return a pair" in str(failed.value), failed.value
+
+
 def test_grading_is_deterministic_and_shows_the_shrunk_counterexample(tmp_path):
     # A window that is right only for even lengths: whether a draw catches it depends on the seed,
     # and the counterexample shown is always the smallest odd length hypothesis shrinks to.

@@ -120,7 +120,7 @@ def shape(ctx):
             raise Fail(f"mel_filterbank's output should have shape (K, F) = {(K, F)}, got {tuple(got.shape)}{ctx.on_inputs()}{hint}")
     got = ctx.call("mel_filterbank", 5, dtype=torch.float32)
     if not isinstance(got, torch.Tensor) or got.dtype != torch.float32:
-        raise AssertionError(f"mel_filterbank(5, dtype=torch.float32) should return float32, got {getattr(got, 'dtype', type(got))}")
+        raise Fail(f"mel_filterbank(5, dtype=torch.float32) should return float32, got {getattr(got, 'dtype', type(got))}")
 
 
 @GRADER.test("log_mel: shape (..., T, F)")

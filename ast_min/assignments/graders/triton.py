@@ -20,7 +20,7 @@ import time
 import torch
 from hypothesis import strategies as st
 
-from ast_min.assignments.grading import Grader, Mistake
+from ast_min.assignments.grading import Fail, Grader, Mistake
 from kernels.reference import attention_math
 
 CUDA = torch.cuda.is_available()
@@ -106,7 +106,7 @@ def check_attention(ctx, B, H, N, Dh, block_m, block_n, seed, dtype=torch.float3
                    BLOCK_M=block_m, BLOCK_N=block_n)
     got = ctx.expect_tensor(got, "flash_attention_forward's output", (B, H, N, Dh))
     if got.dtype != dtype:
-        raise AssertionError(f"flash_attention_forward should return q's dtype {dtype}, got {got.dtype}")
+        raise Fail(f"flash_attention_forward should return q's dtype {dtype}, got {got.dtype}")
     tol = FP16_TOL if dtype == torch.float16 else FP32_TOL
     ctx.compare(got, attention_math(q, k, v, False, scale)[0], "O", **tol,
                 variants=attention_variants(q, k, v, scale, block_n), hints=HINTS)
