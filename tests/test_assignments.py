@@ -227,6 +227,9 @@ def test_cli_grade_writes_csv_and_gradescope_results(tmp_path):
     nowhere = cli("grade", "framing", str(folder), "--csv", str(tmp_path / "no-such-folder" / "grades.csv"))
     assert nowhere.returncode == 2 and "does not exist: create it first" in nowhere.stderr, nowhere.stderr
     assert nowhere.stdout == "", "the --csv folder is checked before any grading"
+    missing = cli("grade", "framing", str(folder), str(tmp_path / "bob"))
+    assert missing.returncode == 2 and f"no file {tmp_path / 'bob'}" in missing.stderr, missing.stderr
+    assert missing.stdout == "", "every submission is found before any grading"
     out = cli("grade", "framing", str(folder), "--seed", "secret", "--csv", str(tmp_path / "grades.csv"),
               "--gradescope", str(tmp_path / "results" / "results.json"))
     assert out.returncode == 0, out.stderr
