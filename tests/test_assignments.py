@@ -145,6 +145,36 @@ def test_a_file_that_does_not_import_fails_every_test_with_the_reason(tmp_path):
         assert "`python framing.py` runs" in t.output, t.output
 
 
+def test_an_error_names_the_line_of_the_students_file_not_the_librarys(tmp_path):
+    import importlib.util
+
+    import torch
+
+    from ast_min.assignments.grading import Context, Fail
+
+    path = tmp_path / "framing.py"
+    path.write_text("import torch\n\n\ndef f(x):\n    return torch.nn.functional.layer_norm(x, (5,))\n")
+    spec = importlib.util.spec_from_file_location("student_here", path)
+    student = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(student)
+    with pytest.raises(Fail) as failed:  # layer_norm raises below a frame of torch's own functional.py
+        Context(student, 0, 1).call("f", torch.zeros(2, 3))
+    assert "(line 5 of your file: return torch.nn.functional.layer_norm(x, (5,)))" in str(failed.value), failed.value
+
+
+def test_a_wrong_return_type_inside_a_property_is_a_failed_property():
+    import types
+
+    from ast_min.assignments.grading import Context, Fail
+    from ast_min.assignments.graders import patches
+
+    student = types.SimpleNamespace(grid_size=lambda *args: 3)  # not a pair
+    with pytest.raises(Fail) as failed:
+        patches.grid(Context(student, 0, EXAMPLES))
+    assert str(failed.value).startswith("property failed on the smallest counterexample"), failed.value
+    assert "grid_size should return a pair" in str(failed.value), failed.value
+
+
 def test_grading_is_deterministic_and_shows_the_shrunk_counterexample(tmp_path):
     # A window that is right only for even lengths: whether a draw catches it depends on the seed,
     # and the counterexample shown is always the smallest odd length hypothesis shrinks to.
@@ -197,6 +227,9 @@ def test_cli_grade_writes_csv_and_gradescope_results(tmp_path):
     nowhere = cli("grade", "framing", str(folder), "--csv", str(tmp_path / "no-such-folder" / "grades.csv"))
     assert nowhere.returncode == 2 and "does not exist: create it first" in nowhere.stderr, nowhere.stderr
     assert nowhere.stdout == "", "the --csv folder is checked before any grading"
+    missing = cli("grade", "framing", str(folder), str(tmp_path / "bob"))
+    assert missing.returncode == 2 and f"no file {tmp_path / 'bob'}" in missing.stderr, missing.stderr
+    assert missing.stdout == "", "every submission is found before any grading"
     out = cli("grade", "framing", str(folder), "--seed", "secret", "--csv", str(tmp_path / "grades.csv"),
               "--gradescope", str(tmp_path / "results" / "results.json"))
     assert out.returncode == 0, out.stderr

@@ -147,9 +147,11 @@ def _grade(args) -> int:
         raise ValueError("--gradescope writes one results.json: give exactly one SUBMISSION")
     if args.csv and not Path(args.csv).absolute().parent.is_dir():  # checked before minutes of grading
         raise ValueError(f"--csv {args.csv}: the folder {Path(args.csv).absolute().parent} does not exist: create it first")
+    # every submission found before minutes of grading, not a missing 30th after 29 graded and unsaved
+    submissions = [(given, _submission(assignment.name, given)) for given in args.submissions]
     reports = []
-    for given in args.submissions:
-        report = grade(assignment.name, _submission(assignment.name, given), seed=seed_of(args.seed))
+    for given, path in submissions:
+        report = grade(assignment.name, path, seed=seed_of(args.seed))
         reports.append((given, report))
         if args.json:
             print(json.dumps({"submission": given, **report.to_dict()}))

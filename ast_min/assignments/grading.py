@@ -161,9 +161,9 @@ def describe_inputs(inputs: dict) -> str:
     return ", ".join(f"{k}={describe(v)}" for k, v in inputs.items())
 
 
-def _student_frame(exc: BaseException) -> str:
-    """' (line N of your file: code)' for the deepest traceback frame in the submission, if any."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(Context.submission_suffix)]
+def _student_frame(exc: BaseException, submission: str | None) -> str:
+    """' (line N of your file: code)' for the deepest traceback frame in the file `submission`, if any."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == submission]
     if not frames:
         return ""
     f = frames[-1]
@@ -175,8 +175,6 @@ def _student_frame(exc: BaseException) -> str:
 
 class Context:
     """What a test can use: the student's module, the seed and example budget, checked calls and comparisons."""
-
-    submission_suffix = ".py"
 
     def __init__(self, student, seed: int, max_examples: int):
         self.student = student
@@ -203,7 +201,8 @@ class Context:
         except Exception as e:  # the student's bug: say which, and where
             if isinstance(e, RuntimeError) and "can't allocate memory" in str(e):
                 raise Fail(f"`{name}` ran out of memory (the grader's limit): {str(e).splitlines()[0]}") from None
-            raise Fail(f"`{name}` raised {type(e).__name__}: {e}{_student_frame(e)}") from None
+            where = _student_frame(e, getattr(self.student, "__file__", None))
+            raise Fail(f"`{name}` raised {type(e).__name__}: {e}{where}") from None
         finally:
             GUARD.active = False
         if GUARD.calls:

@@ -86,7 +86,7 @@ def grade(
     assignment = get(name)
     path = Path(submission)
     if not path.is_file():
-        raise FileNotFoundError(f"no submission at {path}: give the student's {name}.py or the folder holding it")
+        raise FileNotFoundError(f"no submission at {path}: give the student's {assignment.filename}")
     grader = assignment.grader().GRADER
     limits = {t.name: _Limit(t.points, time_limit or t.time_limit) for t in grader.tests}
     unknown = set(only or ()) - set(limits)

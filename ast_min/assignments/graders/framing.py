@@ -16,7 +16,7 @@ import torch
 from hypothesis import strategies as st
 
 from ast_min import features
-from ast_min.assignments.grading import Grader, Mistake
+from ast_min.assignments.grading import Fail, Grader, Mistake
 
 GRADER = Grader("framing", forbidden=("ast_min.features", "ast_min.features_fast", "torch.hann_window"))
 TOL = dict(atol=1e-9, rtol=1e-9)
@@ -125,7 +125,7 @@ def window_shape(ctx):
         ctx.inputs = dict(length=L)
         got = ctx.expect_tensor(ctx.call("hanning_window", L), "hanning_window's output", (L,))
         if got.dtype != torch.float64:
-            raise AssertionError(f"hanning_window should return float64, got {got.dtype}")
+            raise Fail(f"hanning_window should return float64, got {got.dtype}")
 
 
 # ---- 2. the worked example: AST's own frames ---------------------------------------------------------------
