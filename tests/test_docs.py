@@ -302,6 +302,20 @@ def test_the_readme_and_the_lock_file_pin_the_same_torch():
     )
 
 
+def test_every_torch_pin_in_the_repository_is_the_locked_one():
+    # The README's install line is copied into CONTRIBUTING.md and into both branches of .ci/run (only
+    # one of which the CI test above reads): a torch upgrade that misses one copy fails here.
+    locked = constraint_pins()["torch"]
+    stale = [
+        f"{p.relative_to(ROOT)}:{n}: torch=={version}"
+        for p in TEXT_FILES
+        for n, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), start=1)
+        for version in re.findall(r"torch==([\w.+]+)", line)
+        if version != locked
+    ]
+    assert not stale, f"torch pins other than constraints.txt's torch=={locked}:\n" + "\n".join(stale)
+
+
 def test_update_constraints_pins_what_pip_sees_installed(tmp_path):
     # pip reads the installed metadata with its own code: an independent view of what is installed.
     out = tmp_path / "constraints.txt"
