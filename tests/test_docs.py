@@ -43,7 +43,7 @@ except ModuleNotFoundError:  # Python 3.10: pytest depends on tomli there
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT_SUFFIXES = {".py", ".md", ".toml", ".txt", ".cfg", ".ini", ".sh", ".yml", ".yaml", ".rst"}
-SKIP_DIRS = {".git", ".venv", ".venv-latest", "build", "dist", "__pycache__", ".pytest_cache", ".hypothesis"}
+SKIP_DIRS = {".git", ".venv", ".venv-ci", ".venv-latest", "build", "dist", "__pycache__", ".pytest_cache", ".hypothesis"}
 
 MARKDOWN_LINK = re.compile(r"\[[^\]\n]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 PATH_TOKEN = re.compile(r"[\w./*{}<>~+-]+")
