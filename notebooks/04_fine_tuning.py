@@ -606,8 +606,9 @@ else:
 # %% [markdown]
 # ## Now you try
 #
-# - `ast-min assignment start finetune`: write the training step yourself (warm-up, loss, backward,
-#   clipping, step) and check it with `ast-min assignment check finetune`.
+# - `ast-min assignment start finetune`: write SpecAugment's fill value and masks, the position
+#   embeddings for 64-frame clips, the new head and a training loop of your own, then
+#   `ast-min assignment check finetune`.
 # - Change `FRAMES` to 256: the position embeddings are then interpolated rather than cut. Does the
 #   fine-tuned accuracy change?
 # - Turn on mixup (`mixup=0.5` in the recipe, and a `MixupDataset` in `make_loader`) and compare the

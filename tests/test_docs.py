@@ -19,13 +19,15 @@ does not start with one of our top-level entries), patterns (`notebooks/05_*.py`
 output names (`table.md`), and paths git ignores (`*.ipynb`, `bench-*.txt`: generated, not kept).
 This file is not scanned: its strings are counter-examples for the checker.
 
-The last tests tie the README's install command to `.ci/run` and to `constraints.txt`.
+The last tests tie the README's install command to `.ci/run` and to `constraints.txt`, and run its
+main command as typed.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -41,7 +43,7 @@ except ModuleNotFoundError:  # Python 3.10: pytest depends on tomli there
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT_SUFFIXES = {".py", ".md", ".toml", ".txt", ".cfg", ".ini", ".sh", ".yml", ".yaml", ".rst"}
-SKIP_DIRS = {".git", ".venv", ".venv-latest", "build", "dist", "__pycache__", ".pytest_cache", ".hypothesis"}
+SKIP_DIRS = {".git", ".venv", ".venv-ci", ".venv-latest", "build", "dist", "__pycache__", ".pytest_cache", ".hypothesis"}
 
 MARKDOWN_LINK = re.compile(r"\[[^\]\n]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 PATH_TOKEN = re.compile(r"[\w./*{}<>~+-]+")
@@ -208,13 +210,18 @@ def test_nothing_cites_notes_outside_the_repository():
 # ---- the install command ---------------------------------------------------------------------------
 
 
-def readme_commands() -> tuple[str, str]:
-    """The README's first two commands (install, test), from its first bash block, comments removed."""
+def readme_first_block() -> list[str]:
+    """The commands of the README's first bash block, comments removed: install, test, the main job."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     block = re.search(r"```bash\n(.*?)```", readme, re.S)
     assert block, "README.md has no ```bash block"
     lines = [re.sub(r"\s+#\s.*$", "", line).strip() for line in block.group(1).splitlines()]
-    commands = [line for line in lines if line]
+    return [line for line in lines if line]
+
+
+def readme_commands() -> tuple[str, str]:
+    """The README's first two commands (install, test), from its first bash block."""
+    commands = readme_first_block()
     assert len(commands) >= 2, f"README's first bash block needs an install and a test command, has {commands}"
     return commands[0], commands[1]
 
@@ -225,6 +232,41 @@ def test_ci_runs_exactly_the_readme_install_and_test_commands():
     assert install in ci_lines, f".ci/run does not run the README's install command {install!r}"
     assert test in ci_lines, f".ci/run does not run the README's test command {test!r}"
     assert "-c constraints.txt" in install, f"the README's install does not use the lock file: {install!r}"
+
+
+def test_the_readme_main_command_runs_on_the_embedded_default(capsys, monkeypatch):
+    # The README's third command is the main job, with no download: run it as typed, in-process, from
+    # the root (its paths are relative to a checkout).
+    commands = readme_first_block()
+    assert len(commands) >= 3, f"README's first bash block needs install, test and the main job, has {commands}"
+    argv = shlex.split(commands[2])
+    assert argv[:2] == ["ast-min", "classify"] and "--checkpoint" not in argv, commands[2]
+    from ast_min.cli import main
+
+    monkeypatch.chdir(ROOT)
+    code = main(argv[1:])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "default model" in out, f"the embedded default model is not named:\n{out}"
+    clip = Path(argv[-1]).stem  # the examples are named after their class: the top label must be that class
+    top = out.splitlines()[1].split()
+    assert top[1] == clip, f"README's example {argv[-1]} comes out as {top[1]!r}:\n{out}"
+
+
+def test_the_readmes_reference_comparison_is_what_the_code_prints():
+    # The README's "Is my run normal?" example quotes the committed reference run's figures: recompute
+    # each line from the run's own figures in it, so a retrained default model cannot leave it stale.
+    from ast_min.reference import compare_with_reference
+
+    lines = [line for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+             if line.startswith("vs reference, epoch ")]
+    assert lines, "README.md shows no 'vs reference' line"
+    names = {"train loss": "train_loss", "eval loss": "eval_loss", "accuracy": "eval_accuracy", "mAP": "eval_mAP"}
+    for line in lines:
+        epoch = int(re.match(r"vs reference, epoch (\d+):", line).group(1))
+        run = {names[name]: float(value) for name, value in re.findall(r"(train loss|eval loss|accuracy|mAP) ([\d.]+) \(", line)}
+        printed = compare_with_reference("synthetic", epoch, run)
+        assert printed == line, f"README.md:\n{line}\nthe code prints:\n{printed}"
 
 
 def constraint_pins() -> dict[str, str]:
@@ -274,6 +316,20 @@ def test_the_readme_and_the_lock_file_pin_the_same_torch():
     assert constraint_pins()["torch"] == readme_torch.group(1), (
         f"README installs torch=={readme_torch.group(1)}, constraints.txt pins torch=={constraint_pins()['torch']}"
     )
+
+
+def test_every_torch_pin_in_the_repository_is_the_locked_one():
+    # The README's install line is copied into CONTRIBUTING.md and into both branches of .ci/run (only
+    # one of which the CI test above reads): a torch upgrade that misses one copy fails here.
+    locked = constraint_pins()["torch"]
+    stale = [
+        f"{p.relative_to(ROOT)}:{n}: torch=={version}"
+        for p in TEXT_FILES
+        for n, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), start=1)
+        for version in re.findall(r"torch==([\w.+]+)", line)
+        if version != locked
+    ]
+    assert not stale, f"torch pins other than constraints.txt's torch=={locked}:\n" + "\n".join(stale)
 
 
 def test_update_constraints_pins_what_pip_sees_installed(tmp_path):
