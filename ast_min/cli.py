@@ -107,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError) as e:
         print(f"ast-min {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except MemoryError as e:  # numpy names the size it could not allocate; torch says less
+        print(f"ast-min {args.command}: error: out of memory ({e or 'an allocation failed'}); the options or the "
+              f"input ask for more than this machine has: use smaller sizes (--max-length, --batch-size) or "
+              f"fewer files at once", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"ast-min {args.command}: interrupted", file=sys.stderr)
         return 130  # 128 + SIGINT, the shell's convention

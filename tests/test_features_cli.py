@@ -101,3 +101,14 @@ def test_bad_normalisation_options_name_the_option(tmp_path, capsys, argv, messa
     soundfile.write(tmp_path / "a.wav", np.zeros(4000, np.float32), 16000)
     assert main(["features", str(tmp_path / "a.wav"), *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_size_the_machine_cannot_allocate_is_one_line_not_a_traceback(tmp_path, capsys):
+    # 10**12 frames of 128 bins is hundreds of TiB: numpy refuses the allocation at once with MemoryError
+    soundfile.write(tmp_path / "a.wav", np.zeros(16000, dtype=np.float32), 16000)
+    out = tmp_path / "feat.npy"
+    code = main(["features", str(tmp_path / "a.wav"), "--max-length", str(10**12), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "out of memory" in err and "--max-length" in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
