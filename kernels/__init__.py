@@ -18,7 +18,8 @@ N tokens, Dh head dim). Read in this order:
 TRITON_INTERPRET=1 (for CPU tensors) may be set any time before the first call.
 
 Note: `kernels` is also the import name of an unrelated PyPI package that transformers probes for;
-ast-min's version (outside 0.18.2..0.19) makes that probe answer False (see docs/DESIGN.md).
+ast-min's version lies outside the range of versions transformers accepts for it, so that probe
+answers False (docs/DESIGN.md gives the range and how it was checked).
 """
 
 from __future__ import annotations
