@@ -32,6 +32,7 @@ _EXPORTS = {
     "load_audio": "ast_min.audio",
     "ASTModel": "ast_min.model",
     "ASTForAudioClassification": "ast_min.model",
+    "SaveConfigCallback": "ast_min.trainer_callback",  # needs transformers
 }
 
 __all__ = sorted(_EXPORTS)

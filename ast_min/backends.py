@@ -1,13 +1,14 @@
 """The attention backends a model can run: which exist here, and the call into ast-min's Triton kernel.
 
-"eager" and "sdpa" are torch and always available; "triton" is the FlashAttention kernel of the
-top-level `kernels` package, which needs triton and, outside its interpreter, a CUDA device.
+"eager" and "sdpa" are torch and always available; "triton" is the FlashAttention kernel of
+`ast_min.kernels` (the repository's `kernels/` folder), which needs triton and, outside its interpreter, a CUDA device.
 "auto" picks the Triton kernel on CUDA when it is available, else "sdpa".
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 
 import torch
 
@@ -17,7 +18,7 @@ ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "triton", "auto")
 @functools.lru_cache(maxsize=1)
 def _triton_available() -> bool:
     try:
-        import kernels
+        kernels = importlib.import_module("ast_min.kernels")
     except ImportError:
         return False
     return bool(getattr(kernels, "TRITON_AVAILABLE", False))
@@ -40,10 +41,10 @@ def check_attn_implementation(name: str) -> str:
 def triton_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
     """softmax(q k^T * scale) v by ast-min's Triton kernel; q, k, v: (B, H, L, Dh)."""
     try:
-        import kernels  # imported on use: triton is heavy and optional
+        kernels = importlib.import_module("ast_min.kernels")  # imported on use: triton is heavy and optional
     except ImportError as e:
         raise RuntimeError(
-            f"attn_implementation='triton' needs the ast-min `kernels` package and triton ({e}); "
+            f"attn_implementation='triton' needs `ast_min.kernels` and triton ({e}); "
             "install triton (pip install triton) or use attn_implementation='sdpa'"
         ) from None
     if not getattr(kernels, "TRITON_AVAILABLE", False) or not hasattr(kernels, "flash_attention"):

@@ -121,6 +121,12 @@ def read_hf_directory(directory: Path, config: ASTConfig | None = None) -> tuple
     A directory without config.json (transformers' Trainer saves only the weights of a model that
     is not a transformers class) is read when `config` describes it.
     """
+    weights = [directory / name for name in HF_WEIGHT_FILES if (directory / name).is_file()]
+    if config is None and weights and not (directory / CONFIG_FILE).is_file():
+        raise FileNotFoundError(
+            f"{str(directory)!r} holds weights but no {CONFIG_FILE} (transformers' Trainer saves only the "
+            "weights of an ast-min model): pass config=..., or train with "
+            "callbacks=[ast_min.SaveConfigCallback()] so that its checkpoints carry the config")
     if config is None or (directory / CONFIG_FILE).is_file():
         config = ASTConfig.from_pretrained(directory)
     for name in HF_WEIGHT_FILES:

@@ -167,6 +167,10 @@ class ASTConfig(compat.JsonSettings):
         except ValueError as e:
             raise type(e)(f"{os.fspath(file)!r}: {e}") from None
 
+    def get_text_config(self, decoder: bool | None = None, encoder: bool | None = None) -> "ASTConfig":
+        """The config itself: AST has one modality, and transformers' configs answer so for such models."""
+        return self
+
     def replace(self, **changes) -> "ASTConfig":
         """A copy with some fields changed (e.g. `max_length=512`)."""
         return ASTConfig.from_dict(self.to_dict(), **changes)

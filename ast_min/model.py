@@ -113,7 +113,7 @@ class SelfAttention(nn.Module):
 
     eager:  softmax(q k^T / sqrt(Dh)) v written out; the only one that can return the attention maps.
     sdpa:   torch's scaled_dot_product_attention (fused kernels on CPU and GPU).
-    triton: ast-min's FlashAttention kernel (`kernels.flash_attention`), GPU.
+    triton: ast-min's FlashAttention kernel (`ast_min.kernels.flash_attention`), GPU.
     All three compute the same function; dropout on the probabilities only in training.
     """
 

@@ -1,8 +1,9 @@
-"""kernels: a fused-attention (FlashAttention-2) Triton kernel, and its pure-torch blockwise reference.
+"""ast_min.kernels: a fused-attention (FlashAttention-2) Triton kernel, and its pure-torch blockwise reference.
 
 This package knows nothing of AST: it takes q, k, v of shape (B, H, N, Dh) (B batch, H heads,
 N tokens, Dh head dim). Read in this order:
 
+    flash.py            flash_attention(), the differentiable entry point every caller uses
     reference.py        the algorithm in plain torch loops (online softmax, blockwise backward)
     fused_attention.py  the same algorithm as Triton kernels, with a checking launcher
     variant_*.py        other ways to compute a pass (the one-pass "fused" backward, the "tma" forward)
@@ -10,91 +11,46 @@ N tokens, Dh head dim). Read in this order:
     custom_op.py        the kernels as torch.library custom ops (autograd, torch.compile)
     tuning.py           block sizes: autotuned on GPUs, pinned in the interpreter
     cost.py             the analytic cost model: FLOPs, HBM bytes, roofline time
-    inspect.py          `python -m kernels.inspect`: what the compiler made of each kernel, no GPU needed
-    bench.py            `python -m kernels.bench`: the variants vs torch SDPA vs eager attention
+    inspect.py          `python -m ast_min.kernels.inspect`: what the compiler made of each kernel, no GPU needed
+    bench.py            `python -m ast_min.kernels.bench`: the variants vs torch SDPA vs eager attention
 
-`import kernels` works without triton (macOS, for instance): TRITON_AVAILABLE is then False and
+`from ast_min import kernels` works without triton (macOS, for instance): TRITON_AVAILABLE is then False and
 `flash_attention` raises a RuntimeError saying so. The Triton module is imported on first use, so
 TRITON_INTERPRET=1 (for CPU tensors) may be set any time before the first call.
 
-Note: `kernels` is also the import name of an unrelated PyPI package that transformers probes for;
-ast-min's version lies outside the range of versions transformers accepts for it, so that probe
-answers False (docs/DESIGN.md gives the range and how it was checked).
+The folder sits at the repository's top level but is installed as `ast_min.kernels`: the import name
+`kernels` belongs to Hugging Face's package, which transformers requires. A Python started in the
+repository root would still find this folder first under that name, so it then loads Hugging Face's
+package in its place (docs/DESIGN.md, "Where the kernels live").
 """
 
-from __future__ import annotations
+if __name__ == "kernels":
+    # Imported under the top-level name: Python was started in the repository root, which puts this
+    # folder first on sys.path. That name belongs to Hugging Face's package (transformers imports it),
+    # so load that one from the rest of sys.path; an import statement returns what sys.modules holds.
+    import importlib.machinery
+    import importlib.util
+    import os
+    import sys
 
-import importlib.util
-import math
+    _root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    _spec = importlib.machinery.PathFinder.find_spec(
+        "kernels", [p for p in sys.path if os.path.abspath(p or os.curdir) != _root])
+    if _spec is None or _spec.loader is None:
+        raise ImportError(
+            "this folder is ast-min's kernels: import it as `ast_min.kernels`. The name `kernels` belongs "
+            "to Hugging Face's package, which is not installed (pip install kernels)", name="kernels")
+    _module = importlib.util.module_from_spec(_spec)
+    sys.modules["kernels"] = _module
+    _spec.loader.exec_module(_module)
+else:
+    from ast_min.kernels.flash import TRITON_AVAILABLE, flash_attention
+    from ast_min.kernels.reference import attention_math, blockwise_attention, blockwise_attention_backward
 
-import torch
-
-from kernels.reference import attention_math, blockwise_attention, blockwise_attention_backward
-
-TRITON_AVAILABLE: bool = importlib.util.find_spec("triton") is not None
-
-__all__ = [
-    "TRITON_AVAILABLE",
-    "flash_attention",
-    "attention_math",
-    "blockwise_attention",
-    "blockwise_attention_backward",
-]
-
-
-def flash_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    causal: bool = False,
-    sm_scale: float | None = None,
-    *,
-    input_precision: str | None = None,
-    return_lse: bool = False,
-    backward: str = "split",
-    forward: str = "standard",
-):
-    """Fused scaled-dot-product attention, softmax(q kᵀ · sm_scale) v, in Triton; differentiable.
-
-    Args:
-        q, k, v: (B, H, N, Dh) tensors, any strides (e.g. views of one fused qkv projection), one
-            dtype among float16, bfloat16, float32 (and float64, meant for gradient checks), on a CUDA
-            device, or on the CPU with TRITON_INTERPRET=1 (bfloat16 excepted: the interpreter's bf16
-            matmul is broken). Any N >= 0; 1 <= Dh <= 128 (non-powers of two are zero-padded inside
-            the kernel, without a copy); B * H <= 65535.
-        causal: mask keys after each query (query i sees keys 0..i), as SDPA's is_causal=True.
-        sm_scale: the softmax scale; None means 1 / sqrt(Dh).
-        input_precision: float32 matmul precision: "ieee" (exact fp32), "tf32" (tensor cores, ~1e-3
-            relative error) or None, which follows torch.get_float32_matmul_precision() ("highest",
-            torch's default, means "ieee"). Ignored for other dtypes.
-        return_lse: also return the row log-sum-exp (natural log), not differentiable.
-        backward: which registered backward variant computes the gradients: "split" (two kernels,
-            no atomics, deterministic) or "fused" (one pass, dQ by atomic adds); see kernels/NOTES.md.
-        forward: which registered forward variant computes O: "standard", or "tma" (tiles loaded
-            through tensor descriptors; Hopper or newer on a GPU).
-
-    Returns:
-        O (B, H, N, Dh) in q's dtype; with return_lse, (O, LSE) where LSE is (B, H, N) float32
-        (float64 for float64 inputs).
-
-    Raises:
-        ValueError: an unsupported shape, dtype, device, head dim or argument, naming the fix.
-        RuntimeError: triton is not installed, or CPU tensors without TRITON_INTERPRET=1.
-    """
-    if not TRITON_AVAILABLE:
-        raise RuntimeError(
-            "flash_attention needs triton, which is not installed (it ships for Linux only); install it "
-            "with `pip install triton`, or use ast-min's 'sdpa' or 'eager' attention backend")
-    from kernels import custom_op, variants
-    from kernels.fused_attention import check_inputs
-
-    check_inputs(q, k, v, causal, sm_scale, input_precision)
-    if not torch.compiler.is_compiling():  # (compiled, the op checks it when it runs: discovery imports modules)
-        variants.get("backward", backward)  # an unknown name fails here, not at backward time
-        variants.get("forward", forward)
-    if sm_scale is None:
-        sm_scale = 1.0 / math.sqrt(q.shape[-1])
-    # One custom op (kernels/custom_op.py): torch.compile sees a single node with a known output layout.
-    # input_precision "" = follow torch's fp32 matmul setting, read when the op runs (not traceable).
-    o, lse = custom_op.flash_attention_forward(q, k, v, causal, float(sm_scale), input_precision or "", forward, backward)
-    return (o, lse) if return_lse else o
+    __all__ = [
+        "TRITON_AVAILABLE",
+        "flash_attention",
+        "attention_math",
+        "blockwise_attention",
+        "blockwise_attention_backward",
+    ]

@@ -1,14 +1,14 @@
 """Benchmark: the fused-attention kernel vs torch SDPA's backends vs eager attention.
 
-    python -m kernels.bench                      # GPU: AST's shape and standard shapes, fp16 and bf16
-    python -m kernels.bench --shapes ast --dtypes bf16 --out results.md
+    python -m ast_min.kernels.bench                      # GPU: AST's shape and standard shapes, fp16 and bf16
+    python -m ast_min.kernels.bench --shapes ast --dtypes bf16 --out results.md
 
 On a GPU it times, with `triton.testing.do_bench` medians, the forward (under torch.no_grad, as at
 inference: no autograd graph or saved activations) and the forward+backward of
 - triton:     kernels.flash_attention (autotuned on first use; the tuning run is not timed)
 - sdpa-flash, sdpa-cudnn, sdpa-efficient: torch.nn.functional.scaled_dot_product_attention pinned to
   each backend the card offers (one that refuses the inputs is reported "n/a")
-- eager:      kernels.reference.attention_math, softmax(q kᵀ · scale) v written out in torch
+- eager:      ast_min.kernels.reference.attention_math, softmax(q kᵀ · scale) v written out in torch
   (materialises the N x N matrix; it also returns the LSE, one more pass over that matrix)
 at AST's shape (B in 1, 8, 64, 128; H 12; N 1214; Dh 64), at N 1280 (the next multiple of 128: the
 same work without a masked tail, so the pair shows what masking costs), and at the standard shapes of
@@ -40,9 +40,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-import kernels  # imports no Triton module yet: TRITON_INTERPRET may still be set in main()
-from kernels import cost, variants
-from kernels.reference import attention_math
+from ast_min import kernels  # imports no Triton module yet: TRITON_INTERPRET may still be set in main()
+from ast_min.kernels import cost, variants
+from ast_min.kernels.reference import attention_math
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -211,7 +211,7 @@ def _ratio(x):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m kernels.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ast_min.kernels.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", choices=["ast", "standard", "all"], default="all")
     parser.add_argument("--dtypes", default="fp16,bf16", help="comma-separated among fp16, bf16, fp32 (GPU)")
     parser.add_argument("--providers", default=None, help="comma-separated subset of the provider names")

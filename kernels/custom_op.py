@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels import variants
+from ast_min.kernels import variants
 
 
 def _stat_dtype(dtype: torch.dtype) -> torch.dtype:

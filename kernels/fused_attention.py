@@ -39,7 +39,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels import cost, tuning, variants
+from ast_min.kernels import cost, tuning, variants
 
 # `@triton.jit` reads TRITON_INTERPRET when it decorates, i.e. when this module is imported.
 INTERPRETER = os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
@@ -436,7 +436,7 @@ def unit_last_stride(t: torch.Tensor) -> torch.Tensor:
     Triton specialises an integer argument equal to 1 into a constant: with the head-dim stride known
     to be 1 a tile row is contiguous, so loads vectorise and go straight to shared memory (cp.async /
     LDGSTS, pipelined). With an unknown stride every element is its own 2-byte load through registers;
-    `python -m kernels.inspect` shows that generic code needing more registers than the card has (it
+    `python -m ast_min.kernels.inspect` shows that generic code needing more registers than the card has (it
     spills) for the larger tiles. One copy of an odd layout costs less than running that code.
     """
     return t if t.stride(-1) == 1 else t.contiguous()

@@ -1,8 +1,8 @@
 """Static inspection: what the compiler made of each kernel, on any machine, no GPU needed.
 
-    python -m kernels.inspect                         # every variant's kernels x configs, AST's shape
-    python -m kernels.inspect --arch 90 --dtype bf16 --json inspect.json
-    python -m kernels.inspect --variant fused --causal
+    python -m ast_min.kernels.inspect                         # every variant's kernels x configs, AST's shape
+    python -m ast_min.kernels.inspect --arch 90 --dtype bf16 --json inspect.json
+    python -m ast_min.kernels.inspect --variant fused --causal
 
 Triton compiles for a CUDA target without a GPU (`triton.compile(ASTSource(...), target=GPUTarget(...))`)
 and its wheel ships NVIDIA's `ptxas`, `cuobjdump` and `nvdisasm`. For every registered variant's
@@ -43,7 +43,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
-from kernels import cost, variants
+from ast_min.kernels import cost, variants
 
 # AST's attention call: 12 heads of 64 over N = 12 x 101 patches + [CLS] + [DIST] = 1214 tokens (128 mel
 # bins x 1024 frames, 16 x 16 patches at stride 10). B only scales the cost model's totals.
@@ -351,7 +351,7 @@ def cost_table(shape=AST_SHAPE, dtype: str = "bf16", causal: bool = False) -> st
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m kernels.inspect", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ast_min.kernels.inspect", description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="80,90", help="comma-separated compute capabilities: 80, 90, 100 (if ptxas knows it)")
     parser.add_argument("--dtype", default="bf16", help=f"comma-separated among {', '.join(DTYPES)}")
     parser.add_argument("--causal", action="store_true", help="only the causal problem (default: both)")
@@ -367,7 +367,7 @@ def parse_args(argv):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
-        print("kernels.inspect compiles for GPUs: unset TRITON_INTERPRET", file=sys.stderr)
+        print("ast_min.kernels.inspect compiles for GPUs: unset TRITON_INTERPRET", file=sys.stderr)
         return 2
     try:
         archs = [int(a) for a in args.arch.split(",")]
@@ -396,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"compiling {len(job_list)} kernels (cached results are reused)...", file=sys.stderr)
     reports = run_all(job_list, args.jobs, use_cache=not args.no_cache)
     shape = ", ".join(f"{k} {v}" for k, v in AST_SHAPE.items())
-    print(f"# kernels.inspect: AST's shape ({shape}), q/k/v views of one projection\n")
+    print(f"# ast_min.kernels.inspect: AST's shape ({shape}), q/k/v views of one projection\n")
     print(format_table(reports))
     for dtype in dtypes:
         for causal in causals:

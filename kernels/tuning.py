@@ -33,7 +33,7 @@ def _configs(blocks: list[tuple[int, int, int, int]]) -> list[triton.Config]:
 
 
 # (BLOCK_M, BLOCK_N, num_warps, num_stages). Every GPU candidate must compile for sm_80 and sm_90
-# without spilling registers and within shared memory at AST's shape (`python -m kernels.inspect` shows
+# without spilling registers and within shared memory at AST's shape (`python -m ast_min.kernels.inspect` shows
 # it; tests/test_kernels_lab.py enforces it); kernels/NOTES.md ("Static inspection") records, dated,
 # which candidates were dropped for spilling. Four warps holding a 128-row fp32 accumulator plus the
 # S/P tile sit at the 255-register ceiling on Ampere, where mma.sync keeps every accumulator in registers.

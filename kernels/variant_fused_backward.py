@@ -31,8 +31,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels import cost, tuning, variants
-from kernels.fused_attention import (
+from ast_min.kernels import cost, tuning, variants
+from ast_min.kernels.fused_attention import (
     DELTA_KERNEL, INTERPRETER, LOG2E, NEG_LARGE, _common_meta, _head_base, _new_buffer, _tile_ptrs, _tile_ptrs_t,
     launch_delta, unit_last_stride,
 )

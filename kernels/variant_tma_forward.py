@@ -25,8 +25,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels import cost, tuning, variants
-from kernels.fused_attention import (
+from ast_min.kernels import cost, tuning, variants
+from ast_min.kernels.fused_attention import (
     INTERPRETER, LN2, LOG2E, NEG_LARGE, _common_meta, _fwd_args, _head_base, _key_block_bounds, _new_buffer,
     _tile_ptrs, unit_last_stride,
 )

@@ -1,13 +1,13 @@
-"""The registry of kernel variants: one place where the tests, `kernels.inspect` and `kernels.bench` find them.
+"""The registry of kernel variants: one place where the tests, `ast_min.kernels.inspect` and `ast_min.kernels.bench` find them.
 
 A variant is one way to compute a pass (the forward, or the backward) of attention. It lives in a
 file of its own, `kernels/variant_<name>.py`, which calls `register(Variant(...))` when imported;
 `discover()` imports every such file (and `fused_attention.py`, home of the default "standard"
 forward and "split" backward), so adding a file is all it takes to have the variant checked against
-float64 and SDPA by the interpreter tests, compiled and tabulated by `python -m kernels.inspect`,
-costed by `kernels.cost`, and timed by `python -m kernels.bench`. kernels/NOTES.md walks through it.
+float64 and SDPA by the interpreter tests, compiled and tabulated by `python -m ast_min.kernels.inspect`,
+costed by `ast_min.kernels.cost`, and timed by `python -m ast_min.kernels.bench`. kernels/NOTES.md walks through it.
 
-This module imports no triton: `import kernels` works without it.
+This module imports no triton: `from ast_min import kernels` works without it.
 
 Shape legend: B batch, H heads, N tokens, Dh head dim.
 """
@@ -24,7 +24,7 @@ PASSES = ("forward", "backward")
 
 @dataclass(frozen=True)
 class KernelSpec:
-    """One Triton kernel of a variant, as `kernels.inspect` compiles it.
+    """One Triton kernel of a variant, as `ast_min.kernels.inspect` compiles it.
 
     Attributes:
         name: shown in tables, e.g. "dK/dV".
@@ -34,9 +34,9 @@ class KernelSpec:
             them, minus the autotuned ones (BLOCK_M, BLOCK_N, warps, stages). Pointer arguments are
             meta-device tensors of the right dtype and strides: the compiler only reads their dtype,
             alignment and the integer specialisation of the strides.
-        cost: (problem, config kwargs) -> kernels.cost.Cost, or None for no model.
+        cost: (problem, config kwargs) -> ast_min.kernels.cost.Cost, or None for no model.
         tuned: the autotuned wrapper the launcher calls, whose `best_config` (after a run) tells
-            `kernels.bench` which block sizes to cost; None for kernels launched with fixed blocks.
+            `ast_min.kernels.bench` which block sizes to cost; None for kernels launched with fixed blocks.
     """
 
     name: str
@@ -64,7 +64,7 @@ class Variant:
         summary: one line for tables and errors.
         archs: compute capabilities (80 = Ampere, 90 = Hopper) it is meant for; inspect compiles
             it for these, and the launcher may refuse other cards.
-        extra_cost: problem -> kernels.cost.Cost of work done outside the kernels (torch ops), or None.
+        extra_cost: problem -> ast_min.kernels.cost.Cost of work done outside the kernels (torch ops), or None.
     """
 
     name: str
@@ -77,7 +77,7 @@ class Variant:
 
     def predicted_cost(self, problem):
         """The cost model's total for one call at `problem`, at the configs the autotuner last chose."""
-        from kernels import cost
+        from ast_min.kernels import cost
 
         total = self.extra_cost(problem) if self.extra_cost else cost.Cost(0.0, 0.0)
         for spec in self.kernels:
@@ -105,12 +105,12 @@ def discover() -> None:
     global _DISCOVERED
     if _DISCOVERED:
         return
-    import kernels
+    from ast_min import kernels
 
-    importlib.import_module("kernels.fused_attention")
+    importlib.import_module("ast_min.kernels.fused_attention")
     for module in pkgutil.iter_modules(kernels.__path__):
         if module.name.startswith("variant_"):
-            importlib.import_module(f"kernels.{module.name}")
+            importlib.import_module(f"ast_min.kernels.{module.name}")
     _DISCOVERED = True  # only now: a module that failed to import is tried again, not silently missing
 
 
@@ -140,7 +140,7 @@ _TORCH_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32", "tf32
 
 
 def problem_tensors(p) -> dict:
-    """Meta-device tensors with the dtypes and strides a launch at problem `p` (kernels.cost.Problem) sees.
+    """Meta-device tensors with the dtypes and strides a launch at problem `p` (ast_min.kernels.cost.Problem) sees.
 
     q, k, v are views of one (B, N, 3, H, Dh) projection, as the model passes them; O, dO and the
     gradients are contiguous (B, H, N, Dh); LSE and delta contiguous (B, H, N). Meta tensors report

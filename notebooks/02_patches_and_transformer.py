@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from matplotlib.patches import Rectangle
 
 import ast_min
-import kernels
+from ast_min import kernels
 from ast_min.model import adapt_position_embeddings, patchify
 
 torch.manual_seed(0)
@@ -324,7 +324,7 @@ torch.testing.assert_close(z, block.layernorm_before(h0), atol=1e-5, rtol=1e-5)
 # **The linear maps and the heads.** The model has three separate linear maps, query, key and value,
 # each `z Wᵀ + b` from D to D. Head `h` owns the slice `[h·Dh, (h+1)·Dh)` of each output; instead of
 # slicing H times, view the last axis as (H, Dh) and move the heads in front: (B, L, D) →
-# (B, L, H, Dh) → (B, H, L, Dh). That is the layout `kernels.flash_attention` takes, and `transpose`
+# (B, L, H, Dh) → (B, H, L, Dh). That is the layout `ast_min.kernels.flash_attention` takes, and `transpose`
 # makes it without a copy (the strides change; chapter 03's kernel reads through them).
 
 # %%

@@ -23,7 +23,7 @@
 # 2. **the online softmax** (Milakov & Gimelshein 2018), the trick that lets attention stream over keys;
 # 3. **blockwise attention by hand** in torch, and a picture of the tiling;
 # 4. **a minimal FlashAttention forward in Triton**, written here and checked against ast-min's kernel
-#    `kernels.flash_attention` and torch's SDPA; then the real kernel's source;
+#    `ast_min.kernels.flash_attention` and torch's SDPA; then the real kernel's source;
 # 5. **the backward pass**: derived, written blockwise in torch, then the kernel's version;
 # 6. **the IO analysis**: bytes, FLOPs, a roofline, and what FlashAttention-2 changed;
 # 7. what changes on a GPU.
@@ -52,9 +52,9 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-import kernels
+from ast_min import kernels
 from ast_min import ASTConfig
-from kernels import cost, fused_attention, tuning
+from ast_min.kernels import cost, fused_attention, tuning
 
 torch.manual_seed(0)
 torch.set_num_threads(1)  # tiny matrices: extra threads only spin on a shared CPU
@@ -621,7 +621,7 @@ plt.legend(fontsize=8); plt.grid(alpha=0.3, which="both")
 # - **Occupancy**: the grid is B·H x ⌈N / BLOCK_M⌉ programs; at batch 1 it may be smaller than the
 #   card's number of SMs (132 on an H100 SXM), and larger batches fill the card.
 #
-# `python -m kernels.bench` times this kernel against torch SDPA's backends and eager attention;
+# `python -m ast_min.kernels.bench` times this kernel against torch SDPA's backends and eager attention;
 # `kernels/NOTES.md` keeps the table, with its status (measured, or predictions only) on top.
 
 # %%

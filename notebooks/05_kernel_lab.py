@@ -20,8 +20,8 @@
 # > 3 pipeline stages was reported to use all 255 registers and to spill to local memory, and to
 # > load its tiles without cp.async. Why, and does it matter?
 #
-# The loop: **predict** (on paper) → **inspect** what the compiler made (`kernels.inspect`) →
-# **model** the cost (`kernels.cost`) → **change** one thing → **check** correctness (the
+# The loop: **predict** (on paper) → **inspect** what the compiler made (`ast_min.kernels.inspect`) →
+# **model** the cost (`ast_min.kernels.cost`) → **change** one thing → **check** correctness (the
 # interpreter) → **read the GPU table** if one was measured. Every prediction below is labelled as
 # one, and written before the cell that checks it.
 #
@@ -38,7 +38,7 @@ import sys
 os.environ.pop("TRITON_INTERPRET", None)
 os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9's default, stated to silence its warning
 
-from kernels import cost, inspect, tuning  # noqa: E402
+from ast_min.kernels import cost, inspect, tuning  # noqa: E402
 
 AST = cost.Problem(dtype="bf16", **inspect.AST_SHAPE)  # AST's attention call: 12 heads x 1214 tokens x 64
 print(AST)
@@ -60,7 +60,7 @@ print(AST)
 # %% [markdown]
 # ## 2. Inspect what the compiler made
 #
-# `kernels.inspect` compiles a kernel for sm_90 through Triton's own argument binder, so it gets the
+# `ast_min.kernels.inspect` compiles a kernel for sm_90 through Triton's own argument binder, so it gets the
 # specialisation a real launch gets: an integer argument equal to 1 (the head-dim stride of the
 # model's q, k, v) becomes a compile-time constant. `unit_stride=False` compiles the generic code
 # instead, every stride a runtime integer: what you get if you hand the compiler strides it cannot
@@ -131,7 +131,8 @@ assert not generic8.spills and generic8.registers < generic.registers
 
 # %%
 check = r"""
-import torch, torch.nn.functional as F, kernels
+import torch, torch.nn.functional as F
+from ast_min import kernels
 g = torch.Generator().manual_seed(0)
 q, k, v = (torch.randn(1, 2, 37, 64, generator=g)[..., ::2].requires_grad_() for _ in range(3))  # head-dim stride 2
 do = torch.randn(1, 2, 37, 32, generator=g)
@@ -154,8 +155,8 @@ assert all(float(e) < 2e-5 for e in errors.values()), errors
 # ## 6. Read the GPU table
 #
 # `kernels/NOTES.md` keeps the measured table (card, date, command). Until someone runs
-# `python -m kernels.bench` on a GPU it says so, and the inspection and the model above are the
-# evidence. `kernels.bench` prints the model's roofline time beside each measurement, so a run shows
+# `python -m ast_min.kernels.bench` on a GPU it says so, and the inspection and the model above are the
+# evidence. `ast_min.kernels.bench` prints the model's roofline time beside each measurement, so a run shows
 # at once how far from the floor each kernel lands.
 
 # %%

@@ -29,7 +29,7 @@ NAMES = sorted(ASSIGNMENTS)
 # One forkserver serves every grade here: let it import every grader (triton's excepted, see runner) and
 # the library modules their guards wrap once, instead of each grading process importing its own.
 runner.EXTRA_PRELOAD += [f"ast_min.assignments.graders.{n}" for n in NAMES if n != "triton"]
-runner.EXTRA_PRELOAD += ["ast_min.train", "ast_min.checkpoint", "ast_min.data.augment", "ast_min.features_fast", "kernels"]
+runner.EXTRA_PRELOAD += ["ast_min.train", "ast_min.checkpoint", "ast_min.data.augment", "ast_min.features_fast", "ast_min.kernels"]
 
 
 def mutated(name: str, old: str, new: str) -> str:

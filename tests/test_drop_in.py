@@ -12,6 +12,7 @@ import pickle
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 import transformers
 from hypothesis import given, settings
@@ -343,20 +344,45 @@ def test_transformers_trainer_fine_tunes_an_ast_min_model(tmp_path):
 
     args = transformers.TrainingArguments(
         output_dir=str(tmp_path / "run"), per_device_train_batch_size=8, num_train_epochs=3, learning_rate=1e-3,
-        logging_steps=1, save_strategy="no", report_to=[], use_cpu=True, seed=0, disable_tqdm=True,
+        logging_steps=1, save_strategy="epoch", report_to=[], use_cpu=True, seed=0, disable_tqdm=True,
     )  # fmt: skip
-    trainer = transformers.Trainer(model=model, args=args, train_dataset=Clips())
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=Clips(),
+                                   callbacks=[ast_min.SaveConfigCallback()])
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert len(losses) == 6 and losses[-1] < losses[0], losses
     predictions = trainer.predict(Clips()).predictions
     assert predictions.shape == (16, 2)
-    trainer.save_model(str(tmp_path / "saved"))  # weights only: ast-min's model is not a transformers class
-    back = ASTForAudioClassification.from_pretrained(tmp_path / "saved", config=config)
+    trainer.save_model()  # into output_dir, as transformers' fine-tuning guide does (push_to_hub too)
     model.eval()
+    back = ASTForAudioClassification.from_pretrained(tmp_path / "run")
+    assert back.config == config
     with torch.no_grad():
         torch.testing.assert_close(back(x).logits, model(x).logits, rtol=0, atol=0)
         np.testing.assert_allclose(predictions, model(x).logits.numpy(), rtol=1e-5, atol=1e-5)
+    # Each epoch's checkpoint-N folder reloads as it is and holds that epoch's weights (the last is the final model).
+    steps = sorted(int(p.name.split("-")[1]) for p in (tmp_path / "run").glob("checkpoint-*"))
+    assert steps == [2, 4, 6], steps
+    last = ASTForAudioClassification.from_pretrained(tmp_path / "run" / "checkpoint-6").eval()
+    first = ASTForAudioClassification.from_pretrained(tmp_path / "run" / "checkpoint-2").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(last(x).logits, model(x).logits, rtol=0, atol=0)
+        assert not torch.equal(first(x).logits, last(x).logits)
+
+
+def test_a_trainer_folder_without_config_names_the_callback(tmp_path):
+    config = ASTConfig(**tiny_config(num_labels=2))
+    safetensors.torch.save_file(ASTForAudioClassification(config).state_dict(), tmp_path / "model.safetensors")
+    with pytest.raises(FileNotFoundError, match="no config.json.*SaveConfigCallback"):
+        ASTForAudioClassification.from_pretrained(tmp_path)
+    assert ASTForAudioClassification.from_pretrained(tmp_path, config=config).config == config
+
+
+def test_get_text_config_is_the_config_itself_as_in_transformers():
+    ours = ASTConfig(**tiny_config())
+    theirs = transformers.ASTConfig(**tiny_config())
+    assert theirs.get_text_config() is theirs  # the behaviour being copied
+    assert ours.get_text_config() is ours and ours.get_text_config(decoder=True) is ours
 
 
 def test_transformers_pipeline_serves_an_ast_min_checkpoint_with_ast_min_scores(tmp_path):

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import kernels
-from kernels import fused_attention, tuning, variants
+from ast_min import kernels
+from ast_min.kernels import fused_attention, tuning, variants
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"
@@ -344,7 +344,7 @@ def test_every_gpu_block_config_is_correct_in_the_interpreter(i, monkeypatch):
     # The GPU autotune lists are otherwise only exercised on a GPU: run each block shape through the
     # interpreter (which ignores warps and stages) at N = 300, a multiple of none of the block sizes,
     # through both backward variants.
-    from kernels import variant_fused_backward as fused
+    from ast_min.kernels import variant_fused_backward as fused
 
     pick = lambda configs: [configs[i % len(configs)]]  # noqa: E731
     monkeypatch.setattr(fused_attention, "_attn_fwd_tuned", tuning.autotune(fused_attention._attn_fwd, pick(tuning.FORWARD_GPU)))
@@ -419,7 +419,7 @@ def test_missing_triton_is_reported_and_imports_still_work():
     # A fresh interpreter in which `import triton` fails, as on macOS.
     code = (
         "import sys; sys.modules['triton'] = None\n"
-        "import kernels, ast_min, torch\n"
+        "import ast_min, torch\nfrom ast_min import kernels\n"
         "assert kernels.TRITON_AVAILABLE is False\n"
         "q = torch.zeros(1, 1, 4, 16)\n"
         "try:\n"
@@ -541,7 +541,7 @@ def test_ast_with_triton_backend_equals_sdpa_backend_forward_and_gradients(batch
 
 @pytest.mark.skipif(CUDA, reason="on a GPU this would run the full benchmark")
 def test_bench_on_cpu_runs_the_interpreter_and_reports_agreement(tmp_path, capsys):
-    from kernels import bench
+    from ast_min.kernels import bench
 
     out = tmp_path / "table.md"
     assert bench.main(["--out", str(out)]) == 0

@@ -20,8 +20,8 @@ import pytest
 import torch
 from triton.runtime import interpreter
 
-import kernels
-from kernels import cost, fused_attention, inspect, tuning, variants
+from ast_min import kernels
+from ast_min.kernels import cost, fused_attention, inspect, tuning, variants
 
 
 # ---- the cost model against the interpreter's own count ------------------------------------------
@@ -129,7 +129,7 @@ def test_registry_finds_variant_files_and_defaults():
     assert {("forward", "standard"), ("forward", "tma"), ("backward", "split"), ("backward", "fused")} <= names
     on_disk = {f[len("variant_"):-3] for f in os.listdir(os.path.dirname(kernels.__file__)) if f.startswith("variant_")}
     registering = {v.run.__module__ for v in variants.variants()}  # the module each launcher lives in
-    assert {f"kernels.variant_{n}" for n in on_disk} <= registering, "every kernels/variant_*.py file must register a variant"
+    assert {f"ast_min.kernels.variant_{n}" for n in on_disk} <= registering, "every kernels/variant_*.py file must register a variant"
     for v in variants.variants():
         assert v.kernels, f"{v.name} registers no kernels for inspection"
         for spec in v.kernels:
@@ -157,7 +157,7 @@ def _run_inspect(tmp_path, *args):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # compile for real GPUs
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
     out = tmp_path / "inspect.json"
-    result = subprocess.run([sys.executable, "-m", "kernels.inspect", "--json", str(out), *args],
+    result = subprocess.run([sys.executable, "-m", "ast_min.kernels.inspect", "--json", str(out), *args],
                             capture_output=True, text=True, env=env, timeout=1500)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout, json.loads(out.read_text())
@@ -167,7 +167,7 @@ def test_every_gpu_config_of_every_kernel_compiles_without_spills_within_shared_
     # The real compiler (ptxas) for A100 and H100, every registered kernel x autotune config, at
     # AST's shape, causal and not, specialised as the launcher's call is. bf16 only, to keep CI's
     # time: fp16 compiles to the same tiles and instructions but for the conversions
-    # (`python -m kernels.inspect --dtype fp16` shows it).
+    # (`python -m ast_min.kernels.inspect --dtype fp16` shows it).
     stdout, reports = _run_inspect(tmp_path, "--arch", "80,90", "--dtype", "bf16")
     expected = {}
     for v in variants.variants():  # each kernel once, for the architectures its variant targets
@@ -197,7 +197,7 @@ def test_spill_detector_sees_the_generic_stride_code_spill():
 def _inspect_in_subprocess(config_index, unit_stride):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-    code = ("import dataclasses, json; from kernels import inspect, cost\n"
+    code = ("import dataclasses, json; from ast_min.kernels import inspect, cost\n"
             f"r = inspect.inspect_one('standard', 'forward', 0, {config_index}, "
             f"cost.Problem(dtype='bf16', **inspect.AST_SHAPE), 90, unit_stride={unit_stride})\n"
             "print(json.dumps(dataclasses.asdict(r)))")
@@ -213,7 +213,7 @@ def test_custom_ops_pass_torch_opcheck():
     # torch.library.opcheck runs each op for real and under fake tensors and compares schemas, output
     # shapes, dtypes and strides (a fake that promises another layout than the kernel writes fails),
     # and checks the autograd registration. Inputs: views of one projection, as the model passes them.
-    from kernels import custom_op
+    from ast_min.kernels import custom_op
 
     g = torch.Generator().manual_seed(0)
     qkv = torch.randn(1, 20, 3, 2, 16, generator=g, dtype=torch.float64)

@@ -341,11 +341,11 @@ def test_auto_is_sdpa_on_cpu_and_unknown_backends_are_refused():
 
 @pytest.mark.parametrize(
     "kernels_module, match",
-    [(None, "needs the ast-min `kernels` package and triton.*use attn_implementation='sdpa'"),  # import fails
+    [(None, "needs `ast_min.kernels` and triton.*use attn_implementation='sdpa'"),  # import fails
      (types.SimpleNamespace(TRITON_AVAILABLE=False), "Triton kernel is not available here.*'sdpa'")],
 )  # fmt: skip
 def test_triton_without_the_kernel_raises_a_clear_error_and_auto_falls_back(monkeypatch, kernels_module, match):
-    monkeypatch.setitem(sys.modules, "kernels", kernels_module)  # None in sys.modules: `import kernels` raises ImportError
+    monkeypatch.setitem(sys.modules, "ast_min.kernels", kernels_module)  # None in sys.modules: importing it raises ImportError
     model = ASTForAudioClassification(ASTConfig(**tiny_config()))
     model.set_attn_implementation("triton")
     with pytest.raises(RuntimeError, match=match):
@@ -437,7 +437,7 @@ def test_from_pretrained_max_length_adapts_the_grid_and_runs(tmp_path):
 def test_cuda_auto_backend_matches_cpu_float64(dtype):
     """On a GPU "auto" picks the Triton kernel when it is available; any backend and dtype there
     stays within its precision of a float64 CPU run (TF32/bf16/fp16 matmuls: 1e-2 relative)."""
-    import kernels
+    from ast_min import kernels
 
     torch.manual_seed(0)
     model = ASTForAudioClassification(ASTConfig(**tiny_config())).eval()

@@ -1,6 +1,6 @@
 """Grader of `flash`: the online softmax, FlashAttention-2 forward and backward in torch, and no N x N tensor.
 
-Expected values come from `kernels.reference.attention_math` (softmax(S) V written out) and autograd
+Expected values come from `ast_min.kernels.reference.attention_math` (softmax(S) V written out) and autograd
 through it, in float64. Tolerance 1e-10 (gradients 1e-9): the blockwise sums regroup a softmax over
 N <= 70 keys, whose float64 rounding stays ~1e-14; every mistake below is off by far more at the
 inputs drawn (scores of order 1).
@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from kernels.reference import attention_math
+from ast_min.kernels.reference import attention_math
 from ast_min.assignments.grading import Fail, Grader, Mistake
 
 GRADER = Grader("flash", forbidden=(
-    "kernels", "kernels.reference", "torch.nn.functional.scaled_dot_product_attention", "ast_min.model",
+    "ast_min.kernels", "ast_min.kernels.reference", "torch.nn.functional.scaled_dot_product_attention", "ast_min.model",
 ))
 TOL = dict(atol=1e-10, rtol=1e-10)
 GRAD_TOL = dict(atol=1e-9, rtol=1e-9)

@@ -2,7 +2,7 @@
 
 Without a CUDA device the grading process sets TRITON_INTERPRET=1 before the student's file imports
 triton, so the kernels run on the CPU; the interpreter computes in numpy, float32 and float16 only
-(its bfloat16 matmul is wrong). Expected values: torch's softmax and `kernels.reference.attention_math`
+(its bfloat16 matmul is wrong). Expected values: torch's softmax and `ast_min.kernels.reference.attention_math`
 in float64. Tolerances: float32 softmax 1e-6 (a row of <= 80 positive exponentials, whose sum's
 roundings of 6e-8 relative each add like a random walk, ~sqrt(80) * 6e-8 = 5e-7, on values <= 1);
 float32 attention 1e-5 (Dh <= 32 products per score, N <= 40 keys); float16 attention 2e-3 (inputs
@@ -21,13 +21,13 @@ import torch
 from hypothesis import strategies as st
 
 from ast_min.assignments.grading import Fail, Grader, Mistake
-from kernels.reference import attention_math
+from ast_min.kernels.reference import attention_math
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"
 GRADER = Grader(
     "triton",
-    forbidden=("kernels", "kernels.reference", "torch.nn.functional.scaled_dot_product_attention", "ast_min.model",
+    forbidden=("ast_min.kernels", "ast_min.kernels.reference", "torch.nn.functional.scaled_dot_product_attention", "ast_min.model",
                "torch.softmax", "torch.nn.functional.softmax"),
     time_limit=90.0,
     # The interpreter maps numpy copies of every tensor it touches. On CUDA no address-space cap: the
