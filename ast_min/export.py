@@ -46,11 +46,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ast_min.backends import TRACEABLE
 from ast_min.cli import add_checkpoint_argument
 from ast_min.features import SAMPLING_RATE, samples_for_frames
 
 FORMATS = ("onnx",)
-EXPORT_ATTENTION = ("sdpa", "eager")  # the Triton kernel has no ONNX form
+EXPORT_ATTENTION = TRACEABLE  # the backends that become plain ONNX operators
 SAFETY = 10.0
 UNIT_ROUNDOFF = 2.0**-24  # float32
 CHECK_BATCHES = (1, 3)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ast_min.backends import ATTN_IMPLEMENTATIONS, resolve_attn_implementation, triton_attention
+from ast_min.backends import ATTENTION_FUNCTIONS, ATTN_IMPLEMENTATIONS, resolve_attn_implementation
 from ast_min.checkpoint import adapt_position_embeddings  # noqa: F401  (public here: fitting positions to a new grid)
 from ast_min.compat import ASTClassificationOutput, ASTOutput, classification_loss
 from ast_min.config import ASTConfig
@@ -114,7 +114,8 @@ class SelfAttention(nn.Module):
     eager:  softmax(q k^T / sqrt(Dh)) v written out; the only one that can return the attention maps.
     sdpa:   torch's scaled_dot_product_attention (fused kernels on CPU and GPU).
     triton: ast-min's FlashAttention kernel (`ast_min.kernels.flash_attention`), GPU.
-    All three compute the same function; dropout on the probabilities only in training.
+    All compute the same function (`backends.ATTENTION_FUNCTIONS` maps each name to its function);
+    dropout on the probabilities only in training.
     """
 
     def __init__(self, config: ASTConfig):
@@ -145,25 +146,11 @@ class SelfAttention(nn.Module):
         v = self.value(x).view(B, L, self.num_heads, self.head_dim).transpose(1, 2)
         dropout = self.dropout if self.training else 0.0
 
-        probs = None
-        if output_attentions or attn_implementation == "eager":
-            scores = (q @ k.transpose(-2, -1)) * self.scale  # (B, H, L, L)
-            # half inputs take their softmax in float32 (exp over- and underflows early in fp16/bf16);
-            # float32 and float64 keep their own precision
-            softmax_dtype = torch.promote_types(q.dtype, torch.float32)
-            probs = scores.softmax(dim=-1, dtype=softmax_dtype).to(q.dtype)
-            y = F.dropout(probs, p=dropout, training=self.training) @ v  # (B, H, L, Dh)
-        elif attn_implementation == "sdpa":
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=self.scale)  # (B, H, L, Dh)
-        elif attn_implementation == "triton":
-            if dropout > 0:
-                raise ValueError(
-                    "the Triton attention kernel has no attention dropout: set "
-                    "attention_probs_dropout_prob=0 or train with attn_implementation='sdpa'"
-                )
-            y = triton_attention(q, k, v, self.scale)  # (B, H, L, Dh)
-        else:
-            raise ValueError(f"unknown attn_implementation {attn_implementation!r}; use one of {ATTN_IMPLEMENTATIONS}")
+        # attention maps need the explicit softmax: output_attentions runs the eager backend whatever the choice
+        if attn_implementation not in ATTENTION_FUNCTIONS:
+            raise ValueError(f"unknown attn_implementation {attn_implementation!r}; use one of {tuple(ATTENTION_FUNCTIONS)}")
+        attend = ATTENTION_FUNCTIONS["eager" if output_attentions else attn_implementation]
+        y, probs = attend(q, k, v, self.scale, dropout)  # (B, H, L, Dh), and (B, H, L, L) or None
         y = y.transpose(1, 2).reshape(B, L, D)  # (B, H, L, Dh) -> (B, L, H*Dh): heads side by side
         return self.output(y), (probs if output_attentions else None)
 

@@ -57,6 +57,7 @@ from ast_min.data import (
     ClipDataset, Collator, MixupDataset, SyntheticDataset, WeightedDistributedSampler, balanced_weights,
 )
 from ast_min.features import SAMPLING_RATE
+from ast_min.backends import ATTN_IMPLEMENTATIONS
 from ast_min.metrics import compute_metrics, confusion_matrix
 from ast_min.recipes import RECIPES, Recipe, get_recipe
 from ast_min.reference import compare_with_reference
@@ -796,7 +797,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--grad-accum", type=int, default=1, help="batches whose gradients are accumulated per optimiser step")
     run.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when available)")
     run.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes that load and mix clips")
-    run.add_argument("--attn-implementation", default="auto", choices=["auto", "eager", "sdpa", "triton"],
+    run.add_argument("--attn-implementation", default="auto", choices=ATTN_IMPLEMENTATIONS,
                      help="attention backend; auto: triton on CUDA when available, else sdpa")
     run.add_argument("--threads", type=int, default=None,
                      help="CPU threads per process for torch (default: torch's choice, all cores); on a machine "

@@ -339,6 +339,32 @@ def test_auto_is_sdpa_on_cpu_and_unknown_backends_are_refused():
         model.set_attn_implementation("flash")
 
 
+def test_a_backend_is_one_entry_of_the_registry(monkeypatch):
+    # A backend added to ATTENTION_FUNCTIONS is accepted by name, runs in every layer, and appears in the
+    # refusal's list; the reference is the sdpa backend's output (torch's own kernel).
+    calls = []
+
+    def math_in_float64(q, k, v, scale, dropout=0.0):
+        calls.append(q.shape)
+        probs = ((q.double() @ k.double().transpose(-2, -1)) * scale).softmax(-1)
+        return (probs @ v.double()).to(q.dtype), None
+
+    monkeypatch.setitem(backends.ATTENTION_FUNCTIONS, "f64", math_in_float64)
+    torch.manual_seed(0)
+    config = ASTConfig(**tiny_config())
+    model = ASTModel(config).eval()
+    x = torch.randn(2, config.max_length, config.num_mel_bins)
+    model.set_attn_implementation("sdpa")
+    with torch.no_grad():
+        expected = model(x).last_hidden_state
+        model.set_attn_implementation("f64")
+        got = model(x).last_hidden_state
+    assert len(calls) == config.num_hidden_layers
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="unknown attn_implementation 'nope'.*'f64'"):
+        model.set_attn_implementation("nope")
+
+
 @pytest.mark.parametrize(
     "kernels_module, match",
     [(None, "needs `ast_min.kernels` and triton.*use attn_implementation='sdpa'"),  # import fails
