@@ -60,7 +60,7 @@ from ast_min.features import SAMPLING_RATE
 from ast_min.backends import ATTN_IMPLEMENTATIONS
 from ast_min.metrics import compute_metrics, confusion_matrix
 from ast_min.recipes import RECIPES, Recipe, get_recipe
-from ast_min.reference import compare_with_reference
+from ast_min.run_check import compare_with_reference
 
 STATE_FILE = "trainer_state.pt"  # in last/: what a resumed run needs besides the weights
 INFO_FILE = "training_info.json"  # in every checkpoint the trainer writes: complete or not, epoch, files

@@ -256,7 +256,7 @@ def test_the_readme_main_command_runs_on_the_embedded_default(capsys, monkeypatc
 def test_the_readmes_reference_comparison_is_what_the_code_prints():
     # The README's "Is my run normal?" example quotes the committed reference run's figures: recompute
     # each line from the run's own figures in it, so a retrained default model cannot leave it stale.
-    from ast_min.reference import compare_with_reference
+    from ast_min.run_check import compare_with_reference
 
     lines = [line for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
              if line.startswith("vs reference, epoch ")]

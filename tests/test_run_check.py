@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ast_min import reference
+from ast_min import run_check
 from ast_min.data import SyntheticDataset
 from ast_min.recipes import get_recipe
-from ast_min.reference import compare_with_reference, reference_history
+from ast_min.run_check import compare_with_reference, reference_history
 from ast_min.train import RunOptions, train
 
 # A made-up reference: loss halves every two epochs, accuracy climbs.
@@ -22,7 +22,7 @@ CURVE = [{"epoch": e, "train_loss": 2.4 * 0.5 ** ((e - 1) / 2), "eval_loss": 2.5
 def made_up(tmp_path, monkeypatch):
     path = tmp_path / "reference_history.json"
     path.write_text(json.dumps({"recipe": "synthetic", "history": CURVE}))
-    monkeypatch.setitem(reference.REFERENCE_FILES, "synthetic", path)
+    monkeypatch.setitem(run_check.REFERENCE_FILES, "synthetic", path)
     return CURVE
 
 
@@ -55,7 +55,7 @@ def test_a_run_that_does_not_learn_or_diverges_is_flagged(made_up):
 @given(st.integers(1, 12), st.floats(0.0, 1.0))
 def test_a_run_at_or_ahead_of_the_reference_is_never_flagged(epoch, fraction):
     history = CURVE
-    line = reference._warning(history, epoch, history[epoch - 1]["train_loss"] * fraction)
+    line = run_check._warning(history, epoch, history[epoch - 1]["train_loss"] * fraction)
     assert line is None, (epoch, fraction, line)
 
 
@@ -88,10 +88,10 @@ def test_train_prints_the_comparison_each_epoch(tmp_path, monkeypatch, capsys):
         max_length=32, num_mel_bins=32, epochs=2, batch_size=8, warmup_steps=0, synthetic={},
         model=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64),
     )
-    monkeypatch.setattr(reference, "get_recipe", lambda name: tiny)
+    monkeypatch.setattr(run_check, "get_recipe", lambda name: tiny)
     path = tmp_path / "reference_history.json"
     path.write_text(json.dumps({"history": CURVE[:2]}))
-    monkeypatch.setitem(reference.REFERENCE_FILES, "synthetic", path)
+    monkeypatch.setitem(run_check.REFERENCE_FILES, "synthetic", path)
     train(tiny, SyntheticDataset(16, seed=0, num_frames=32), SyntheticDataset(10, seed=1, num_frames=32),
           RunOptions(output_dir=str(tmp_path / "run"), progress=False))
     out = capsys.readouterr().out
