@@ -15,7 +15,6 @@ repository's `kernels/` folder), which needs triton and, outside its interpreter
 from __future__ import annotations
 
 import functools
-import importlib
 from typing import Callable
 
 import torch
@@ -45,7 +44,7 @@ def triton_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: f
             "attention_probs_dropout_prob=0 or train with attn_implementation='sdpa'"
         )
     try:
-        kernels = importlib.import_module("ast_min.kernels")  # imported on use: triton is heavy and optional
+        from ast_min import kernels  # imported on use: triton is heavy and optional
     except ImportError as e:
         raise RuntimeError(
             f"attn_implementation='triton' needs `ast_min.kernels` and triton ({e}); "
@@ -73,7 +72,7 @@ TRACEABLE = ("sdpa", "eager")
 @functools.lru_cache(maxsize=1)
 def _triton_available() -> bool:
     try:
-        kernels = importlib.import_module("ast_min.kernels")
+        from ast_min import kernels
     except ImportError:
         return False
     return bool(getattr(kernels, "TRITON_AVAILABLE", False))

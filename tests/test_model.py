@@ -21,6 +21,7 @@ import transformers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import ast_min
 from ast_min import ASTConfig, ASTForAudioClassification, ASTModel
 from ast_min import backends
 from ast_min.bench.model import forward_flops
@@ -371,7 +372,12 @@ def test_a_backend_is_one_entry_of_the_registry(monkeypatch):
      (types.SimpleNamespace(TRITON_AVAILABLE=False), "Triton kernel is not available here.*'sdpa'")],
 )  # fmt: skip
 def test_triton_without_the_kernel_raises_a_clear_error_and_auto_falls_back(monkeypatch, kernels_module, match):
-    monkeypatch.setitem(sys.modules, "ast_min.kernels", kernels_module)  # None in sys.modules: importing it raises ImportError
+    # None in sys.modules (and no attribute on the package): `from ast_min import kernels` raises ImportError
+    monkeypatch.setitem(sys.modules, "ast_min.kernels", kernels_module)
+    if kernels_module is None:
+        monkeypatch.delattr(ast_min, "kernels", raising=False)
+    else:
+        monkeypatch.setattr(ast_min, "kernels", kernels_module, raising=False)
     model = ASTForAudioClassification(ASTConfig(**tiny_config()))
     model.set_attn_implementation("triton")
     with pytest.raises(RuntimeError, match=match):
