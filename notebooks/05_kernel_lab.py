@@ -38,7 +38,7 @@ import sys
 os.environ.pop("TRITON_INTERPRET", None)
 os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9's default, stated to silence its warning
 
-from ast_min.kernels import cost, inspect, tuning  # noqa: E402
+from ast_min.kernels import cost, inspect, tuning, variants  # noqa: E402
 
 AST = cost.Problem(dtype="bf16", **inspect.AST_SHAPE)  # AST's attention call: 12 heads x 1214 tokens x 64
 print(AST)
@@ -127,10 +127,12 @@ assert not generic8.spills and generic8.registers < generic.registers
 # A change to a kernel is not done until it passes the same tests as the original. In the lab, the
 # cheapest check is one call against torch's SDPA in Triton's CPU interpreter (run in a separate
 # process, because this notebook imported the kernels in compile mode). Here: a strided head dim
-# (which the launcher now copies) and both backward variants.
+# (which the launcher now copies) and every registered backward variant.
 
 # %%
+BACKWARDS = [v.name for v in variants.variants("backward")]  # every registered backward variant
 check = r"""
+import sys
 import torch, torch.nn.functional as F
 from ast_min import kernels
 g = torch.Generator().manual_seed(0)
@@ -138,18 +140,23 @@ q, k, v = (torch.randn(1, 2, 37, 64, generator=g)[..., ::2].requires_grad_() for
 do = torch.randn(1, 2, 37, 32, generator=g)
 ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
 ref_grads = torch.autograd.grad(ref, (q, k, v), do.double())
-for backward in ("split", "fused"):
+for backward in sys.argv[1:]:
     o = kernels.flash_attention(q, k, v, backward=backward)
     grads = torch.autograd.grad(o, (q, k, v), do)
-    err = max([(o - ref).abs().max().item()] + [(a - b).abs().max().item() for a, b in zip(grads, ref_grads)])
+    err = max([(o - ref).abs().max().item()] + [(a - b).abs().max().item() for a, b in zip(grads, ref_grads, strict=True)])
     print(backward, err)
 """
-result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+result = subprocess.run([sys.executable, "-c", check, *BACKWARDS], capture_output=True, text=True,
                         env={**os.environ, "TRITON_INTERPRET": "1"}, timeout=600)
 print(result.stdout, result.stderr[-2000:])
-errors = dict(line.split() for line in result.stdout.splitlines())
+# A check that crashed printed nothing (or half) of what is parsed below: its exit status comes first,
+# then every variant must have reported, so an empty or partial report cannot pass.
+assert BACKWARDS, "no backward variant is registered: nothing to check"
+assert result.returncode == 0, f"the interpreter check failed (exit status {result.returncode}):\n{result.stderr[-3000:]}"
+errors = {name: float(err) for name, err in (line.split() for line in result.stdout.splitlines())}
+assert sorted(errors) == sorted(BACKWARDS), f"expected one line per variant {BACKWARDS}, got {result.stdout!r}"
 # IEEE fp32 against float64: rounding of order 1e-6 at these sizes (tests/test_kernels.py argues 2e-5).
-assert all(float(e) < 2e-5 for e in errors.values()), errors
+assert all(e < 2e-5 for e in errors.values()), errors
 
 # %% [markdown]
 # ## 6. Read the GPU table
