@@ -56,10 +56,11 @@ BUDGET_S = 480.0
 # rows of v). The kernel rounds P to the input dtype before P V, and O once more when it is stored: two
 # roundings of 2^-11 (fp16) or 2^-8 (bf16) relative, each; twice that again leaves a margin for the
 # fp32 accumulation. tests/test_kernels.py argues the same bounds.
-AGREEMENT = {"fp16": 4 * 2**-11, "bf16": 4 * 2**-8}
-# ast-min's logits agree with transformers' (same weights, bf16) within this fraction of their largest
-# magnitude: ast_min.bench.model's bound for bf16, where every activation is rounded to 8 bits.
-MODEL_AGREEMENT = 0.25
+# (fp32, which the CPU run of the tests uses: IEEE fp32 against fp32 SDPA, a few ulps of each sum.)
+AGREEMENT = {"fp16": 4 * 2**-11, "bf16": 4 * 2**-8, "fp32": 2e-5}
+# ast-min's logits agree with transformers' (same weights) within this fraction of their largest
+# magnitude: ast_min.bench.model's bounds (bf16 rounds every activation to 8 bits; tests check they match).
+MODEL_AGREEMENT = {"bf16": 0.25, "fp16": 0.05, "fp32": 1e-3}
 
 UNMEASURED = """# GPU table
 
@@ -105,7 +106,7 @@ def problems(raw: dict) -> list[str]:
     """Everything that makes this run's table not a result: failures, disagreements, missing rows."""
     out = []
     rows = raw.get("kernels", [])
-    for dtype in KERNEL_DTYPES:
+    for dtype in raw["kernel_dtypes"]:
         for provider in kernel_providers(raw):
             found = [r for r in rows if r["dtype"] == dtype and r["provider"] == provider]
             if not found:
@@ -124,14 +125,15 @@ def problems(raw: dict) -> list[str]:
         out.append(f"GPU tests: exit status {tests.get('returncode')}, {tests.get('passed', 0)} passed, "
                    f"{tests.get('failed', 0)} failed, {tests.get('errors', 0)} errors")
     model = raw.get("model", [])
-    for implementation, backends in MODEL_BACKENDS.items():
+    for implementation, backends in raw["model_backends"].items():
         for backend in backends:
             found = [r for r in model if r["implementation"] == implementation and r["attention"] == backend]
             if not found:
                 out.append(f"AST-Base: no row for {implementation} with {backend} attention")
             elif found[0].get("note") and "out of memory" not in found[0]["note"]:
                 out.append(f"AST-Base: {implementation} with {backend} attention did not run: {found[0]['note']}")
-            elif "max_abs_diff" in found[0] and not found[0]["max_abs_diff"] <= MODEL_AGREEMENT * found[0]["logits_max"]:
+            elif "max_abs_diff" in found[0] and not (found[0]["max_abs_diff"]
+                                                     <= MODEL_AGREEMENT[raw["model_dtype"]] * found[0]["logits_max"]):
                 out.append(f"AST-Base: {implementation} with {backend} attention disagrees with transformers "
                            f"(max |logit difference| {found[0]['max_abs_diff']:.3g})")
     return out
@@ -167,7 +169,7 @@ def render(raw: dict) -> str:
               "| dtype | provider | fwd ms | fwd TFLOP/s | fwd vs SDPA best | fwd+bwd ms | fwd+bwd TFLOP/s "
               "| fwd+bwd vs SDPA best | max abs err vs SDPA fp32 | cost-model roofline µs, fwd / fwd+bwd |",
               "|" + "---|" * 10]
-    for dtype in KERNEL_DTYPES:
+    for dtype in raw["kernel_dtypes"]:
         rows = [r for r in raw["kernels"] if r["dtype"] == dtype]
         sdpa = [r for r in rows if r["provider"].startswith("sdpa") and r.get("fwd_ms")]
         best = {key: min((r[key] for r in sdpa), default=None) for key in ("fwd_ms", "fwdbwd_ms")}
@@ -197,7 +199,8 @@ def render(raw: dict) -> str:
     lines.append("")
 
     model_flops = raw["model_forward_flops_per_clip"] * raw["model_batch"]
-    lines += [f"## AST-Base end to end, batch {raw['model_batch']}, {raw['model_dtype']}", "",
+    depth = "" if raw["model_layers"] == 12 else f" ({raw['model_layers']} of its 12 layers)"
+    lines += [f"## AST-Base end to end{depth}, batch {raw['model_batch']}, {raw['model_dtype']}", "",
               "| model | attention | forward ms | forward TFLOP/s | clips/s | fwd+bwd ms | max abs logit difference vs transformers (sdpa) |",
               "|" + "---|" * 7]
     for r in raw["model"]:
@@ -227,7 +230,7 @@ def _command_output(argv: list[str], cwd=None) -> str:
     return result.stdout.strip().splitlines()[0]
 
 
-def machine(repo: pathlib.Path) -> dict:
+def machine(repo: pathlib.Path, device: str = "cuda") -> dict:
     import importlib.metadata
 
     import torch
@@ -243,32 +246,35 @@ def machine(repo: pathlib.Path) -> dict:
         ast_min_version = importlib.metadata.version("ast-min")
     except importlib.metadata.PackageNotFoundError:
         ast_min_version = "unknown"
-    major, minor = torch.cuda.get_device_capability()
+    if device == "cuda":
+        major, minor = torch.cuda.get_device_capability()
+        card, capability = torch.cuda.get_device_name(), f"{major}{minor}"
+        driver = _command_output(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
+    else:  # the CPU smoke run of the tests: the same record, naming what it ran on
+        card, capability, driver = f"CPU ({platform.machine()})", "-", "-"
     return {
-        "card": torch.cuda.get_device_name(), "capability": f"{major}{minor}",
-        "driver": _command_output(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]),
+        "card": card, "capability": capability, "driver": driver,
         "cuda": torch.version.cuda, "torch": torch.__version__, "triton": triton.__version__,
         "transformers": transformers_version, "ast_min": ast_min_version, "python": platform.python_version(),
         "commit": _command_output(["git", "rev-parse", "--short", "HEAD"], cwd=repo),
     }
 
 
-def measure_kernels() -> tuple[list[str], list[dict]]:
-    """Every provider at AST's attention shape in each dtype: kernels/bench.py's rows, as plain data."""
-    from ast_min.kernels import bench, variants
-
+def measure_kernels(shape: dict = AST_ATTENTION, dtypes=KERNEL_DTYPES, device: str = "cuda") -> tuple[list[str], list[dict]]:
+    """Every provider at one attention shape in each dtype: kernels/bench.py's rows, as plain data."""
     import torch
 
-    fns = bench.providers("cuda")
-    major, minor = torch.cuda.get_device_capability()
+    from ast_min.kernels import bench, variants
+
+    fns = bench.providers(device)
+    major, minor = torch.cuda.get_device_capability() if device == "cuda" else (10, 0)
     # Each variant not a default is its own provider; one made for newer cards only (TMA: sm_90) is
-    # expected where it can run, and reported "n/a" elsewhere.
+    # expected where it can run, and reported "n/a" elsewhere. (The interpreter runs them all.)
     expected = ["triton"] + [f"triton-{v.name}" for v in variants.variants()
                              if v.name != variants.DEFAULTS[v.pass_] and min(v.archs) <= 10 * major + minor]
-    shape = bench.Shape("AST", **AST_ATTENTION)
     rows = []
-    for dtype in KERNEL_DTYPES:
-        for r in bench.bench_one(shape, bench.DTYPES[dtype], "cuda", fns):
+    for dtype in dtypes:
+        for r in bench.bench_one(bench.Shape("AST", **shape), bench.DTYPES[dtype], device, fns):
             rows.append({"dtype": dtype, "provider": r["provider"], "fwd_ms": r.get("fwd_ms"), "fwdbwd_ms": r.get("fwdbwd_ms"),
                          "max_err": r.get("max_err"), "max_abs_v": r.get("max_abs_v"),
                          "model_us": list(r["model_us"]) if "model_us" in r else None, "note": r.get("note", "")})
@@ -277,23 +283,24 @@ def measure_kernels() -> tuple[list[str], list[dict]]:
     return expected, rows
 
 
-def measure_model() -> tuple[float, list[dict]]:
-    """AST-Base, batch 64, bf16: ast-min per attention backend against transformers, one set of weights."""
+def measure_model(batch: int = MODEL_BATCH, dtype: str = MODEL_DTYPE, backends: dict = MODEL_BACKENDS,
+                  layers: int = 12, device: str = "cuda", timer=None) -> tuple[float, list[dict]]:
+    """AST-Base (`layers` encoder layers): ast-min per attention backend against transformers, one set of weights."""
     import torch
-    import triton.testing
 
     from ast_min.bench.model import build, forward_flops as model_flops
+    from ast_min.kernels import bench
 
-    dtype = {"bf16": torch.bfloat16}[MODEL_DTYPE]
-    ours, reference = build(12, torch.device("cuda"), "sdpa")
-    ours.to(dtype)
-    reference.to(dtype)
-    x = torch.randn(MODEL_BATCH, ours.config.max_length, ours.config.num_mel_bins, device="cuda", dtype=dtype)
+    timer = timer or bench.time_ms  # triton.testing.do_bench's median on a GPU
+    ours, reference = build(layers, torch.device(device), "sdpa")
+    ours.to(bench.DTYPES[dtype])
+    reference.to(bench.DTYPES[dtype])
+    x = torch.randn(batch, ours.config.max_length, ours.config.num_mel_bins, device=device, dtype=bench.DTYPES[dtype])
     with torch.inference_mode():
         reference_logits = reference(x).logits.float()
     rows = []
     for implementation, model in (("transformers", reference), ("ast-min", ours)):
-        for backend in MODEL_BACKENDS[implementation]:
+        for backend in backends[implementation]:
             row = {"implementation": implementation, "attention": backend}
             try:
                 model.set_attn_implementation(backend)
@@ -310,14 +317,15 @@ def measure_model() -> tuple[float, list[dict]]:
                     model.zero_grad(set_to_none=True)
                     model(x).logits.float().square().mean().backward()
 
-                row["fwd_ms"] = triton.testing.do_bench(forward, warmup=100, rep=500, return_mode="median")
-                row["fwdbwd_ms"] = triton.testing.do_bench(forward_backward, warmup=100, rep=500, return_mode="median")
+                row["fwd_ms"] = timer(forward, device)
+                row["fwdbwd_ms"] = timer(forward_backward, device)
             except torch.cuda.OutOfMemoryError:
                 row["note"] = "out of memory"
             except (RuntimeError, ValueError) as e:
                 row["note"] = f"error: {str(e).splitlines()[0][:80]}"
             model.zero_grad(set_to_none=True)
-            torch.cuda.empty_cache()
+            if device == "cuda":
+                torch.cuda.empty_cache()
             print(f"  AST-Base {implementation} {backend}: " + (row.get("note") or f"fwd {row['fwd_ms']:.1f} ms"), flush=True)
             rows.append(row)
     return model_flops(ours.config), rows
@@ -350,12 +358,17 @@ def run_gpu_tests(repo: pathlib.Path, timeout: float) -> dict:
             "tail": result.stdout[-3000:] + result.stderr[-2000:], **pytest_counts(result.stdout)}
 
 
-def measure(repo: pathlib.Path, budget_s: float) -> dict:
+def measure(repo: pathlib.Path, budget_s: float = BUDGET_S, *, device: str = "cuda", kernel_shape: dict = AST_ATTENTION,
+            kernel_dtypes=KERNEL_DTYPES, model_batch: int = MODEL_BATCH, model_layers: int = 12,
+            model_backends: dict = MODEL_BACKENDS, model_timer=None) -> dict:
+    """Run the three parts and return the raw record render() reads. The defaults are the GPU table's;
+    the keyword arguments exist so that a test can run the whole pipeline small, on a CPU."""
     start = time.perf_counter()
     print("1/3 the kernels at AST's shape ...", flush=True)
-    expected, kernel_rows = measure_kernels()
+    expected, kernel_rows = measure_kernels(kernel_shape, kernel_dtypes, device)
     print("2/3 AST-Base end to end ...", flush=True)
-    flops_per_clip, model_rows = measure_model()
+    flops_per_clip, model_rows = measure_model(model_batch, MODEL_DTYPE if device == "cuda" else "fp32", model_backends,
+                                               model_layers, device, model_timer)
     remaining = budget_s - (time.perf_counter() - start)
     print(f"3/3 the GPU tests ({remaining:.0f} s of the budget left) ...", flush=True)
     tests = run_gpu_tests(repo, max(remaining, 60.0))
@@ -363,14 +376,17 @@ def measure(repo: pathlib.Path, budget_s: float) -> dict:
         "format": FORMAT,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python -m ast_min.kernels.gpu_table",
-        "machine": machine(repo),
+        "machine": machine(repo, device),
         "seconds": time.perf_counter() - start,
-        "kernel_shape": AST_ATTENTION,
+        "kernel_shape": dict(kernel_shape),
+        "kernel_dtypes": list(kernel_dtypes),
         "expected_providers": expected,
         "kernels": kernel_rows,
         "tests": tests,
-        "model_batch": MODEL_BATCH,
-        "model_dtype": MODEL_DTYPE,
+        "model_batch": model_batch,
+        "model_dtype": MODEL_DTYPE if device == "cuda" else "fp32",
+        "model_layers": model_layers,
+        "model_backends": {k: list(v) for k, v in model_backends.items()},
         "model_forward_flops_per_clip": flops_per_clip,
         "model": model_rows,
     }

@@ -207,3 +207,32 @@ def test_the_commands_test_selection_holds_every_test_marked_gpu():
     marked, selected = collect("-m", "gpu"), collect(*gpu_table.GPU_TESTS[1:])
     assert marked and marked <= selected, marked - selected
     assert any(re.search(r"test_every_gpu_block_config_is_correct", t) for t in selected)
+
+
+def test_model_agreement_bounds_are_the_model_benchmarks():
+    from ast_min.bench import model
+
+    assert {name: gpu_table.MODEL_AGREEMENT[name] for name in ("bf16", "fp16", "fp32")} == {
+        "bf16": model.AGREE[torch.bfloat16], "fp16": model.AGREE[torch.float16], "fp32": model.AGREE[torch.float32]}
+
+
+def test_the_whole_pipeline_runs_small_on_a_cpu_and_its_record_renders(tmp_path):
+    # The measuring code itself, end to end, at toy sizes: the kernels through the interpreter at a
+    # tiny shape, one layer of AST-Base at batch 1 in fp32, a stand-in test file that passes. Its raw
+    # record must be what render() reads (the sample above is hand-written: this is the real thing).
+    import time
+
+    def once(fn, device):
+        start = time.perf_counter()
+        fn()
+        return (time.perf_counter() - start) * 1e3
+
+    repo = _repo_with_kernel_tests(tmp_path, "def test_gpu_one():\n    assert True\n")
+    raw = gpu_table.measure(repo, 120, device="cpu", kernel_shape=dict(B=1, H=2, N=37, Dh=16), kernel_dtypes=("fp16",),
+                            model_batch=1, model_layers=1, model_backends={"ast-min": ("eager", "sdpa"), "transformers": ("sdpa",)},
+                            model_timer=once)
+    raw = json.loads(json.dumps(raw))  # what the command writes and reads back
+    assert set(raw["expected_providers"]) >= {"triton", "triton-fused"}
+    text = gpu_table.render(raw)
+    assert "Verdict: every check passed" in text, gpu_table.problems(raw)
+    assert len(table_rows(text, "Kernels")) == len(raw["kernels"]) and len(table_rows(text, "AST-Base")) == 3
