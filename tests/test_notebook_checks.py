@@ -14,6 +14,7 @@ with an error, prints half a report, or reports nothing.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -57,18 +58,25 @@ def registry(*names):
 
 def run_interpreter_check(executable: str, names=("split", "fused")) -> dict:
     source = chapter_cell("05_kernel_lab", "subprocess.run(")
-    namespace = {"os": os, "subprocess": subprocess, "sys": types.SimpleNamespace(executable=executable),
+    namespace = {"json": json, "os": os, "subprocess": subprocess, "sys": types.SimpleNamespace(executable=executable),
                  "variants": registry(*names)}
     return run_cell(source, namespace)
 
 
+def report(errors: dict, same_bits=True) -> str:
+    return json.dumps({"errors": errors, "same_bits_with_1_and_8_warps": same_bits}) + "\n"
+
+
 @pytest.mark.parametrize("stdout, status, message", [
     ("", 1, "exit status 1"),  # crashed before printing anything
-    ("split 1e-7\n", 1, "exit status 1"),  # crashed half way
-    ("", 0, "one line per variant"),  # exited cleanly having checked nothing
-    ("split 1e-7\n", 0, "one line per variant"),  # one variant silently skipped
-    ("split 1e-7\nfused 3e-2\n", 0, "fused"),  # a variant that is wrong
-], ids=["crash", "crash-half-way", "empty", "partial", "wrong"])
+    (report({"split": 1e-7, "fused": 1e-7}), 1, "exit status 1"),  # printed a report, then crashed
+    ("", 0, "printed nothing"),  # exited cleanly having checked nothing
+    (report({}), 0, "one result per variant"),  # no variant ran
+    (report({"split": 1e-7}), 0, "one result per variant"),  # one variant silently skipped
+    (report({"split": 1e-7, "fused": 3e-2}), 0, "fused"),  # a variant that is wrong
+    (report({"split": 1e-7, "fused": 1e-7}, same_bits=False), 0, "1 and 8 warps"),  # the warp claim contradicted
+    (json.dumps({"errors": {"split": 1e-7, "fused": 1e-7}}) + "\n", 0, "1 and 8 warps"),  # the warp check never ran
+], ids=["crash", "crash-after-report", "empty", "no-variant", "partial", "wrong", "warps-differ", "warps-unchecked"])
 def test_chapter05_interpreter_check_fails_on_a_crashed_or_partial_run(tmp_path, stdout, status, message):
     with pytest.raises(AssertionError, match=message):
         run_interpreter_check(fake_python(tmp_path, stdout, status))
@@ -80,7 +88,7 @@ def test_chapter05_interpreter_check_fails_when_no_variant_is_registered(tmp_pat
 
 
 def test_chapter05_interpreter_check_passes_a_complete_good_report(tmp_path):
-    namespace = run_interpreter_check(fake_python(tmp_path, "split 1e-7\nfused 2e-7\n", 0))
+    namespace = run_interpreter_check(fake_python(tmp_path, report({"split": 1e-7, "fused": 2e-7}), 0))
     assert namespace["errors"] == {"split": 1e-7, "fused": 2e-7}
 
 
@@ -90,7 +98,7 @@ def test_chapter05_interpreter_check_fails_on_a_really_crashed_interpreter():
     import sys
 
     source = chapter_cell("05_kernel_lab", "subprocess.run(")
-    namespace = {"os": os, "subprocess": subprocess, "sys": sys, "variants": registry("split", "no-such-variant")}
+    namespace = {"json": json, "os": os, "subprocess": subprocess, "sys": sys, "variants": registry("split", "no-such-variant")}
     with pytest.raises(AssertionError, match="exit status 1") as failure:
         run_cell(source, namespace)
     assert "no-such-variant" in str(failure.value)  # the message carries the subprocess's own error
