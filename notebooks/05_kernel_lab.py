@@ -86,6 +86,7 @@ print("generic stride:", generic.registers, "registers, spill", generic.spill_st
 # stride is not 1: one copy of an unusual layout is cheaper than running the generic code.
 
 # %%
+assert not real.error and not generic.error, (real.error, generic.error)  # a failed compile reports zeros everywhere
 assert generic.spills and not real.spills, (generic, real)
 assert real.ldgsts > 0 and generic.ldgsts == 0  # cp.async only when rows are known contiguous
 
@@ -164,6 +165,8 @@ print(inspect.format_table([generic8, capped8]))
 print(f"generic stride, 8 warps: {generic8.registers} registers as compiled, {generic8.instructions} instructions; "
       f"capped at {cap}: {capped8.registers} registers, spill {capped8.spill_store_bytes} B, {capped8.instructions} instructions")
 
+reports = {"real": real, "real, 8 warps": real8, "generic": generic, "generic, 8 warps": generic8, "generic, 8 warps, capped": capped8}
+assert not any(r.error for r in reports.values()), {k: r.error for k, r in reports.items() if r.error}  # zeros are no result
 # The real launch: half of every share, and the count halves (+10 % for what each thread holds once, whatever its share).
 assert real8.registers <= 0.55 * real.registers and not real8.spills, (real.registers, real8.registers)
 # The generic code: its count did NOT halve ...
@@ -267,7 +270,8 @@ axes[1].legend([plt.Rectangle((0, 0), 1, 1, color=c) for c in ("tab:blue", "tab:
                ["as a real launch compiles it (head-dim stride 1)", "generic strides (sections 2 and 4)"], fontsize=8)
 fig.suptitle("forward kernel, sm_90, bf16, AST's shape: static inspection (no GPU)")
 plt.tight_layout()
-assert len(listed) == len(tuning.FORWARD_GPU) and not any(r.spills for r in listed)  # what tests/test_kernels_lab.py enforces
+assert tuning.FORWARD_GPU and len(listed) == len(tuning.FORWARD_GPU)
+assert not any(r.error or r.spills for r in listed), [r.config for r in listed if r.error or r.spills]  # what tests/test_kernels_lab.py enforces
 
 # %% [markdown]
 # The roofline of the variants, from the cost model at AST's shape, bf16, on an H100: each kernel and
@@ -308,7 +312,7 @@ ax.set(xlabel="arithmetic intensity (tile FLOPs per HBM byte, no reuse)", ylabel
        title="attention kernels at AST's shape, bf16: cost-model predictions on the H100 roofline")
 ax.set(xlim=(10, 3000), ylim=(10, 2000))
 ax.legend(fontsize=7, loc="lower right"); ax.grid(alpha=0.3, which="both")
-assert all(c.intensity < ridge for c, _ in points.values())  # every kernel left of the ridge in the no-reuse bound
+assert points and all(c.intensity < ridge for c, _ in points.values())  # every kernel left of the ridge in the no-reuse bound
 
 # %% [markdown]
 # Every point sits left of the ridge: under the no-reuse bound every kernel would wait on memory. On the
