@@ -3,7 +3,7 @@
     python -m ast_min.kernels.gpu_table                                   # on a CUDA machine, from a checkout
     python -m ast_min.kernels.gpu_table --render gpu_table.json --out t.md   # the table again, from a raw file
 
-On a machine with a CUDA GPU it runs, in this order, within a time budget (8 minutes by default):
+On a machine with a CUDA GPU it runs, in this order, meant to take under 8 minutes (the table says whether it did):
 
 1. **the kernels** at AST's attention shape (B 64, H 12, N 1214, Dh 64), bf16 and fp16: every registered
    forward and backward variant (`triton` is the default pair, `triton-<name>` each other variant),
@@ -50,7 +50,8 @@ KERNEL_DTYPES = ("bf16", "fp16")
 MODEL_BATCH, MODEL_DTYPE = 64, "bf16"
 MODEL_BACKENDS = {"ast-min": ("eager", "sdpa", "triton"), "transformers": ("sdpa", "eager")}
 GPU_TESTS = ("tests/test_kernels.py", "-k", "gpu")  # every test of the file whose name says it needs a GPU
-BUDGET_S = 480.0
+BUDGET_S = 480.0  # the whole run's target; going over it is reported, not a failure
+TESTS_TIMEOUT_S = 1200.0  # a hung test run is stopped and reported as such, whatever the budget
 
 # A kernel output agrees with SDPA in fp32 when |O - O_ref| <= bound · max|v| (|O| <= max|v|: O averages
 # rows of v). The kernel rounds P to the input dtype before P V, and O once more when it is stored: two
@@ -153,7 +154,8 @@ def render(raw: dict) -> str:
         raise ValueError(f"gpu_table: raw format {raw.get('format')!r} is not {FORMAT}; re-run the command to record it anew")
     m = raw["machine"]
     lines = ["# GPU table", "",
-             f"Measured {raw['date']} by `{raw['command']}` in {_minutes(raw['seconds'])}, on {m['card']} "
+             f"Measured {raw['date']} by `{raw['command']}` in {_minutes(raw['seconds'])} "
+             f"({'within' if raw['seconds'] <= raw['budget_seconds'] else 'OVER'} its {_minutes(raw['budget_seconds'])} budget), on {m['card']} "
              f"(sm_{m['capability']}), driver {m['driver']}, CUDA {m['cuda']}; torch {m['torch']}, triton {m['triton']}, "
              f"transformers {m['transformers']}, ast-min {m['ast_min']} (commit {m['commit']}), Python {m['python']}.", ""]
     found = problems(raw)
@@ -353,7 +355,7 @@ def run_gpu_tests(repo: pathlib.Path, timeout: float) -> dict:
     try:
         result = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"command": shown, "error": f"timed out after {timeout:.0f} s (the time budget's remainder)"}
+        return {"command": shown, "error": f"timed out after {timeout:.0f} s (a hang?)"}
     return {"command": shown, "returncode": result.returncode, "seconds": time.perf_counter() - start,
             "tail": result.stdout[-3000:] + result.stderr[-2000:], **pytest_counts(result.stdout)}
 
@@ -369,15 +371,15 @@ def measure(repo: pathlib.Path, budget_s: float = BUDGET_S, *, device: str = "cu
     print("2/3 AST-Base end to end ...", flush=True)
     flops_per_clip, model_rows = measure_model(model_batch, MODEL_DTYPE if device == "cuda" else "fp32", model_backends,
                                                model_layers, device, model_timer)
-    remaining = budget_s - (time.perf_counter() - start)
-    print(f"3/3 the GPU tests ({remaining:.0f} s of the budget left) ...", flush=True)
-    tests = run_gpu_tests(repo, max(remaining, 60.0))
+    print(f"3/3 the GPU tests ({time.perf_counter() - start:.0f} s of the {budget_s:.0f} s budget used so far) ...", flush=True)
+    tests = run_gpu_tests(repo, TESTS_TIMEOUT_S)
     return {
         "format": FORMAT,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python -m ast_min.kernels.gpu_table",
         "machine": machine(repo, device),
         "seconds": time.perf_counter() - start,
+        "budget_seconds": budget_s,
         "kernel_shape": dict(kernel_shape),
         "kernel_dtypes": list(kernel_dtypes),
         "expected_providers": expected,
@@ -410,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--render", type=pathlib.Path, default=None, metavar="RAW.json",
                         help="render this raw file instead of measuring (no GPU needed)")
     parser.add_argument("--repo", type=pathlib.Path, default=HERE.parent, help="the checkout whose tests/ to run (default: this one)")
-    parser.add_argument("--budget-s", type=float, default=BUDGET_S, help="time budget in seconds (default: 480)")
+    parser.add_argument("--budget-s", type=float, default=BUDGET_S, help="the run's target time in seconds, reported against (default: 480)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     prog = parser.prog
 
