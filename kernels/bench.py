@@ -123,7 +123,7 @@ def time_ms(fn, device: str) -> float:
 
 
 def bench_one(shape: Shape, dtype: torch.dtype, device: str, attention_fns: dict) -> list[dict]:
-    """Time every provider at one shape and dtype; each row also records the max |O - O_sdpa-reference|."""
+    """Time every provider at one shape and dtype; each row also records the max |O - O_sdpa-reference| and max|v|."""
     g = torch.Generator().manual_seed(0)
     # q, k, v as views of one (B, N, 3, H, Dh) projection, like the model's
     qkv = torch.randn(shape.B, shape.N, 3, shape.H, shape.Dh, generator=g).to(device=device, dtype=dtype)
@@ -131,9 +131,10 @@ def bench_one(shape: Shape, dtype: torch.dtype, device: str, attention_fns: dict
     do = torch.randn(shape.B, shape.H, shape.N, shape.Dh, generator=g).to(device=device, dtype=dtype)
     with torch.no_grad():
         reference = F.scaled_dot_product_attention(q.float(), k.float(), v.float())
+    max_abs_v = v.detach().abs().max().item()  # |O| <= max|v|: the scale an agreement bound is relative to
     rows = []
     for name, fn in attention_fns.items():
-        row = {"shape": shape, "dtype": dtype, "provider": name}
+        row = {"shape": shape, "dtype": dtype, "provider": name, "max_abs_v": max_abs_v}
         try:
             with torch.no_grad():
                 row["max_err"] = (fn(q, k, v).float() - reference).abs().max().item()

@@ -22,7 +22,8 @@ Three facts shape the code (see docs/DESIGN.md, "The fused-attention kernel"):
   fp16, bf16, fp32 and fp64 all take the same path.
 
 Head dims that are not a power of two (80, 96, ...) are padded inside the kernel: the tile width is
-the next power of two (at least 16, tl.dot's minimum) and the loads fill the extra columns with
+the next power of two, at least 16 (the head dim is the reduction side K of Q Kᵀ and dO Vᵀ, and tl.dot
+needs K >= 16 for fp16/bf16 operands; M and N may be smaller), and the loads fill the extra columns with
 zeros, which add nothing to Q Kᵀ and produce output columns that are never stored. No copy is made.
 Head dims above 128 are refused (the tiles would not fit in a GPU's shared memory).
 
@@ -159,7 +160,7 @@ def _attn_fwd(
     wholly inside [0, N) (and wholly below the diagonal if causal) first, then the rest, masked.
     """
     tl.static_assert(BLOCK_D >= HEAD_DIM, "the head-dim tile must cover the head dim (BLOCK_D >= HEAD_DIM)")
-    tl.static_assert(BLOCK_D >= 16, "tl.dot needs every tile side >= 16")
+    tl.static_assert(BLOCK_D >= 16, "tl.dot needs its reduction side K >= 16 (fp16/bf16); BLOCK_D is the K of Q Kᵀ")
     start_m = tl.program_id(0) * BLOCK_M
     off_bh = tl.program_id(1)
     off_b = (off_bh // H).to(tl.int64)  # int64: B·H·N·Dh can exceed 2**31 elements
@@ -443,7 +444,8 @@ def unit_last_stride(t: torch.Tensor) -> torch.Tensor:
 
 
 def _block_d(head_dim: int) -> int:
-    # tl.dot needs every tile side >= 16; non-powers of two are padded with zero columns in the loads.
+    # The head dim is the reduction side K of Q Kᵀ, and tl.dot needs K >= 16 for fp16/bf16 operands (8 for
+    # fp32, 4 for fp64; the 16-bit minimum serves all). Non-powers of two: zero columns, filled by the loads.
     return max(16, triton.next_power_of_2(head_dim))
 
 

@@ -95,6 +95,7 @@ class Report:
     shared_bytes: int = 0
     mma: str = ""
     mma_count: int = 0
+    instructions: int = 0  # every SASS instruction of the kernel, NOPs included
     ldg: int = 0
     ldgsts: int = 0
     utmaldg: int = 0
@@ -147,7 +148,8 @@ def sm100_supported() -> bool:
 def config_label(config) -> str:
     k = config.kwargs
     blocks = "x".join(str(k[b]) for b in ("BLOCK_M", "BLOCK_N") if b in k) or "fixed"
-    return f"{blocks} w{config.num_warps} s{config.num_stages}"
+    cap = f" r{config.maxnreg}" if getattr(config, "maxnreg", None) else ""  # a register cap given to ptxas
+    return f"{blocks} w{config.num_warps} s{config.num_stages}{cap}"
 
 
 def occupancy(arch: Arch, registers: int, num_warps: int, shared_bytes: int) -> tuple[int, str]:
@@ -226,6 +228,9 @@ def compile_kernel(spec: variants.KernelSpec, config, problem: cost.Problem, arc
     return compiled, log.getvalue()
 
 
+CACHE_FORMAT = "2"  # the Report's fields; a new field makes every cached report stale
+
+
 def _cache_dir() -> pathlib.Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return pathlib.Path(base) / "ast-min" / "kernels-inspect"
@@ -234,16 +239,21 @@ def _cache_dir() -> pathlib.Path:
 def _cache_key(spec, config, problem, arch) -> str:
     import triton
 
-    parts = [triton.__version__, spec.fn.cache_key, repr(sorted(config.all_kwargs().items())), repr(problem), str(arch)]
+    parts = [CACHE_FORMAT, triton.__version__, spec.fn.cache_key, repr(sorted(config.all_kwargs().items())), repr(problem), str(arch)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
 def inspect_one(variant: str, pass_: str, kernel_index: int, config_index: int, problem: cost.Problem, arch: int,
                 use_cache: bool = True, unit_stride: bool = True) -> Report:
     """Compile one (kernel, config) for one target and read what came out."""
-    v = variants.get(pass_, variant)
-    spec = v.kernels[kernel_index]
-    config = spec.configs[config_index]
+    spec = variants.get(pass_, variant).kernels[kernel_index]
+    return inspect_config(variant, pass_, kernel_index, spec.configs[config_index], problem, arch, use_cache, unit_stride)
+
+
+def inspect_config(variant: str, pass_: str, kernel_index: int, config, problem: cost.Problem, arch: int,
+                   use_cache: bool = True, unit_stride: bool = True) -> Report:
+    """`inspect_one` for any triton.Config, listed or not (another warp count, a register cap `maxnreg`)."""
+    spec = variants.get(pass_, variant).kernels[kernel_index]
     report = Report(variant, spec.name, config_label(config), arch, problem.dtype, problem.causal, num_warps=config.num_warps)
     cache = _cache_dir() / f"{_cache_key(spec, config, problem, arch)}{'' if unit_stride else '-generic'}.json"
     if use_cache and cache.exists():
@@ -266,6 +276,7 @@ def inspect_one(variant: str, pass_: str, kernel_index: int, config_index: int, 
             # Tensor-core instructions by generation: tcgen05 (Blackwell), wgmma (Hopper), mma.sync (Ampere).
             kind = next((k for k in ("UTCHMMA", "UTCQMMA", "HGMMA", "HMMA") if counts.get(k)), "-")
             report.mma, report.mma_count = kind, counts.get(kind, 0)
+            report.instructions = sum(n for op, n in counts.items() if not op.startswith("_"))
             report.ldg, report.ldgsts, report.utmaldg = counts.get("LDG", 0), counts.get("LDGSTS", 0), counts.get("UTMALDG", 0)
         if use_cache:
             with contextlib.suppress(OSError):  # a read-only home only costs the next run its compiles

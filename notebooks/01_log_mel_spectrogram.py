@@ -28,6 +28,7 @@
 # We build each step by hand with numpy, in float64, plot it, and end the step with an assertion
 # that our hand-built result equals `ast_min`'s:
 #
+# 0. the whole pipeline in one picture, sound file to logits, with the shape at every step,
 # 1. a waveform from an audio file (mono, 16 kHz),
 # 2. 25 ms frames every 10 ms,
 # 3. per-frame DC removal and pre-emphasis,
@@ -57,11 +58,72 @@ from ast_min import features
 SR = 16000  # AST's sampling rate
 
 # %% [markdown]
+# ## 0 · The whole pipeline, in one picture
+#
+# Before building it piece by piece, every step from a sound file to AST's 527 AudioSet scores, with the
+# shape each step produces for a 10-second clip. The shapes are not typed in: the cell runs a 10 s
+# clip through ast-min's own functions, and through an AST-Base with one layer of random weights (the
+# layer count changes no shape), and reads each shape off its tensor. The arrows name the operation
+# and the chapter that builds it: this one, the front end; chapter 02, patches to logits; chapter 03,
+# the attention inside every block, as a GPU kernel.
+
+# %%
+from ast_min.model import patchify  # noqa: E402
+
+flow_config = ast_min.ASTConfig(num_hidden_layers=1, num_labels=527)  # AST-Base's geometry, AudioSet's labels
+clip = (0.1 * np.random.default_rng(1).standard_normal(10 * SR)).astype(np.float32)  # 10 s of noise
+flow_frames = features.frame_signal(torch.from_numpy(clip))  # (T, 400)
+flow_power = features.power_spectrum(features.pre_emphasis(features.remove_dc(flow_frames)) * features.hanning_window(400))
+flow_log_mel = features.log_mel(flow_power, features.mel_filterbank(flow_config.num_mel_bins))  # (T, F)
+flow_input = ast_min.ASTFeatureExtractor()(clip, sampling_rate=SR, return_tensors="pt").input_values  # (1, 1024, F)
+flow_patches = patchify(flow_input, flow_config.patch_size, flow_config.frequency_stride, flow_config.time_stride)
+flow_model = ast_min.ASTForAudioClassification(flow_config).eval()
+with torch.no_grad():
+    flow_out = flow_model(flow_input, output_hidden_states=True)
+steps = [  # (what, shape, the operation that makes the next one, chapter)
+    ("sound file", "any rate, any channels", "load_audio: mono, resample", "01"),
+    ("waveform", (len(clip),), "25 ms frames every 10 ms", "01"),
+    ("frames", tuple(flow_frames.shape), "DC, pre-emphasis, window, |FFT|²", "01"),
+    ("power spectrum", tuple(flow_power.shape), "mel filterbank, log", "01"),
+    ("log-mel", tuple(flow_log_mel.shape), "pad to 1024, normalise", "01"),
+    ("input_values", tuple(flow_input.shape[1:]), "16 x 16 patches, stride 10", "02"),
+    ("patches", tuple(flow_patches.shape[1:]), "linear map, [CLS] + [DIST], positions", "02"),
+    ("tokens", tuple(flow_out.hidden_states[0].shape[1:]), "12 blocks: attention (03) + MLP", "02, 03"),
+    ("hidden states", tuple(flow_out.hidden_states[-1].shape[1:]), "LayerNorm, mean of tokens 0 and 1, head", "02"),
+    ("logits", tuple(flow_out.logits.shape[1:]), None, None),
+]
+T_10s = 1 + (10 * SR - 400) // 160
+assert steps[2][1] == (T_10s, 400) and steps[3][1] == (T_10s, 257) and steps[4][1] == (T_10s, flow_config.num_mel_bins)
+assert steps[5][1] == (flow_config.max_length, flow_config.num_mel_bins)
+assert steps[6][1] == (flow_config.num_patches, flow_config.patch_size**2) and steps[7][1] == (flow_config.sequence_length, flow_config.hidden_size)
+assert steps[9][1] == (527,)
+
+fig, ax = plt.subplots(figsize=(15, 4.6))
+ax.set(xlim=(0, 5), ylim=(0, 2)); ax.axis("off")
+positions = [(i + 0.5, 1.5) for i in range(5)] + [(4.5 - i, 0.5) for i in range(5)]  # left to right, then back
+for (name, shape, _, _), (cx, cy) in zip(steps, positions, strict=True):
+    colour = "#fde2c8" if name in ("sound file", "waveform", "frames", "power spectrum", "log-mel") else "#d6e6f5"
+    ax.add_patch(plt.matplotlib.patches.FancyBboxPatch((cx - 0.36, cy - 0.2), 0.72, 0.4, boxstyle="round,pad=0.02", fc=colour, ec="0.3"))
+    shape_text = shape if isinstance(shape, str) else str(shape)
+    ax.text(cx, cy + 0.06, name, ha="center", va="center", fontsize=10, weight="bold")
+    ax.text(cx, cy - 0.09, shape_text, ha="center", va="center", fontsize=8 if isinstance(shape, str) else 9, family="monospace")
+for (_, _, operation, chapter), start, end in zip(steps[:-1], positions[:-1], positions[1:], strict=True):
+    ax.annotate("", xy=(end[0] - 0.37 * np.sign(end[0] - start[0]), end[1] + (0.2 if end[1] < start[1] else 0)),
+                xytext=(start[0] + 0.37 * np.sign(end[0] - start[0]), start[1] - (0.2 if end[1] < start[1] else 0)),
+                arrowprops=dict(arrowstyle="->", color="0.3"))
+    mid_x, mid_y = (start[0] + end[0]) / 2, (start[1] + end[1]) / 2
+    ax.text(mid_x + (0.15 if end[1] < start[1] else 0), mid_y + (0.26 if start[1] == end[1] else 0), f"{operation}\n(ch. {chapter})",
+            ha="center", va="center", fontsize=7.5, color="0.25")
+ax.set_title("AST's pipeline for a 10 s clip: shapes read off ast-min's tensors (orange: this chapter's front end)")
+plt.show()
+
+# %% [markdown]
 # ## 1 · A waveform
 #
 # Any sound will do; we synthesise one so the chapter needs no download: a rising whistle, a low
-# hum with harmonics, a few clicks and some noise, 3 seconds, written to a 44.1 kHz stereo WAV file
-# as a recorder would. `ast_min.load_audio` reads it back as AST wants it: one channel (the average
+# hum with harmonics, three clicks (4 ms bursts that decay in about 1 ms: short, but broadband and
+# loud enough to show in every spectrogram below) and some noise, 3 seconds, written to a 44.1 kHz
+# stereo WAV file as a recorder would. `ast_min.load_audio` reads it back as AST wants it: one channel (the average
 # of the two) at 16 kHz, float32 in [-1, 1).
 
 # %%
@@ -70,9 +132,14 @@ file_rate, seconds = 44100, 3.0
 t = np.arange(int(file_rate * seconds)) / file_rate
 whistle = 0.3 * np.sin(2 * np.pi * (300 * t + 600 * t**2))  # 300 Hz rising to 3.9 kHz
 hum = sum(0.15 / h * np.sin(2 * np.pi * 110 * h * t) for h in range(1, 6))
+click_times = np.array([0.5, 1.2, 2.2])  # seconds
+burst = np.arange(int(0.004 * file_rate)) / file_rate  # 4 ms
 clicks = np.zeros_like(t)
-clicks[(np.array([0.5, 1.2, 2.2]) * file_rate).astype(int)] = 0.9
-noise = 0.02 * rng.standard_normal(t.shape)
+for c in click_times:  # random signs under a 1 ms exponential decay: a broadband snap
+    start_ = int(c * file_rate)
+    clicks[start_ : start_ + len(burst)] = 0.9 * np.exp(-burst / 0.001) * np.sign(rng.standard_normal(len(burst)))
+noise_std = 0.005
+noise = noise_std * rng.standard_normal(t.shape)
 left, right = whistle + hum + clicks + noise, whistle + 0.5 * hum + noise
 path = Path(tempfile.mkdtemp()) / "sound.wav"
 soundfile.write(path, np.stack([left, right], axis=1), file_rate, subtype="FLOAT")
@@ -98,10 +165,12 @@ t16 = np.arange(len(x)) / SR
 clean = 0.3 * np.sin(2 * np.pi * (300 * t16 + 600 * t16**2)) + 0.75 * sum(
     0.15 / h * np.sin(2 * np.pi * 110 * h * t16) for h in range(1, 6)
 )
-quiet = (np.abs(t16 - 0.5) > 0.01) & (np.abs(t16 - 1.2) > 0.01) & (np.abs(t16 - 2.2) > 0.01)  # skip the clicks
+quiet = np.all([np.abs(t16 - (c + 0.002)) > 0.01 for c in click_times], axis=0)  # skip the clicks
 middle = quiet & (t16 > 0.05) & (t16 < seconds - 0.05)
 assert len(waveform) == int(seconds * SR)
-assert np.sqrt(np.mean((x[middle] - clean[middle]) ** 2)) < 0.03  # only the noise (std 0.02) remains
+residual = np.sqrt(np.mean((x[middle] - clean[middle]) ** 2))
+print(f"rms of what is neither whistle nor hum: {residual:.4f} (the noise's std: {noise_std})")
+assert residual < 2 * noise_std  # only the noise remains, and the resampler's rounding
 
 # %% [markdown]
 # ## 2 · Frames: 25 ms every 10 ms
@@ -127,7 +196,8 @@ for k, i in enumerate(range(start // 160, start // 160 + 4)):  # each frame as a
     axes[0].hlines(-0.6 - 0.08 * k, i * 160 / SR, (i * 160 + 400) / SR, color=f"C{k}", lw=5, label=f"frame {i}")
 axes[0].set(xlabel="seconds", title="four consecutive frames: 400 samples, 160 apart")
 axes[0].legend(fontsize=7, loc="upper right")
-axes[1].imshow(frames_hand.T, aspect="auto", origin="lower", cmap="RdBu", vmin=-0.5, vmax=0.5)
+image = axes[1].imshow(frames_hand.T, aspect="auto", origin="lower", cmap="RdBu", vmin=-0.5, vmax=0.5)
+fig.colorbar(image, ax=axes[1], label="amplitude")
 axes[1].set(xlabel="frame t", ylabel="sample in frame", title="all frames, side by side (T, 400)")
 plt.show()
 
@@ -270,22 +340,55 @@ assert power.shape == (T, 257)
 assert np.allclose(power.numpy(), power_hand, rtol=1e-10, atol=1e-12 * power_hand.max())
 
 bins_hz = np.arange(257) * SR / 512
+
+
+def harmonic_dips(power_row, n_fft, f0=110.0, count=5):
+    """dB between each pair of neighbouring harmonics of f0 and the lowest bin between them (0: no dip)."""
+    hz = np.arange(len(power_row)) * SR / n_fft
+    dips = []
+    for h in range(1, count):
+        a, b = np.argmin(np.abs(hz - h * f0)), np.argmin(np.abs(hz - (h + 1) * f0))  # bins nearest the two harmonics
+        floor = power_row[a : b + 1].min()
+        dips.append(10 * np.log10(min(power_row[a], power_row[b]) / floor))
+    return np.array(dips)
+
+
+centre = (i * 160 + 200) / SR  # the frame's middle, in seconds
+whistle_hz = 300 + 1200 * centre  # d/dt of the phase (300 t + 600 t²)
+above_hum = bins_hz > 700
+whistle_peak = bins_hz[above_hum][np.argmax(power_hand[i, above_hum])]
+dips_25ms = harmonic_dips(power_hand[i], 512)
+print(f"frame {i} ({centre:.3f} s): whistle expected at {whistle_hz:.0f} Hz, strongest bin above 700 Hz at {whistle_peak:.0f} Hz; "
+      f"between the hum's harmonics the spectrum dips by only {dips_25ms.min():.1f} to {dips_25ms.max():.1f} dB")
+assert abs(whistle_peak - whistle_hz) <= 2 * SR / 512  # within two bins
+
 fig, axes = plt.subplots(1, 2, figsize=(12, 3))
 axes[0].plot(bins_hz, 10 * np.log10(power_hand[i] + 1e-12))
-axes[0].set(xlabel="Hz", ylabel="dB", title=f"frame {i}: the hum's harmonics, the whistle")
-axes[1].imshow(10 * np.log10(power_hand.T + 1e-12), aspect="auto", origin="lower", cmap="magma",
-               extent=[0, N / SR, 0, SR / 2])
-axes[1].set(xlabel="seconds", ylabel="Hz", title="power spectrogram (T, 257), dB")
+for h in range(1, 6):
+    axes[0].axvline(110 * h, color="0.6", ls=":", lw=0.8)
+axes[0].axvline(whistle_hz, color="C3", ls="--", lw=0.8, label=f"the whistle's frequency now, {whistle_hz:.0f} Hz")
+axes[0].set(xlabel="Hz", ylabel="dB", xlim=(0, 4000),
+            title=f"frame {i}: the whistle; the hum's harmonics (dotted) barely apart")
+axes[0].legend(fontsize=8)
+image = axes[1].imshow(10 * np.log10(power_hand.T + 1e-12), aspect="auto", origin="lower", cmap="magma",
+                       extent=[0, N / SR, 0, SR / 2])
+fig.colorbar(image, ax=axes[1], label="power, dB")
+axes[1].set(xlabel="seconds", ylabel="Hz", title="power spectrogram (T, 257)")
 plt.show()
 
 # %% [markdown]
+# The whistle stands out as one peak where its frequency is at that moment. The hum does not show as
+# five clean peaks: its harmonics are 110 Hz apart, and a tone seen through a 25 ms Hann window spreads
+# over a main lobe 4 bins of 16000 / 400 = 40 Hz wide, 160 Hz in all, so neighbouring harmonics'
+# lobes overlap and the spectrum dips only a few dB between them (printed above): barely resolved.
+#
 # **The time/frequency trade-off.** A frame of L samples lasts L / 16000 s, and its spectrum cannot
-# separate tones closer than about 16000 / L Hz (a Hann window's main lobe is 4 bins of 16000 / L
-# wide). Longer frames resolve the hum's harmonics, 110 Hz apart, but smear each click over their
-# whole length; shorter frames pin the clicks down and blur the harmonics together (an 8 ms frame is
-# shorter than the hum's 9 ms period, so its energy even pulses with the hum's phase). AST's 25 ms is
-# the speech-processing compromise. Below, one second of a 110 Hz hum with its harmonics and four
-# sharp clicks, with three frame lengths (Hann window, the same 10 ms shift).
+# cleanly separate tones closer than about a main lobe, 4 · 16000 / L Hz. Longer frames resolve the
+# hum's harmonics but smear each click over their whole length; shorter frames pin the clicks down and
+# blur the harmonics together (an 8 ms frame is shorter than the hum's 9 ms period, so its energy even
+# pulses with the hum's phase). AST's 25 ms is the speech-processing compromise. Below, one second of a
+# 110 Hz hum with its harmonics and four sharp clicks, with three frame lengths (Hann window, the same
+# 10 ms shift), and the dips between harmonics each one leaves.
 
 # %%
 def power_spectrogram(signal, length, shift=160):
@@ -300,16 +403,23 @@ def power_spectrogram(signal, length, shift=160):
 t1 = np.arange(SR) / SR
 hum_and_clicks = sum(0.1 / h * np.sin(2 * np.pi * 110 * h * t1) for h in range(1, 8))
 hum_and_clicks[(np.array([0.2, 0.4, 0.6, 0.8]) * SR + 80).astype(int)] += 30.0  # one loud sample each
-fig, axes = plt.subplots(1, 3, figsize=(14, 3.2), sharey=True)
-for ax, length in zip(axes, (128, 400, 1600)):
+fig, axes = plt.subplots(1, 3, figsize=(15, 3.2), sharey=True)
+dips_by_length = {}
+for ax, length in zip(axes, (128, 400, 1600), strict=True):
     spec_ = power_spectrogram(hum_and_clicks, length)
-    ax.imshow(10 * np.log10(spec_.T + 1e-12), aspect="auto", origin="lower", cmap="magma", vmin=-30,
-              extent=[length / 2 / SR, (length / 2 + 160 * len(spec_)) / SR, 0, SR / 2])
+    n_fft = int(2 ** np.ceil(np.log2(length)))
+    dips_by_length[length] = harmonic_dips(spec_[int(0.3 * SR) // 160], n_fft)  # a frame clear of the clicks
+    image = ax.imshow(10 * np.log10(spec_.T + 1e-12), aspect="auto", origin="lower", cmap="magma", vmin=-30,
+                      extent=[length / 2 / SR, (length / 2 + 160 * len(spec_)) / SR, 0, SR / 2])
     ax.set(xlim=(0, 1), ylim=(0, 1000), xlabel="seconds",
-           title=f"L = {length}: {1000 * length / SR:g} ms, bins {SR / int(2 ** np.ceil(np.log2(length))):.1f} Hz apart")
+           title=f"L = {length}: {1000 * length / SR:g} ms, main lobe {4 * SR / length:.0f} Hz")
 axes[0].set_ylabel("Hz")
-plt.tight_layout()
+fig.colorbar(image, ax=axes, label="power, dB", pad=0.01)
 plt.show()
+for length, dips in dips_by_length.items():
+    print(f"L = {length:4d}: dips between neighbouring harmonics {np.round(dips, 1)} dB")
+assert np.all(dips_by_length[128] < 1)  # a 500 Hz main lobe: the harmonics merge
+assert np.all(dips_by_length[400] < dips_by_length[1600]) and np.all(dips_by_length[1600] > 20)  # 160 Hz lobes overlap; 40 Hz ones do not
 # The 25-ms version is the spectrogram above, less pre-emphasis: the same framing and window.
 unemphasised = np.fft.rfft((frames_hand - frames_hand.mean(axis=1, keepdims=True)) * window_hand, n=512)
 assert np.allclose(power_spectrogram(x, 400), np.abs(unemphasised) ** 2)
@@ -391,9 +501,15 @@ assert np.allclose(fast.numpy(), log_mel_hand, atol=1e-9)
 fig, ax = plt.subplots(figsize=(10, 3))
 image = ax.imshow(log_mel_hand.T, aspect="auto", origin="lower", cmap="magma", extent=[0, N / SR, -0.5, F - 0.5])
 ax.axhline(3, color="cyan", lw=0.5, ls=":")
-ax.set(xlabel="seconds", ylabel="mel bin", title="log-mel spectrogram (T, 128); dotted: the empty bin 3")
+ax.plot(click_times + 0.002, [F + 1] * len(click_times), "v", color="cyan", ms=7, clip_on=False)
+ax.set(xlabel="seconds", ylabel="mel bin", title="log-mel spectrogram (T, 128); dotted: the empty bin 3; ▼: the clicks")
 fig.colorbar(image, ax=ax, label="log energy")
 plt.show()
+# Each click lifts its frames' mean log energy well above the frames around it (their median).
+frame_mean = log_mel_hand[:, np.arange(F) != 3].mean(axis=1)  # (T,), the empty bin left out
+rises = [frame_mean[k - 2 : k + 3].max() - np.median(frame_mean[k - 20 : k + 20]) for k in (click_times * SR / 160).astype(int)]
+print("each click's rise over its neighbourhood, mean log energy per frame:", np.round(rises, 2), "nats")
+assert min(rises) > 2  # e² ≈ 7 times the energy of the frames around it, over the whole band
 
 # %% [markdown]
 # ## 8 · The exact conditions: window, dither and Kaldi's defaults
@@ -521,7 +637,7 @@ image = ax.imshow(input_values_hand.T, aspect="auto", origin="lower", cmap="magm
 ax.axvline(T, color="cyan", lw=0.8, ls="--")
 ax.text(T + 10, 100, f"padding\n({-mean / (2 * std):+.2f})", color="cyan", fontsize=9)
 ax.set(xlabel="frame", ylabel="mel bin", title="input_values: what the model sees (1024 × 128)")
-fig.colorbar(image, ax=ax)
+fig.colorbar(image, ax=ax, label="(log-mel − mean) / (2 · std)")
 plt.show()
 print(f"mean {input_values_hand[:T].mean():.2f}, std {input_values_hand[:T].std():.2f} over the audio frames")
 

@@ -98,7 +98,7 @@ plt.imshow(x[0].T, origin="lower", aspect="auto", cmap="magma")
 plt.xlabel("frame (10 ms)")
 plt.ylabel("mel bin")
 plt.title(f"input_values: {len(sound) / sr:g} s of sound as {config.max_length} frames (padded or cut) x {config.num_mel_bins} mel bins")
-plt.colorbar()
+plt.colorbar(label="input_values (normalised log-mel)")
 plt.show()
 
 # %% [markdown]
@@ -123,16 +123,40 @@ assert (f, t_) == (config.frequency_out_dimension, config.time_out_dimension)
 # denser bands.
 
 # %%
-fig, ax = plt.subplots(figsize=(6, 6))
-ax.imshow(x[0, : 2 * st_ + p + st_].T, origin="lower", aspect="auto", cmap="gray")  # three columns and a margin
+first_bin_left_out = (f - 1) * sf_ + p  # the last patch row covers bins up to here, exclusive
+first_frame_left_out = (t_ - 1) * st_ + p  # the last patch column covers frames up to here, exclusive
+fig, ax = plt.subplots(figsize=(7, 6))
+image = ax.imshow(x[0, : 2 * st_ + p + st_].T, origin="lower", aspect="auto", cmap="gray")  # three columns and a margin
+fig.colorbar(image, ax=ax, label="input_values")
 colors = plt.cm.tab10.colors
 for j in range(3):
     for i in range(f):
         ax.add_patch(Rectangle((j * st_ - 0.5, i * sf_ - 0.5), p, p, fc=colors[(i + j) % 10], alpha=0.3, ec=colors[(i + j) % 10], lw=1.5))
+ax.axhspan(first_bin_left_out - 0.5, config.num_mel_bins - 0.5, fc="none", ec="red", hatch="///", lw=0)
+ax.text(1, first_bin_left_out - 3, f"bins {first_bin_left_out}–{config.num_mel_bins - 1}: in no patch", color="red", fontsize=9, va="top",
+        bbox=dict(fc="white", ec="none", alpha=0.8))
 ax.set_xlabel("frame")
 ax.set_ylabel("mel bin")
 ax.set_title(f"{p} x {p} patches, stride ({sf_}, {st_}):\neach overlaps its neighbours by ({p - sf_}, {p - st_})")
 plt.show()
+print(f"left out of every patch: mel bins {first_bin_left_out}..{config.num_mel_bins - 1} and frames "
+      f"{first_frame_left_out}..{config.max_length - 1}")
+
+# %% [markdown]
+# The grid does not reach the image's far edges. The last row of patches starts at bin (f − 1)·s_f and
+# ends p bins later, short of the top (the hatched band above); the last column of patches ends short
+# of the last frame the same way. Those bins and frames (printed above: the top of the frequency range,
+# and the last 80 ms of the 10.24 s window) are in no patch, so the model never sees them: change them
+# and not one output of the patch embedding moves.
+
+# %%
+x_edges = x.clone()
+x_edges[:, first_frame_left_out:, :] += 5.0  # the frames past the last patch column
+x_edges[:, :, first_bin_left_out:] += 5.0  # the bins above the last patch row
+assert first_bin_left_out < config.num_mel_bins and first_frame_left_out < config.max_length  # AST-Base leaves edges out
+assert torch.equal(model.audio_spectrogram_transformer.embeddings.patch_embeddings(x_edges),
+                   model.audio_spectrogram_transformer.embeddings.patch_embeddings(x))
+assert not torch.equal(x_edges, x)
 
 # %% [markdown]
 # `unfold(dim, size, step)` is exactly this cut: unfold frequency, then time, giving a
@@ -197,11 +221,12 @@ print(f"position-embedding grid: {f} x {t_} cells of D = {grid.shape[-1]}")
 fig, axes = plt.subplots(1, 3, figsize=(15, 2.5))
 for ax, (i, j) in zip(axes, [(f // 6, t_ // 10), (f // 2, t_ // 2), (f - 1 - f // 6, t_ - 1 - t_ // 10)]):
     sim = F.cosine_similarity(grid, grid[i, j], dim=-1)  # (f, t)
-    ax.imshow(sim, origin="lower", aspect="auto", cmap="viridis")
+    image = ax.imshow(sim, origin="lower", aspect="auto", cmap="viridis", vmin=-1, vmax=1)
     ax.plot(j, i, "r+", ms=12)
     ax.set_title(f"cosine similarity to cell ({i}, {j})")
     ax.set_xlabel("time patch")
 axes[0].set_ylabel("frequency patch")
+fig.colorbar(image, ax=axes, label="cosine similarity", pad=0.01)
 plt.show()
 
 # %% [markdown]
@@ -280,13 +305,15 @@ ref_after = (ref[0] - start, round((ref[1] + 0.5) * t_ / deit_grid - 0.5))  # ..
 fig, (left, right) = plt.subplots(1, 2, figsize=(15, 3), gridspec_kw={"width_ratios": [1, 3.2]})
 before = F.cosine_similarity(grid_img[0].permute(1, 2, 0), grid_img[0, :, ref[0], ref[1]], dim=-1)  # (24, 24)
 after = F.cosine_similarity(cut[0].permute(1, 2, 0), cut[0, :, ref_after[0], ref_after[1]], dim=-1)  # (f, t)
-left.imshow(before, origin="lower", cmap="viridis"); left.set_title(f"DeiT grid {deit_grid} x {deit_grid}")
+left.imshow(before, origin="lower", cmap="viridis", vmin=-1, vmax=1); left.set_title(f"DeiT grid {deit_grid} x {deit_grid}")
 left.axhspan(start - 0.5, start + f - 0.5, fill=False, ec="w", ls="--")  # the rows that are kept
-right.imshow(after, origin="lower", aspect="auto", cmap="viridis"); right.set_title(f"AST grid {f} x {t_}: rows cut, columns interpolated")
+image = right.imshow(after, origin="lower", aspect="auto", cmap="viridis", vmin=-1, vmax=1)
+right.set_title(f"AST grid {f} x {t_}: rows cut, columns interpolated")
 for ax in (left, right):
     ax.set_xlabel("time patch")
 left.set_ylabel("frequency patch")
 plt.tight_layout()
+fig.colorbar(image, ax=(left, right), label="cosine similarity to the reference cell", pad=0.01)
 plt.show()
 
 # %% [markdown]
@@ -446,21 +473,56 @@ for A in maps:
 assert torch.allclose(rollout.sum(-1), torch.ones(L), atol=1e-4)  # still a distribution per token
 rollout_cls = rollout[0, 2:].reshape(f, t_)
 
-fig, axes = plt.subplots(3, 1, figsize=(12, 8), sharex=True)
+# Two maps computed from the input alone, no model: each patch's mean input value, and each patch's
+# rise above its mel band's median over the clip (chapter 04's "salience": the band's steady background
+# removed). Both on the same f x t grid.
+patch_mean = patches[0].mean(dim=-1).reshape(f, t_)  # (f, t); `patches` is frequency-major, as the tokens are
+above_band = x[0] - x[0].median(dim=0, keepdim=True).values  # (T, F): each bin above its median over time
+salience = F.avg_pool2d(above_band.T[None, None], p, stride=(sf_, st_))[0, 0]  # (f, t)
+
+fig, axes = plt.subplots(5, 1, figsize=(12, 12), sharex=True)
 extent = [0, config.max_length, 0, config.num_mel_bins]
-axes[0].imshow(x[0].T, origin="lower", aspect="auto", cmap="magma", extent=extent)
+image = axes[0].imshow(x[0].T, origin="lower", aspect="auto", cmap="magma", extent=extent)
+fig.colorbar(image, ax=axes[0], label="input_values", pad=0.01)
 axes[0].set_title("spectrogram")
-for ax, m, title in [(axes[1], last_cls, "[CLS] attention, last layer"), (axes[2], rollout_cls, "attention rollout")]:
+rows = [(last_cls, "[CLS] attention, last layer (random weights)", "attention weight"),
+        (rollout_cls, "attention rollout (random weights)", "rollout weight"),
+        (patch_mean, "input only: each patch's mean value", "mean input_values"),
+        (salience, "input only: each patch's rise above its band's median (chapter 04's salience)", "input_values above median")]
+for ax, (m, title, label) in zip(axes[1:], rows, strict=True):
     ax.imshow(x[0].T, origin="lower", aspect="auto", cmap="gray", extent=extent)
-    ax.imshow(m, origin="lower", aspect="auto", cmap="jet", alpha=0.5, extent=extent)
+    image = ax.imshow(m, origin="lower", aspect="auto", cmap="jet", alpha=0.5, extent=extent)
+    fig.colorbar(image, ax=ax, label=label, pad=0.01)
     ax.set_title(title)
-axes[2].set_xlabel("frame")
+axes[-1].set_xlabel("frame")
 plt.show()
 
 # %% [markdown]
-# These weights are random, so the maps say nothing about the sound yet. Chapter 04 fine-tunes a
-# trained model and draws the same maps and rollout for it, with a number that says how closely the
-# rollout follows the sound events.
+# These weights are random, and yet the rollout traces the chirp and the tone. That is not the model
+# knowing anything: it is the lesson of *sanity checks for saliency maps* (Adebayo, Gilmer, Muelly,
+# Goodfellow, Hardt & Kim, NeurIPS 2018). A map meant to show what a model relies on must change when
+# the model's weights are randomised; a map that survives randomisation reflects the input, not the
+# model. Here the weights are random to begin with, so the test is simply: how much of each map is
+# the input? Compare each with the two maps computed from the input alone:
+
+# %%
+def correlation(a, b):
+    return float(np.corrcoef(np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel())[0, 1])
+
+
+checks = {name: {"patch mean": correlation(m, patch_mean), "salience": correlation(m, salience)}
+          for name, m in (("[CLS] attention, last layer", last_cls), ("attention rollout", rollout_cls))}
+for name, values in checks.items():
+    print(f"{name:>28}, random weights: correlation with the input-only maps " + ", ".join(f"{k} {v:.2f}" for k, v in values.items()))
+# The claim of this section, checked: the random model's rollout is mostly the input's loudness.
+assert checks["attention rollout"]["patch mean"] > 0.7 and checks["attention rollout"]["salience"] > 0.5, checks
+
+# %% [markdown]
+# The rollout of a model that has learnt nothing is, to a large extent, a picture of the patches'
+# loudness. So a rollout that "follows the sound" proves nothing about a model by itself; it has to
+# do better than the same measure on random weights, and the measure has to pass the check above
+# first. Chapter 04 fine-tunes a trained model, runs these checks on its attention maps, and compares
+# the fine-tuned model with random weights using a measure that passes them.
 #
 # ## Now you try
 #

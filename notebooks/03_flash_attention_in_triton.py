@@ -24,7 +24,8 @@
 # 3. **blockwise attention by hand** in torch, and a picture of the tiling;
 # 4. **a minimal FlashAttention forward in Triton**, written here and checked against ast-min's kernel
 #    `ast_min.kernels.flash_attention` and torch's SDPA; then the real kernel's source;
-# 5. **the backward pass**: derived, written blockwise in torch, then the kernel's version;
+# 5. **the backward pass**: derived; its two arrangements, the split kernels and FlashAttention-2's one
+#    pass, each by hand in torch and as kernels; and what each costs;
 # 6. **the IO analysis**: bytes, FLOPs, a roofline, and what FlashAttention-2 changed;
 # 7. what changes on a GPU.
 #
@@ -43,8 +44,6 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import inspect
 import math
-import pathlib
-import re
 
 import matplotlib.pyplot as plt
 import torch
@@ -54,7 +53,7 @@ import triton.language as tl
 
 from ast_min import kernels
 from ast_min import ASTConfig
-from ast_min.kernels import cost, fused_attention, tuning
+from ast_min.kernels import cost, fused_attention, tuning, variants
 
 torch.manual_seed(0)
 torch.set_num_threads(1)  # tiny matrices: extra threads only spin on a shared CPU
@@ -174,14 +173,14 @@ print(f"fp16 (100 x 70) @ (70 x 90), b a strided view: max relative error {err:.
 assert err < 2**-11 + 1e-4
 
 # %% [markdown]
-# **Why the blocks are at least 16.** A tensor-core instruction multiplies fixed-size tiles: on
-# Ampere and Hopper one `mma` consumes 16 fp16 values along K per row (`mma.m16n8k16`). Triton's
-# compiler checks this when it compiles `tl.dot` for an NVIDIA GPU: the minimum (M, N, K) it asks its
-# backend for, per operand type, is printed below (M and N below 16 are padded inside the
-# instruction, wasting it). The interpreter does not check: it multiplies with numpy. So a kernel
-# that passes in the interpreter with BLOCK_K = 8 can still fail to compile for the GPU in fp16; keep
-# every `tl.dot` dimension at least 16. (ast-min's kernel pads head dims below 16 up to 16 for this
-# reason: `fused_attention._block_d`.)
+# **Which side of a `tl.dot` must be at least 16.** A tensor-core instruction multiplies fixed-size
+# tiles: on Ampere and Hopper one `mma` consumes 16 fp16 values per row along the reduction dimension
+# K (`mma.m16n8k16`). Triton's compiler checks that side when it compiles `tl.dot` for an NVIDIA GPU.
+# The minimum (M, N, K) it asks its backend for, per operand type, is printed below: M and N may be as
+# small as 1 (a thin tile is padded inside the instruction, which wastes part of it but is allowed);
+# only K has a real minimum, 16 for fp16/bf16 (8 for fp32, 4 for fp64). The interpreter does not
+# check: it multiplies with numpy. So a kernel that passes in the interpreter with BLOCK_K = 8 can
+# still fail to compile for the GPU in fp16.
 
 # %%
 from triton.backends.compiler import GPUTarget  # noqa: E402
@@ -190,9 +189,32 @@ from triton.backends.nvidia.compiler import min_dot_size  # noqa: E402
 minimum = min_dot_size(GPUTarget("cuda", 90, 32))  # Hopper (sm_90); the rule is the same for sm_80
 for dtype in (tl.float16, tl.bfloat16, tl.float32):
     print(f"tl.dot on {dtype}: (M, N, K) >= {minimum(dtype, dtype)}")
-assert minimum(tl.float16, tl.float16)[2] == 16
-assert fused_attention._block_d(8) == 16 and fused_attention._block_d(64) == 64
+assert minimum(tl.float16, tl.float16) == minimum(tl.bfloat16, tl.bfloat16) == (1, 1, 16)  # only K is bounded
 assert torch.allclose(matmul(a.float(), b.float(), block_k=8), a.float() @ b.float(), atol=1e-4)  # the interpreter runs it anyway
+
+# %% [markdown]
+# Then why are *all* the attention kernels' blocks at least 16? Because in those kernels every block
+# size is the K of some product. The head-dim tile BLOCK_D is the K of Q Kᵀ; the key block BLOCK_N is
+# the K of P V (the sum over keys); in the backward, the query block BLOCK_M is the K of dV += Pᵀ dO
+# and dK += dSᵀ Q (sums over queries). Below, each kernel's products with the block that is their K,
+# checked over every GPU configuration in `kernels/tuning.py`; head dims below 16 are padded to 16
+# (`fused_attention._block_d`).
+
+# %%
+K_SIDE = {  # kernel -> {its tl.dot product: the block that is that product's reduction side K}
+    "forward": {"S = Q Kᵀ": "BLOCK_D", "acc += P V": "BLOCK_N"},
+    "dK/dV (and the one-pass backward)": {"Sᵀ = K Qᵀ": "BLOCK_D", "dV += Pᵀ dO": "BLOCK_M",
+                                          "dPᵀ = V dOᵀ": "BLOCK_D", "dK += dSᵀ Q": "BLOCK_M"},
+    "dQ": {"S = Q Kᵀ": "BLOCK_D", "dP = dO Vᵀ": "BLOCK_D", "dQ += dS K": "BLOCK_N"},
+}
+GPU_CONFIGS = {"forward": tuning.FORWARD_GPU, "dK/dV (and the one-pass backward)": tuning.BACKWARD_DKDV_GPU + tuning.BACKWARD_FUSED_GPU,
+               "dQ": tuning.BACKWARD_DQ_GPU}
+for kernel, products in K_SIDE.items():
+    sides = sorted(set(products.values()) - {"BLOCK_D"})
+    smallest = {side: min(c.kwargs[side] for c in GPU_CONFIGS[kernel]) for side in sides}
+    print(f"{kernel:>34}: " + ", ".join(f"{p} (K = {side})" for p, side in products.items()) + f"; smallest GPU {smallest}")
+    assert GPU_CONFIGS[kernel] and min(smallest.values()) >= minimum(tl.float16, tl.float16)[2]
+assert fused_attention._block_d(8) == 16 and fused_attention._block_d(64) == 64
 
 # %% [markdown]
 # ## 2 · The online softmax
@@ -217,6 +239,59 @@ for block in s.split(64):
     m = m_new
 print(f"online: {m + math.log(l):.12f}   torch.logsumexp: {torch.logsumexp(s, 0).item():.12f}")
 assert abs((m + math.log(l)) - torch.logsumexp(s, 0).item()) < 1e-12
+
+# %% [markdown]
+# The picture of one query row streaming past 8 key blocks of 16 keys. Its scores drift upwards (as a
+# row's do when the relevant keys come late), so the running maximum $m$ jumps several times. Left:
+# the scores and the running maximum after each block. Middle: the running sum $\ell$ after each block,
+# split into the old sum *rescaled* by $\alpha = e^{m_j - m_{j+1}}$ (dark) and the new block's
+# $\sum e^{x - m_{j+1}}$ (light); the dots are $\alpha$ (right axis), 1 whenever the maximum did not
+# move. Right: the running output $acc / \ell$ for one value column, after each block, against exact
+# attention over the keys seen so far: thanks to the rescaling the running state is, at every step,
+# exactly the softmax over the prefix — nothing is approximate until the end.
+
+# %%
+g_row = torch.Generator().manual_seed(3)
+n_blocks, width = 8, 16
+row = torch.randn(n_blocks * width, dtype=torch.float64, generator=g_row) * 1.5 + torch.linspace(0, 6, n_blocks * width, dtype=torch.float64)
+values = torch.randn(n_blocks * width, dtype=torch.float64, generator=g_row)  # one column of V
+m, l, acc = -math.inf, 0.0, 0.0
+trace = []  # per block: m, alpha, the rescaled old sum, the new block's sum, acc / l
+for j, (x, vx) in enumerate(zip(row.split(width), values.split(width), strict=True)):
+    m_new = max(m, x.max().item())
+    alpha = math.exp(m - m_new)  # exp(-inf) = 0 on the first block: nothing to rescale yet
+    fresh = torch.exp(x - m_new)
+    l, acc = l * alpha + fresh.sum().item(), acc * alpha + (fresh * vx).sum().item()
+    trace.append(dict(m=m_new, alpha=alpha, old=l - fresh.sum().item(), new=fresh.sum().item(), out=acc / l))
+    m = m_new
+    seen = slice(0, (j + 1) * width)  # exact attention over the keys seen so far
+    assert abs(acc / l - (torch.softmax(row[seen], 0) * values[seen]).sum().item()) < 1e-12
+assert abs(m + math.log(l) - torch.logsumexp(row, 0).item()) < 1e-12
+assert sum(t["alpha"] < 1 for t in trace[1:]) >= 2  # the maximum moved more than once: a picture worth drawing
+
+fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 3.6))
+keys = torch.arange(len(row))
+left.plot(keys, row, ".", ms=4, label="scores s")
+left.hlines([t["m"] for t in trace], [j * width - 0.5 for j in range(n_blocks)], [(j + 1) * width - 0.5 for j in range(n_blocks)],
+            color="crimson", lw=2, label="running max m after the block")
+for j in range(1, n_blocks):
+    left.axvline(j * width - 0.5, color="0.8", lw=0.8, zorder=0)
+left.set(xlabel="key index (8 blocks of 16)", ylabel="score", title="one query row, streamed block by block")
+left.legend(fontsize=8)
+blocks = range(1, n_blocks + 1)
+middle.bar(blocks, [t["old"] for t in trace], color="tab:blue", label="old sum · α (rescaled)")
+middle.bar(blocks, [t["new"] for t in trace], bottom=[t["old"] for t in trace], color="lightskyblue", label="new block's sum")
+middle.set(xlabel="after block j", ylabel="ℓ (relative to the current max)", title="the running sum, rescaled")
+middle.legend(fontsize=8, loc="upper left", framealpha=0.9)
+middle.set_ylim(0, 1.35 * max(t["old"] + t["new"] for t in trace))  # room for the legend
+twin = middle.twinx()
+twin.plot(blocks[1:], [t["alpha"] for t in trace[1:]], "o", color="crimson")  # block 1 has no old sum to rescale
+twin.set_ylabel("α = exp(m_old − m_new)", color="crimson"); twin.set_ylim(0, 1.35)
+right.plot(blocks, [t["out"] for t in trace], "o-", label="acc / ℓ, running")
+right.axhline((torch.softmax(row, 0) * values).sum().item(), color="k", ls=":", label="exact output, all keys")
+right.set(xlabel="after block j", ylabel="output (one value column)", title="the running output")
+right.legend(fontsize=8)
+plt.tight_layout()
 
 # %% [markdown]
 # ## 3 · Blockwise attention, by hand
@@ -384,11 +459,22 @@ assert torch.allclose(o_small, o_lib, atol=1e-5) and torch.allclose(lse_small, l
 #
 # ast-min's forward is the same program, with three additions: head dims that are not a power of two
 # (padded inside the kernel), an optional causal mask, and the key loop split in two, so only the
-# blocks that need a mask (the tail; the diagonal if causal) pay for a `tl.where`. Its source,
-# printed from the module so this page cannot drift from it:
+# blocks that need a mask (the tail; the diagonal if causal) pay for a `tl.where`. Its pointer
+# arithmetic lives in three small helpers that every kernel of the module (forward and backward) uses:
+# `_head_base` moves a tensor's base pointer to one (batch, head), `_tile_ptrs` builds the
+# (rows, head-dim) block of pointers, and `_tile_ptrs_t` the same block transposed (how Kᵀ is loaded
+# with no copy). Three constants: `LOG2E` and `LN2` convert between natural and base-2 logarithms
+# (the exp2 trick and the saved LSE), and `NEG_LARGE` is the finite score of a masked pair. The
+# sources, printed from the module so this page cannot drift from it:
 
 # %%
-for fn in (fused_attention._key_block_bounds, fused_attention._attn_fwd_step, fused_attention._attn_fwd):
+print(f"LOG2E = {fused_attention.LOG2E.value!r}, LN2 = {fused_attention.LN2.value!r}, NEG_LARGE = {fused_attention.NEG_LARGE.value!r}")
+assert math.isclose(fused_attention.LOG2E.value, math.log2(math.e), rel_tol=1e-15)
+assert math.isclose(fused_attention.LOG2E.value * fused_attention.LN2.value, 1.0, rel_tol=1e-15)
+assert 2.0**fused_attention.NEG_LARGE.value == 0.0  # exp2 of a masked score underflows to exactly 0 ...
+assert fused_attention.NEG_LARGE.value - fused_attention.NEG_LARGE.value == 0.0  # ... and, being finite, never makes a NaN
+for fn in (fused_attention._head_base, fused_attention._tile_ptrs, fused_attention._tile_ptrs_t,
+           fused_attention._key_block_bounds, fused_attention._attn_fwd_step, fused_attention._attn_fwd):
     print(inspect.getsource(fn.fn))  # .fn: the Python function under the @triton.jit wrapper
 
 # %% [markdown]
@@ -421,13 +507,27 @@ assert torch.allclose(delta_from_p, delta_from_o, atol=1e-12)
 print(f"rowsum(P∘dP) - rowsum(dO∘O): {(delta_from_p - delta_from_o).abs().max().item():.1e}")
 
 # %% [markdown]
-# The backward, blockwise, by hand (one head). As in ast-min's kernels it is split so that no two
-# programs write the same rows: one loop over key blocks accumulates dK and dV (each key block's
-# program streams the query blocks), one loop over query blocks accumulates dQ.
+# ### 5.1 Two ways to organise the loops
+#
+# The backward produces three gradients with different owners. dK and dV of a key row sum over every
+# query row; dQ of a query row sums over every key row. A program that owns a key block can keep its
+# dK and dV private, but its contributions to dQ land on *every* query block's rows, which every other
+# key block's program also writes. There are two answers, and ast-min has both:
+#
+# - **split** (`flash_attention(..., backward="split")`, the default, and what the model's `triton`
+#   backend uses): two kernels. The dK/dV kernel has one program per key block that streams the query
+#   blocks; the dQ kernel has one program per query block that streams the key blocks. No program
+#   writes another's rows, so no atomics — but both recompute S = Q Kᵀ and dP = dO Vᵀ for every tile.
+# - **one pass** (`backward="fused"`, FlashAttention-2's Algorithm 2, Dao 2023): one program per key
+#   block does everything in one loop and *adds* its share of each dQ tile into a shared fp32 buffer
+#   with atomic adds. S and dP are computed once.
+#
+# Both, by hand (one head), and checked against autograd through SDPA and against
+# `kernels.blockwise_attention_backward`:
 
 # %%
-def backward_by_hand(do, q, k, v, o, lse, block_m=16, block_n=16):
-    """All (N, Dh) for one head but lse (N,). Returns dq, dk, dv."""
+def split_backward_by_hand(do, q, k, v, o, lse, block_m=16, block_n=16):
+    """All (N, Dh) for one head but lse (N,). Returns dq, dk, dv: two loop nests, no shared writes."""
     n, d = q.shape
     scale = d**-0.5
     delta = (do * o).sum(-1)  # (N,)
@@ -441,54 +541,125 @@ def backward_by_hand(do, q, k, v, o, lse, block_m=16, block_n=16):
             dk[j : j + block_n] += scale * ds.T @ q[i : i + block_m]
     for i in range(0, n, block_m):  # the dQ kernel: one program per query block
         for j in range(0, n, block_n):
-            p = torch.exp(q[i : i + block_m] @ k[j : j + block_n].T * scale - lse[i : i + block_m, None])
-            ds = p * (do[i : i + block_m] @ v[j : j + block_n].T - delta[i : i + block_m, None])
+            p = torch.exp(q[i : i + block_m] @ k[j : j + block_n].T * scale - lse[i : i + block_m, None])  # again
+            ds = p * (do[i : i + block_m] @ v[j : j + block_n].T - delta[i : i + block_m, None])  # dP again
             dq[i : i + block_m] += scale * ds @ k[j : j + block_n]
     return dq, dk, dv
 
 
+def one_pass_backward_by_hand(do, q, k, v, o, lse, block_m=16, block_n=16):
+    """The same gradients in one loop nest; dq is shared by every key block (the kernel adds atomically)."""
+    n, d = q.shape
+    scale = d**-0.5
+    delta = (do * o).sum(-1)  # (N,)
+    dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    for j in range(0, n, block_n):  # one program per key block
+        kj, vj = k[j : j + block_n], v[j : j + block_n]
+        for i in range(0, n, block_m):
+            p = torch.exp(q[i : i + block_m] @ kj.T * scale - lse[i : i + block_m, None])  # (Bm, Bn), once
+            dv[j : j + block_n] += p.T @ do[i : i + block_m]
+            ds = p * (do[i : i + block_m] @ vj.T - delta[i : i + block_m, None])
+            dk[j : j + block_n] += scale * ds.T @ q[i : i + block_m]
+            dq[i : i + block_m] += scale * ds @ kj  # another program's rows: tl.atomic_add in the kernel
+    return dq, dk, dv
+
+
 o, lse = kernels.attention_math(q, k, v)
-by_hand = backward_by_hand(do[0, 0], q[0, 0], k[0, 0], v[0, 0], o[0, 0], lse[0, 0])
 library = kernels.blockwise_attention_backward(do, q, k, v, o, lse, block_m=16, block_n=16)
 q_, k_, v_ = (t.clone().requires_grad_() for t in (q, k, v))
 autograd = torch.autograd.grad(F.scaled_dot_product_attention(q_, k_, v_), (q_, k_, v_), do)
-for name, g, g_lib, g_ref in zip("qkv", by_hand, library, autograd):
-    print(f"d{name}: hand vs autograd(SDPA) {(g - g_ref[0, 0]).abs().max().item():.1e}, "
-          f"hand vs kernels.blockwise_attention_backward {(g - g_lib[0, 0]).abs().max().item():.1e}")
-    assert torch.allclose(g, g_ref[0, 0], atol=1e-12) and torch.allclose(g, g_lib[0, 0], atol=1e-12)
+for by_hand in (split_backward_by_hand, one_pass_backward_by_hand):
+    grads = by_hand(do[0, 0], q[0, 0], k[0, 0], v[0, 0], o[0, 0], lse[0, 0])
+    for name, g, g_lib, g_ref in zip("qkv", grads, library, autograd, strict=True):
+        print(f"{by_hand.__name__:>26}, d{name}: vs autograd(SDPA) {(g - g_ref[0, 0]).abs().max().item():.1e}, "
+              f"vs kernels.blockwise_attention_backward {(g - g_lib[0, 0]).abs().max().item():.1e}")
+        assert torch.allclose(g, g_ref[0, 0], atol=1e-12) and torch.allclose(g, g_lib[0, 0], atol=1e-12)
 
 # %% [markdown]
-# The kernel's dQ program is that second loop. Its step and its body:
+# What the one pass saves, counted: per (query block, key block) pair the split nests do 7 matrix
+# products (4 in the dK/dV loop, 3 in the dQ loop, two of them repeats), the one pass 5. torch's own
+# FLOP counter, run over both functions:
 
 # %%
-for fn in (fused_attention._attn_bwd_dq_step, fused_attention._attn_bwd_dq):
-    print(inspect.getsource(fn.fn))
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+matmul_flops = {}
+for by_hand in (split_backward_by_hand, one_pass_backward_by_hand):
+    with FlopCounterMode(display=False) as counter:
+        by_hand(do[0, 0], q[0, 0], k[0, 0], v[0, 0], o[0, 0], lse[0, 0])
+    matmul_flops[by_hand.__name__] = counter.get_total_flops()
+n_tok, d_head = q.shape[-2:]
+per_product = 2 * n_tok * n_tok * d_head  # one product over every (query, key) pair, summed over all tiles
+print({name: f"{value / per_product:g} products over all pairs" for name, value in matmul_flops.items()})
+assert matmul_flops["split_backward_by_hand"] == 7 * per_product and matmul_flops["one_pass_backward_by_hand"] == 5 * per_product
 
 # %% [markdown]
-# Now the whole kernel, forward and backward through `torch.autograd`, against SDPA in float64. The
-# q, k, v below are laid out as in the model: each of its three separate linear maps (query, key,
-# value) gives (B, N, H·Dh), viewed as (B, N, H, Dh) and transposed to (B, H, N, Dh) — non-contiguous
-# views, which the kernel reads through their strides.
+# ### 5.2 The split kernels
+#
+# Three launches (`attention_backward`): delta = rowsum(dO ∘ O), one program per block of rows; then
+# the dK/dV kernel on a grid of (⌈N / BLOCK_N⌉, B·H) and the dQ kernel on (⌈N / BLOCK_M⌉, B·H). Each
+# recomputes P from the saved LSE in the forward's base-2 units: the scores are s₂ = q·k·scale·log₂e,
+# so P = exp(S − LSE) = exp2(s₂ − LSE·log₂e), and `lse2` is the LSE times `LOG2E`, loaded once per
+# query block. The loops are split as the forward's are: unmasked blocks first, then the masked tail
+# (and, causal, the diagonal). The same helpers as the forward's build every pointer.
+
+# %%
+s_tile = q[0, 0, :16] @ k[0, 0, :16].T * scale  # (16, 16) scores, natural units
+lse2 = lse[0, 0, :16] * fused_attention.LOG2E.value
+assert torch.allclose(torch.exp2(s_tile * fused_attention.LOG2E.value - lse2[:, None]), torch.exp(s_tile - lse[0, 0, :16, None]), rtol=1e-13)
+for fn in (fused_attention._attn_bwd_delta, fused_attention._attn_bwd_dkdv_step, fused_attention._attn_bwd_dkdv,
+           fused_attention._attn_bwd_dq_step, fused_attention._attn_bwd_dq):
+    print(inspect.getsource(fn.fn))
+print(inspect.getsource(fused_attention.attention_backward))
+
+# %% [markdown]
+# ### 5.3 The one-pass kernel (FlashAttention-2, Algorithm 2)
+#
+# `kernels/variant_fused_backward.py`: the dK/dV kernel's loop with one more product per step,
+# dQ_i += dS K_j, added into global memory with `tl.atomic_add` because other programs add to the
+# same rows. The launcher zeroes an fp32 buffer for those adds (fp64 for fp64 inputs: adding in the
+# input's fp16 would round at every add), runs delta and the one kernel, then scales and casts the
+# buffer to dQ. Two consequences: the autotuner, which runs the kernel once per candidate
+# configuration, must zero the buffer before every trial (`reset_to_zero=["DQ"]`); and the atomic adds
+# land in whatever order the programs reach them, so dQ's last bits can differ from run to run (the
+# interpreter runs programs one after the other, so here they do not).
+
+# %%
+from ast_min.kernels import variant_fused_backward  # noqa: E402
+
+for fn in (variant_fused_backward._attn_bwd_fused_step, variant_fused_backward._attn_bwd_fused):
+    print(inspect.getsource(fn.fn))
+print(inspect.getsource(variant_fused_backward.attention_backward_fused))
+
+# %% [markdown]
+# ### 5.4 Both, through `torch.autograd`, against SDPA
+#
+# Now the whole kernel, forward and both backwards, against SDPA in float64. The q, k, v below are
+# laid out as in the model: each of its three separate linear maps (query, key, value) gives
+# (B, N, H·Dh), viewed as (B, N, H, Dh) and transposed to (B, H, N, Dh) — non-contiguous views,
+# which the kernel reads through their strides.
 
 # %%
 B, H, N, Dh = 2, 3, 53, 32  # 53: a prime, so every block size leaves a masked tail
 q, k, v = (torch.randn(B, N, H * Dh).view(B, N, H, Dh).transpose(1, 2).requires_grad_() for _ in range(3))
 assert not q.is_contiguous()
-o, lse = kernels.flash_attention(q, k, v, return_lse=True)
-do = torch.randn_like(o)
-dq, dk, dv = torch.autograd.grad(o, (q, k, v), do)
-
+do = torch.randn(B, H, N, Dh)
 q64, k64, v64 = (t.detach().double().requires_grad_() for t in (q, k, v))
 o_ref = F.scaled_dot_product_attention(q64, k64, v64)
 refs = torch.autograd.grad(o_ref, (q64, k64, v64), do.double())
-print(f"O:   max |triton - SDPA(float64)| = {(o - o_ref).abs().max().item():.1e}")
+BACKWARDS = [variant.name for variant in variants.variants("backward")]
+assert {"split", "fused"} <= set(BACKWARDS)
+for backward in BACKWARDS:
+    o, lse = kernels.flash_attention(q, k, v, return_lse=True, backward=backward)
+    dq, dk, dv = torch.autograd.grad(o, (q, k, v), do)
+    print(f"backward={backward!r}: O max |triton - SDPA(float64)| = {(o - o_ref).abs().max().item():.1e}")
+    for name, g, g_ref in zip("qkv", (dq, dk, dv), refs, strict=True):
+        print(f"    d{name}: max |triton - SDPA autograd| = {(g - g_ref).abs().max().item():.1e}")
+        assert torch.allclose(g.double(), g_ref, atol=2e-5)
+    assert torch.allclose(o.double(), o_ref, atol=2e-5)
 lse_err = (lse - torch.logsumexp(q64 @ k64.mT / Dh**0.5, -1)).abs().max().item()
-print(f"LSE: max |triton - logsumexp|     = {lse_err:.1e}")
+print(f"LSE: max |triton - logsumexp| = {lse_err:.1e}")
 assert lse_err < 2e-5
-for name, g, g_ref in zip("qkv", (dq, dk, dv), refs):
-    print(f"d{name}:  max |triton - SDPA autograd| = {(g - g_ref).abs().max().item():.1e}")
-    assert torch.allclose(g.double(), g_ref, atol=2e-5)
-assert torch.allclose(o.double(), o_ref, atol=2e-5)
 
 # %% [markdown]
 # Causal attention (for experimenters; AST does not use it) and fp16 run through the same kernel. In
@@ -514,6 +685,50 @@ for bad in (torch.randn(1, 2, 5, 256), torch.randn(2, 5, 16)):
     else:
         raise AssertionError(f"flash_attention accepted q of shape {tuple(bad.shape)}")
 
+# %% [markdown]
+# ### 5.5 What each costs, and when each wins
+#
+# The cost model (`kernels/cost.py`, section 6 explains its counts) prices both at AST's shape: batch
+# 8, bf16, the same 64 x 64 blocks in every kernel so the comparison is like for like. FLOPs are the
+# tile products as launched; bytes count every tile a program loads as read from HBM (no reuse
+# between programs), and for the one pass each atomic add as a read and a write of an fp32 dQ tile.
+
+# %%
+P_AST = cost.Problem(8, config.num_attention_heads, config.sequence_length, config.head_dim, "bf16")
+split_parts = {"delta": cost.delta(P_AST), "dK/dV": cost.backward_dkdv(P_AST, 64, 64), "dQ": cost.backward_dq(P_AST, 64, 64)}
+fused_parts = {"delta": cost.delta(P_AST), "one pass (dK/dV + atomic dQ)": cost.backward_fused(P_AST, 64, 64),
+               "dQ buffer: zero, scale, cast": cost.dq_epilogue(P_AST)}
+split_total, fused_total = sum(split_parts.values(), cost.Cost(0, 0)), sum(fused_parts.values(), cost.Cost(0, 0))
+rows = ([(f"split: {name}", P_AST, c) for name, c in split_parts.items()] + [("**split, total**", P_AST, split_total)]
+        + [(f"fused: {name}", P_AST, c) for name, c in fused_parts.items()] + [("**fused, total**", P_AST, fused_total)])
+print(cost.table(rows))
+compute_us = {name: c.flops / cost.H100.flops["bf16"] * 1e6 for name, c in (("split", split_total), ("fused", fused_total))}
+print(f"H100 at its bf16 peak, matmuls only: split {compute_us['split']:.0f} µs, fused {compute_us['fused']:.0f} µs")
+dq_buffer = config.sequence_length * config.head_dim * 4  # one (clip, head)'s fp32 dQ accumulator
+print(f"one (clip, head)'s fp32 dQ buffer: {dq_buffer / 1e3:.0f} kB; it receives {triton.cdiv(config.sequence_length, 64)} "
+      f"atomic adds per element, one from each key block's program")
+assert math.isclose(fused_total.flops / split_total.flops, 5 / 7)  # 5 products per tile pair instead of 7
+assert fused_total.bytes > split_total.bytes  # ... paid in fp32 read-modify-writes of dQ
+
+# %% [markdown]
+# Read the two totals against each other:
+#
+# - **If the backward is compute-bound** — the re-reads of K, V and the dQ buffer are served by the L2
+#   cache, as section 6 argues for the forward (one (clip, head)'s dQ buffer, printed above, is far
+#   below an H100's 50 MB L2) — the one pass does 5/7 of the matmuls and should win, by less than
+#   7/5, because its atomic adds are not free: up to ⌈N / BLOCK_N⌉ programs add into the same dQ tile.
+# - **If every byte went to HBM** (the model's no-reuse bound), the split kernels would win: the one
+#   pass moves more bytes, the fp32 read-modify-writes of dQ.
+# - **Whatever the speed**, split gives bit-for-bit reproducible gradients and can be autotuned by
+#   plain re-running; the one pass's dQ varies in its last bits from run to run and needs its buffer
+#   zeroed before every tuning trial. That is why the model's `triton` backend uses split.
+#
+# Which one wins on a given card is a measurement: `python -m ast_min.kernels.gpu_table` times both
+# (providers `triton` and `triton-fused`) against SDPA, and section 7 prints its table.
+#
+# **Your turn: the backward in Triton.** `ast-min assignment start triton_backward` hands you the
+# backward kernels to write yourself (Triton's interpreter runs them on a CPU), and
+# `ast-min assignment check triton_backward` grades them against autograd on inputs you did not choose.
 # %% [markdown]
 # ## 6 · The IO analysis
 #
@@ -551,6 +766,25 @@ for name, value in intensity.items():
 assert 100 < intensity["fused, BLOCK_M 128"] < 120 < 500 < intensity["fused, read once"]
 # kernels/cost.py counts the forward the same way, block by block, and adds the LSE it writes (fp32, 4 bytes a row).
 assert cost.forward(cost.Problem(1, 1, N, d, "bf16"), 128, 64).bytes == fused_bytes(128) + 4 * N
+
+# %% [markdown]
+# `kernels/cost.py` counts the same forward and gets a higher intensity (chapter 05 and
+# `kernels/NOTES.md` print its number). Both are right: they count different FLOPs. Above, the FLOPs
+# are the *useful* ones, 4N²d, the convention benchmarks report TFLOP/s in. The cost model counts what
+# the tensor cores execute: whole tiles, padding included — ⌈N / BLOCK_M⌉·BLOCK_M query rows against
+# ⌈N / BLOCK_N⌉·BLOCK_N keys — and its bytes add the LSE the kernel writes (fp32, 4 bytes a row). The
+# two are related exactly:
+
+# %%
+model_forward = cost.forward(cost.Problem(1, 1, N, d, "bf16"), 128, 64)
+padded_rows, padded_keys = triton.cdiv(N, 128) * 128, triton.cdiv(N, 64) * 64
+padding, with_lse = padded_rows * padded_keys / N**2, fused_bytes(128) / model_forward.bytes
+print(f"useful FLOPs over bytes without the LSE (above):   {intensity['fused, BLOCK_M 128']:.1f} FLOP/byte")
+print(f"tile FLOPs over bytes with the LSE (kernels/cost.py): {model_forward.intensity:.1f} FLOP/byte"
+      f" = {intensity['fused, BLOCK_M 128']:.1f} x {padding:.4f} (tiles: {padded_rows} x {padded_keys} for {N} x {N})"
+      f" x {with_lse:.4f} (the LSE's bytes)")
+assert math.isclose(model_forward.flops, flops * padding)
+assert math.isclose(model_forward.intensity, intensity["fused, BLOCK_M 128"] * padding * with_lse)
 
 # %% [markdown]
 # Published peak numbers (dense fp16/bf16 tensor-core FLOP/s; HBM bandwidth; SXM parts): the A100
@@ -621,8 +855,11 @@ plt.legend(fontsize=8); plt.grid(alpha=0.3, which="both")
 # - **Occupancy**: the grid is B·H x ⌈N / BLOCK_M⌉ programs; at batch 1 it may be smaller than the
 #   card's number of SMs (132 on an H100 SXM), and larger batches fill the card.
 #
-# `python -m ast_min.kernels.bench` times this kernel against torch SDPA's backends and eager attention;
-# `kernels/NOTES.md` keeps the table, with its status (measured, or predictions only) on top.
+# `python -m ast_min.kernels.gpu_table`, run once on a machine with a CUDA GPU, measures everything this
+# chapter can only predict: both backwards and every other variant against SDPA at AST's shape in bf16 and
+# fp16, the GPU tests, and AST-Base end to end. It writes one dated table (`kernels/GPU_TABLE.md`, the card,
+# driver and versions on top), which the cell below prints, as it stands: measured, or saying that no GPU
+# run is recorded yet. `kernels/NOTES.md` keeps the predictions it is to be compared with.
 
 # %%
 print("interpreter configs (BLOCK_M, BLOCK_N):", [(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in tuning.FORWARD_INTERPRETER])
@@ -635,15 +872,16 @@ def programs(batch: int, block_m: int = 128) -> int:
 
 print({batch: programs(batch) for batch in (1, 8, 64)}, "programs at BLOCK_M 128 (H100 SXM: 132 SMs)")
 assert programs(1) < 132 <= programs(8)
-notes = pathlib.Path(kernels.__file__).with_name("NOTES.md").read_text()
-status = re.search(r"\*\*Status[^*]*\*\*", notes)
-print("kernels/NOTES.md:", status.group(0) if status else "(no status line)")
-# Its GPU table (measured, or marked as predictions until a GPU run fills it in), as it stands today:
-for section in re.split(r"\n(?=## )", notes):
-    title = section.splitlines()[0]
-    if title.startswith("## ") and ("Measure" in title or "Predict" in title):
-        print("\n" + title)
-        print("\n".join(line for line in section.splitlines() if line.startswith("|")))
+from ast_min.kernels import gpu_table  # noqa: E402
+
+print(gpu_table.read_table())
+measured = gpu_table.load_raw()
+if measured is not None:  # the question of section 5.5, answered on the card the table was measured on
+    for dtype in measured["kernel_dtypes"]:
+        times = {r["provider"]: r["fwdbwd_ms"] for r in measured["kernels"] if r["dtype"] == dtype and not r["note"]}
+        if {"triton", "triton-fused"} <= set(times):
+            faster = "one pass (fused)" if times["triton-fused"] < times["triton"] else "split"
+            print(f"{dtype}: forward+backward split {times['triton']:.3f} ms, one pass {times['triton-fused']:.3f} ms: {faster} wins")
 
 # %% [markdown]
 # ## Now you try
@@ -652,5 +890,7 @@ for section in re.split(r"\n(?=## )", notes):
 #   softmax, saved LSE, delta) and check them with `ast-min assignment check flash`.
 # - `ast-min assignment start triton`: write a Triton kernel (through the interpreter) and check it
 #   with `ast-min assignment check triton`.
+# - `ast-min assignment start triton_backward`: write the backward kernels of section 5 in Triton, and
+#   check them with `ast-min assignment check triton_backward`.
 # - On your own: add a causal mask to `flash_forward_minimal` (which key blocks can a query block skip
 #   entirely?), and recompute the arithmetic intensity of section 6 for BLOCK_M = 256 and for Dh = 128.

@@ -29,7 +29,15 @@ from ast_min.kernels import fused_attention, tuning, variants
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"
-gpu = pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+
+
+def gpu(test):
+    """A test that needs a CUDA device: marked `gpu` (pytest -m gpu selects it) and skipped without one.
+
+    Every such test has "gpu" in its name too: `python -m ast_min.kernels.gpu_table` runs `-k gpu`, which
+    also picks up the block-configuration test below, and tests/test_gpu_table.py checks the two agree.
+    """
+    return pytest.mark.gpu(pytest.mark.skipif(not CUDA, reason="needs a CUDA device")(test))
 
 
 def _runs_here(variant) -> bool:
@@ -338,12 +346,29 @@ def test_block_invariants_are_asserted_inside_the_kernels(monkeypatch):
         kernels.flash_attention(q, q, q)
 
 
+def test_head_dim_tile_below_16_is_refused_with_tritons_own_rule(monkeypatch):
+    # Triton's NVIDIA backend asks tl.dot for (M, N, K) >= (1, 1, 16) on 16-bit operands: only the
+    # reduction side K has a minimum. The head-dim tile is the K of Q Kᵀ, so the kernel asserts it
+    # (the launcher pads Dh 8 to 16; here the padding is removed to see the assertion speak).
+    import triton.language as tl
+    from triton.backends.compiler import GPUTarget
+    from triton.backends.nvidia.compiler import min_dot_size
+
+    for arch in (80, 90):
+        assert min_dot_size(GPUTarget("cuda", arch, 32))(tl.float16, tl.float16) == (1, 1, 16)
+    monkeypatch.setattr(fused_attention, "_block_d", lambda head_dim: head_dim)
+    q = torch.randn(1, 1, 20, 8, device=DEVICE)
+    with pytest.raises(Exception, match=r"reduction side K >= 16"):
+        kernels.flash_attention(q, q, q)
+
+
 @pytest.mark.parametrize("i", range(max(len(tuning.FORWARD_GPU), len(tuning.BACKWARD_DKDV_GPU), len(tuning.BACKWARD_DQ_GPU),
                                        len(tuning.BACKWARD_FUSED_GPU))))
-def test_every_gpu_block_config_is_correct_in_the_interpreter(i, monkeypatch):
-    # The GPU autotune lists are otherwise only exercised on a GPU: run each block shape through the
-    # interpreter (which ignores warps and stages) at N = 300, a multiple of none of the block sizes,
-    # through both backward variants.
+def test_every_gpu_block_config_is_correct(i, monkeypatch):
+    # Each GPU autotune candidate pinned on its own (autotuning would only ever check the winner), at
+    # N = 300, a multiple of none of the block sizes, through every backward variant. On a CPU this runs
+    # the block shapes through the interpreter, which ignores warps and stages; on a GPU it runs each
+    # configuration as compiled, warps and stages included: the check a change of num_warps needs.
     from ast_min.kernels import variant_fused_backward as fused
 
     pick = lambda configs: [configs[i % len(configs)]]  # noqa: E731
