@@ -254,7 +254,8 @@ def load_extractor(path: Path, config) -> ASTFeatureExtractor:
 
 def add_hop_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
     """`--hop SECONDS`, as every command that slides windows takes it: checked while it is parsed."""
-    parser.add_argument("--hop", type=checked(float, check_hop), default=None, metavar="SECONDS", help=help_text)
+    bounds = f" (one sample, 1/{SAMPLING_RATE} s, to {MAX_HOP_SECONDS // 3600} h)"
+    parser.add_argument("--hop", type=checked(float, check_hop), default=None, metavar="SECONDS", help=help_text + bounds)
 
 
 def hop_samples(window: int, hop_seconds: float | None) -> int:

@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-mel-bins", type=int, default=NUM_MEL_BINS, help=f"F, mel bins (default: {NUM_MEL_BINS})")
     parser.add_argument(
         "--max-length", type=checked(int, check_max_length), default=MAX_LENGTH,
-        help=f"T, frames to pad/truncate to (default: {MAX_LENGTH} = {MAX_LENGTH * FRAME_SHIFT / SAMPLING_RATE:.2f} s)",
+        help=f"T, frames to pad/truncate to, 1 to {MAX_FRAMES} "
+        f"(default: {MAX_LENGTH} = {MAX_LENGTH * FRAME_SHIFT / SAMPLING_RATE:.2f} s)",
     )
     parser.add_argument("--mean", type=float, default=AUDIOSET_MEAN, help="normalisation mean (default: AudioSet's)")
     parser.add_argument("--std", type=float, default=AUDIOSET_STD, help="normalisation std (default: AudioSet's)")
