@@ -45,11 +45,12 @@ MAX_SAMPLING_RATE = 1_000_000
 # Four hours at 16 kHz is 230 M samples (0.9 GiB as float32): the longest clip worth loading whole.
 # Longer recordings should be cut first (`ffmpeg -i IN -f segment -segment_time 3600 OUT%03d.wav`).
 MAX_SECONDS = 4 * 3600
-# The largest sample magnitude accepted. Decoded files hold [-1, 1); the one other scale the front
-# end accepts is Kaldi's, int16 values as floats, whose full scale is 2^15. Anything beyond is not a
-# recording but damage or a unit mistake (a float file written with samples of 1e20), and the front
-# end's float32 power spectrum would overflow on it long before float32's range of the samples does:
-# `ast_min.extractor.check_finite` derives that everything up to MAX_PEAK stays finite.
+# The largest sample magnitude accepted. Integer files decode to [-1, 1) and float files are written
+# there; the one other scale the front end takes is Kaldi's, int16 values as floats, whose full scale
+# is 2^15. Anything beyond is not a recording but damage or a unit mistake (a float file written
+# with samples of 1e20), and the front end's float32 power spectrum would overflow on it long before
+# float32's range of the samples does: `ast_min.extractor.check_finite` derives that everything up
+# to MAX_PEAK stays finite.
 MAX_PEAK = 2.0**15
 
 
@@ -57,9 +58,10 @@ def load_audio(path: str | os.PathLike, sampling_rate: int = DEFAULT_SAMPLING_RA
     """Read an audio file as a mono float32 waveform (N,) at `sampling_rate` Hz, samples in [-1, 1).
 
     Multi-channel audio is downmixed by averaging the channels; other rates are resampled with
-    soxr. Raises FileNotFoundError for a missing file and ValueError for an unreadable, empty,
-    non-finite or implausible one (a rate or length the header cannot truthfully hold); warns
-    when a WAV file was cut short of the frames its header declares.
+    soxr. Raises FileNotFoundError for a missing file and ValueError for an unreadable or empty
+    one, one with NaN/Inf samples or samples beyond +-MAX_PEAK (`check_samples`), and an implausible
+    one (a rate or length the header cannot truthfully hold); warns when a WAV file was cut short
+    of the frames its header declares.
     """
     _check_rate(sampling_rate, "sampling_rate")
     path = os.fspath(path)
