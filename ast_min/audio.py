@@ -11,11 +11,17 @@ offline), so every clip must match: channels are averaged and any other rate is 
   is removed rather than folded back into the 0-8 kHz band the mel filterbank looks at. It is
   faster than scipy's `resample_poly` and, unlike FFT resampling, needs no periodicity.
 
-A file's header is checked before anything is allocated: a rate outside [MIN_SAMPLING_RATE,
-MAX_SAMPLING_RATE] or a clip longer than MAX_SECONDS is refused, since a corrupt or hostile header
-(say 1 Hz) would otherwise make the resampler allocate gigabytes. Samples that are not finite are
-refused with the file's name; a WAV file holding fewer frames than its header declares (a copy cut
-short) is read, with a warning.
+Every command that reads a file goes through the same two checks, here:
+
+- `open_audio` checks the header before anything is allocated: a rate outside [MIN_SAMPLING_RATE,
+  MAX_SAMPLING_RATE] is refused, since a corrupt or hostile header (say 1 Hz) would otherwise make
+  the resampler allocate gigabytes or turn a few samples into hours. `load_audio`, which holds the
+  whole file, also refuses a clip longer than MAX_SECONDS.
+- `check_samples` refuses NaN or Inf samples and samples beyond +-MAX_PEAK, naming the file and the
+  first bad sample: such values would come out of the front end as NaN features and from the model
+  as NaN scores. `load_audio` applies it to the whole file, `ast-min listen` to each block it reads.
+
+A WAV file holding fewer frames than its header declares (a copy cut short) is read, with a warning.
 
 Shape legend: N samples, C channels.
 """
@@ -39,21 +45,29 @@ MAX_SAMPLING_RATE = 1_000_000
 # Four hours at 16 kHz is 230 M samples (0.9 GiB as float32): the longest clip worth loading whole.
 # Longer recordings should be cut first (`ffmpeg -i IN -f segment -segment_time 3600 OUT%03d.wav`).
 MAX_SECONDS = 4 * 3600
+# The largest sample magnitude accepted. Integer files decode to [-1, 1) and float files are written
+# there; the one other scale the front end takes is Kaldi's, int16 values as floats, whose full scale
+# is 2^15. Anything beyond is not a recording but damage or a unit mistake (a float file written
+# with samples of 1e20), and the front end's float32 power spectrum would overflow on it long before
+# float32's range of the samples does: `ast_min.extractor.check_finite` derives that everything up
+# to MAX_PEAK stays finite.
+MAX_PEAK = 2.0**15
 
 
 def load_audio(path: str | os.PathLike, sampling_rate: int = DEFAULT_SAMPLING_RATE) -> np.ndarray:
     """Read an audio file as a mono float32 waveform (N,) at `sampling_rate` Hz, samples in [-1, 1).
 
     Multi-channel audio is downmixed by averaging the channels; other rates are resampled with
-    soxr. Raises FileNotFoundError for a missing file and ValueError for an unreadable, empty,
-    non-finite or implausible one (a rate or length the header cannot truthfully hold); warns
-    when a WAV file was cut short of the frames its header declares.
+    soxr. Raises FileNotFoundError for a missing file and ValueError for an unreadable or empty
+    one, one with NaN/Inf samples or samples beyond +-MAX_PEAK (`check_samples`), and an implausible
+    one (a rate or length the header cannot truthfully hold); warns when a WAV file was cut short
+    of the frames its header declares.
     """
     _check_rate(sampling_rate, "sampling_rate")
     path = os.fspath(path)
-    with open_audio(path) as f:
-        file_rate, frames, channels = f.samplerate, f.frames, f.channels
-        _check_header(path, file_rate, frames, channels, sampling_rate)
+    with open_audio(path) as f:  # the header's rate and channels checked
+        file_rate, frames = f.samplerate, f.frames
+        _check_length(repr(path), frames, file_rate, sampling_rate)  # before the whole file is allocated
         try:
             samples = f.read(dtype="float32", always_2d=True)  # (N, C)
         except (RuntimeError, TypeError) as e:  # soundfile's LibsndfileError is a RuntimeError
@@ -70,7 +84,7 @@ def load_audio(path: str | os.PathLike, sampling_rate: int = DEFAULT_SAMPLING_RA
             stacklevel=2,
         )
     waveform = samples.mean(axis=1, dtype=np.float32)  # (N,): downmix, as the original repo's mono AudioSet
-    _check_finite(path, waveform, file_rate)
+    check_samples(waveform, repr(path), file_rate)
     return resample(waveform, file_rate, sampling_rate)
 
 
@@ -79,16 +93,23 @@ def open_audio(path: str | os.PathLike):
 
     The one way ast-min opens an audio file, so that whole-file loading (`load_audio`) and chunked
     reading (`ast-min listen --input FILE`) refuse the same inputs with the same messages: a missing
-    file or one that is not a regular file (see `check_input_file`), and one soundfile cannot decode
-    (ValueError saying which formats it reads and how to convert the others).
+    file or one that is not a regular file (see `check_input_file`), one soundfile cannot decode
+    (ValueError saying which formats it reads and how to convert the others), and a header whose
+    sampling rate or channel count no recording has.
     """
     import soundfile  # on first use: importing this module (ast_min.extractor and the datasets do) stays light
 
     path = check_input_file(path, "audio file", "pass an audio file (wav, flac, ogg)")
     try:
-        return soundfile.SoundFile(path)
+        f = soundfile.SoundFile(path)
     except (RuntimeError, TypeError) as e:  # soundfile's LibsndfileError is a RuntimeError
         raise _cannot_decode(path, e) from None
+    try:
+        _check_header(path, f.samplerate, f.channels)
+    except BaseException:
+        f.close()
+        raise
+    return f
 
 
 def _cannot_decode(path: str, error: Exception) -> ValueError:
@@ -141,8 +162,8 @@ def _check_rate(rate, name: str) -> None:
         )
 
 
-def _check_header(path: str, rate: int, frames: int, channels: int, new_rate: int) -> None:
-    """Refuse a header whose rate or length no real recording has, before any sample is allocated."""
+def _check_header(path: str, rate: int, channels: int) -> None:
+    """Refuse a header whose rate or channel count no real recording has, before any sample is allocated."""
     if not MIN_SAMPLING_RATE <= rate <= MAX_SAMPLING_RATE:
         raise ValueError(
             f"{path!r} claims a sampling rate of {rate} Hz, outside [{MIN_SAMPLING_RATE}, {MAX_SAMPLING_RATE}] Hz: "
@@ -150,7 +171,6 @@ def _check_header(path: str, rate: int, frames: int, channels: int, new_rate: in
         )
     if channels < 1:
         raise ValueError(f"{path!r} claims {channels} channels: its header is corrupt")
-    _check_length(repr(path), frames, rate, new_rate)
 
 
 def _check_length(name: str, frames: int, rate: int, new_rate: int) -> None:
@@ -162,14 +182,35 @@ def _check_length(name: str, frames: int, rate: int, new_rate: int) -> None:
         )
 
 
-def _check_finite(path: str, waveform: np.ndarray, rate: int) -> None:
-    """Refuse NaN or Inf samples (a float WAV can hold them), naming the file and the first bad sample."""
-    if np.isfinite(waveform.sum(dtype=np.float64)):  # one reduction; search only when it is not finite
+def check_samples(samples, name: str, rate: int | None = None, offset: int = 0) -> None:
+    """Refuse NaN or Inf samples and samples beyond +-MAX_PEAK, naming `name` and the first bad sample.
+
+    samples: a mono numpy array or torch tensor; name: what the message calls it (a file's repr,
+    "clip 3"); rate: its sampling rate, to give the time too; offset: the index of samples[0] in
+    the file, for a block read from the middle of one. The extremes decide (NaN makes them NaN);
+    only a failing array is searched.
+    """
+    if len(samples) == 0:
         return
-    first = int(np.flatnonzero(~np.isfinite(waveform))[0])
+    if hasattr(samples, "aminmax"):  # a torch tensor, on any device: both extremes in one pass
+        low, high = (float(v) for v in samples.aminmax())
+    else:
+        low, high = float(samples.min()), float(samples.max())
+    if -MAX_PEAK <= low and high <= MAX_PEAK:  # False for NaN
+        return
+    values = samples.detach().cpu().numpy() if hasattr(samples, "detach") else np.asarray(samples)
+    where = lambda i: f"sample {offset + i}" + (f", {(offset + i) / rate:.3f} s" if rate else "")  # noqa: E731
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        raise ValueError(
+            f"{name} has NaN or Inf samples (the first at {where(int(bad[0]))}): the audio is damaged; "
+            "repair it (e.g. numpy.nan_to_num) or leave it out"
+        )
+    first = int(np.flatnonzero(np.abs(values) > MAX_PEAK)[0])
     raise ValueError(
-        f"{path!r} has NaN or Inf samples (the first at sample {first}, {first / rate:.3f} s): "
-        "the recording is damaged; fix it (e.g. numpy.nan_to_num) or leave the file out"
+        f"{name} has samples up to {float(np.abs(values).max()):.3g} (the first beyond +-{MAX_PEAK:.0f} at "
+        f"{where(first)}): audio must lie in [-1, 1) (int16-scaled values up to +-{MAX_PEAK:.0f} are accepted "
+        "too), and larger ones would give NaN features; rescale it into [-1, 1) or leave it out"
     )
 
 

@@ -13,7 +13,11 @@ Two formats, one visible name table each (checkpoint name -> ast-min name, `{i}`
   off the position embeddings.
 
 Pickled files are opened only with `torch.load(weights_only=True)`, which refuses arbitrary code.
-A checkpoint whose tensors do not match the model fails with a ValueError listing the missing,
+Before any model is built, the config is compared with the weights' names and shapes (for
+safetensors, read from the file's header without loading it): a config that does not describe
+them (another depth, width, patch grid or label count, or more parameters than the file holds) is
+refused naming the config and the field, so that a damaged or crafted config.json cannot make the
+loader allocate a model of any size. A checkpoint whose tensors do not match the model fails with a ValueError listing the missing,
 unexpected and wrongly shaped ones, and so do tensors that are not floating point or hold NaN/Inf
 (they would give confident nonsense or `nan` scores). Saving replaces the directory all-or-nothing
 (`files.replace_directory`).
@@ -25,12 +29,14 @@ Shape legend: D hidden size, C labels, f x t patch grid.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ast_min import compat, files
@@ -119,24 +125,52 @@ def read_hf_directory(directory: Path, config: ASTConfig | None = None) -> tuple
     """config.json and the weights (safetensors preferred) of a Hugging Face checkpoint directory.
 
     A directory without config.json (transformers' Trainer saves only the weights of a model that
-    is not a transformers class) is read when `config` describes it.
+    is not a transformers class) is read when `config` describes it. The config is checked against
+    the weights' names and shapes (`check_config_fits_weights`) before they are loaded.
     """
+    config, weights, config_source = _hf_config_and_weights(directory, config)
+    return config, _read_checked(weights, config, config_source)
+
+
+def _hf_config_and_weights(directory: Path, config: ASTConfig | None) -> tuple[ASTConfig, Path, str]:
+    """The config of a Hugging Face directory (`config` when given), its weights file, and what to call the config."""
     weights = [directory / name for name in HF_WEIGHT_FILES if (directory / name).is_file()]
     if config is None and weights and not (directory / CONFIG_FILE).is_file():
         raise FileNotFoundError(
             f"{str(directory)!r} holds weights but no {CONFIG_FILE} (transformers' Trainer saves only the "
             "weights of an ast-min model): pass config=..., or train with "
             "callbacks=[ast_min.SaveConfigCallback()] so that its checkpoints carry the config")
+    source = "the config passed to from_pretrained"
     if config is None or (directory / CONFIG_FILE).is_file():
         config = ASTConfig.from_pretrained(directory)
-    for name in HF_WEIGHT_FILES:
-        file = directory / name
-        if file.is_file():
-            return config, (_read_safetensors(file) if name.endswith(".safetensors") else _read_pickle(file))
-    raise FileNotFoundError(
-        f"{str(directory)!r} holds no weights ({' or '.join(HF_WEIGHT_FILES)}); "
-        "sharded checkpoints are not supported: re-save it with save_pretrained"
-    )
+        source = repr(str(directory / CONFIG_FILE))
+    if not weights:
+        raise FileNotFoundError(
+            f"{str(directory)!r} holds no weights ({' or '.join(HF_WEIGHT_FILES)}); "
+            "sharded checkpoints are not supported: re-save it with save_pretrained"
+        )
+    return config, weights[0], source
+
+
+def _read_checked(file: Path, config: ASTConfig, config_source: str) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file, once `config` is known to describe them (safetensors: checked on the header)."""
+    if file.name.endswith(".safetensors"):
+        check_config_fits_weights(config, _safetensors_shapes(file), config_source, str(file))
+        return _read_safetensors(file)
+    tensors = _read_pickle(file)  # a pickle has no header: its shapes are known once it is read
+    check_config_fits_weights(config, {k: tuple(v.shape) for k, v in tensors.items()}, config_source, str(file))
+    return tensors
+
+
+def _safetensors_shapes(file: Path) -> dict[str, tuple[int, ...]]:
+    """{tensor name: shape} from a safetensors file's header, without reading the tensors."""
+    try:
+        with safe_open(file, framework="pt") as f:
+            return {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    except Exception as e:
+        raise ValueError(
+            f"{str(file)!r} is not a readable safetensors file ({e}); it may be truncated: download or save it again"
+        ) from None
 
 
 def _read_safetensors(file: Path) -> dict[str, torch.Tensor]:
@@ -194,6 +228,74 @@ def original_default_config(tensors: dict[str, torch.Tensor]) -> ASTConfig:
         max_length=max_length,
         num_labels=tensors["mlp_head.1.weight"].shape[0],
     )
+
+
+# ---- does the config describe the weights? -------------------------------------------------------
+
+# Names that carry a size, in all three naming schemes (Hugging Face on disk, ast-min, original).
+_LAYER_NAME = re.compile(r"(?:^|\.)(?:encoder\.layer|layers|blocks)\.(\d+)\.")
+_SIZE_OF = {  # config field -> (pattern of the tensor's name, the shape's axis that holds it)
+    "hidden_size": (re.compile(r"(?:^|\.)cls_token$"), -1),
+    "intermediate_size": (re.compile(r"\.(?:intermediate\.dense|mlp\.fc1)\.weight$"), 0),
+    "patch_size": (re.compile(r"(?:patch_embeddings\.projection|patch_embed\.proj)\.weight$"), -1),
+    "sequence_length": (re.compile(r"(?:^|\.)(?:position_embeddings|pos_embed)$"), 1),
+    "num_labels": (re.compile(r"^(?:classifier\.dense|mlp_head\.1)\.weight$"), 0),
+}
+_SEQUENCE_FIELDS = "num_mel_bins, max_length, patch_size and the strides"
+
+
+def parameter_count(config: ASTConfig, with_head: bool = True) -> int:
+    """The number of weights of the model `config` describes, by arithmetic (nothing is built).
+
+    Embeddings: [CLS], [DIST] (D each), positions (L D), the patch projection (D p^2 + D); each of
+    the N blocks: two LayerNorms (4 D), q, k, v (3 D^2, + 3 D with qkv_bias), the output projection
+    (D^2 + D) and the MLP (2 D I + I + D); the final LayerNorm (2 D); the head: LayerNorm (2 D) and
+    dense (D C + C). Python integers: no overflow, whatever a config.json claims.
+    """
+    D, I, p, N, C = config.hidden_size, config.intermediate_size, config.patch_size, config.num_hidden_layers, config.num_labels
+    embeddings = 2 * D + config.sequence_length * D + D * p * p + D
+    block = 4 * D + 3 * D * D + (3 * D if config.qkv_bias else 0) + D * D + D + 2 * D * I + I + D
+    head = 2 * D + D * C + C
+    return embeddings + N * block + 2 * D + (head if with_head else 0)
+
+
+def check_config_fits_weights(config: ASTConfig, shapes: dict[str, tuple[int, ...]], config_source: str,
+                              weights_source: str) -> None:
+    """Refuse a config that does not describe weights of these names and shapes, before any model is built.
+
+    Compared: the layers the weights hold with num_hidden_layers, then each size a tensor carries
+    (hidden size from [CLS], MLP width, patch size, position count, label count when there is a
+    head); and, for names of any other kind, the parameter count: a config whose encoder alone
+    needs more weights than the file holds cannot be its config. A config.json claiming a million
+    layers or a hidden size of 4096 beside a small model is refused here, in one line, instead of
+    allocating that model first.
+    """
+    problems = []
+    held = sorted({int(m.group(1)) for name in shapes if (m := _LAYER_NAME.search(name))})
+    if held != list(range(config.num_hidden_layers)):
+        holds = "no transformer layers" if not held else (
+            f"{len(held)} layers" if held == list(range(len(held))) else f"layers {', '.join(map(str, held[:8]))}"
+            + (" ..." if len(held) > 8 else ""))
+        problems.append(f"num_hidden_layers is {config.num_hidden_layers}, but the weights hold {holds}")
+    for field, (pattern, axis) in _SIZE_OF.items():
+        name = next((n for n in shapes if pattern.search(n) and len(shapes[n]) >= 2), None)
+        if name is None:
+            continue
+        value = shapes[name][axis]
+        if getattr(config, field) != value:
+            what = f"{field} is {getattr(config, field)}" if field != "sequence_length" else (
+                f"{_SEQUENCE_FIELDS} give {config.sequence_length} positions")
+            problems.append(f"{what}, but {name} {tuple(shapes[name])} holds {value}")
+    if not problems:
+        needed, numbers = parameter_count(config, with_head=False), sum(math.prod(s) for s in shapes.values())
+        if needed > numbers:
+            problems.append(f"its encoder has {needed:,} weights, but the file holds {numbers:,} numbers")
+    if problems:
+        raise ValueError(
+            f"{config_source} does not describe the weights in {weights_source!r}: {'; '.join(problems)}. "
+            "The config was changed or belongs to another model: restore the checkpoint's own config.json "
+            "(or, for a .pth file, pass config=ASTConfig(...) with its architecture)"
+        )
 
 
 # ---- converting names ---------------------------------------------------------------------------
@@ -314,12 +416,18 @@ def load_pretrained(
     with_head = getattr(cls, "has_classifier", False)
     path = resolve(path_or_hub_id, **hub_options)
     if path.is_dir():
-        file_config, tensors = read_hf_directory(path, config)
+        file_config, weights, config_source = _hf_config_and_weights(path, config)
         checkpoint_config = config or file_config
+        if config is not None:
+            config_source = "the config passed to from_pretrained"
+        tensors = _read_checked(weights, checkpoint_config, config_source)
         convert, labels_stored = hf_to_ast_min, True
     elif path.suffix in files.PICKLE_SUFFIXES:
         tensors = strip_module_prefix(_read_pickle(path))
         checkpoint_config = config or original_default_config(tensors)
+        check_config_fits_weights(checkpoint_config, {k: tuple(v.shape) for k, v in tensors.items()},
+                                  "the config passed to from_pretrained" if config is not None else
+                                  "the architecture read off the .pth file", str(path))
         convert, labels_stored = original_to_ast_min, False
     else:
         raise ValueError(f"{str(path)!r} is not a checkpoint: {HOW_TO_GET_ONE}")
@@ -345,7 +453,6 @@ def load_pretrained(
         fresh_head = with_head and not same
         target = wanted
 
-    model = cls(target)
     state, unexpected = convert(tensors, checkpoint_config.num_hidden_layers, with_head)
     _adapt_grid(state, checkpoint_config, target)
     if fresh_head:
@@ -355,6 +462,7 @@ def load_pretrained(
             f"{str(path)!r} has no classification head (it was saved from an ASTModel): "
             "pass id2label={0: 'label', ...} to start a fresh head, or load it with ASTModel"
         )
+    model = cls(target)  # only now: everything that can be refused without it was (a head of the config's size too)
     _load_checked(model, state, unexpected, skip_prefix="classifier." if fresh_head else None, source=str(path))
     model.set_attn_implementation(attn_implementation)
     if dtype is not None and dtype != "auto":

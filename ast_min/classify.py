@@ -31,9 +31,9 @@ import numpy as np
 import torch
 
 from ast_min import ASTFeatureExtractor, ASTForAudioClassification
-from ast_min.audio import check_input_file, load_audio
+from ast_min.audio import MAX_SECONDS, check_input_file, load_audio
 from ast_min.checkpoint import resolve
-from ast_min.cli import add_checkpoint_argument, add_device_argument, resolve_device
+from ast_min.cli import add_checkpoint_argument, add_device_argument, checked, debugging, resolve_device
 from ast_min.features import SAMPLING_RATE, samples_for_frames
 from ast_min.features_cli import require_one_frame
 
@@ -49,9 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--window", action="store_true", help="classify every window of a long file, not only the first"
     )
-    parser.add_argument(
-        "--hop", type=float, default=None, metavar="SECONDS", help="seconds between windows (default: half a window)"
-    )
+    add_hop_argument(parser, "seconds between windows (default: half a window)")
     parser.add_argument(
         "--pool", choices=["auto", "max", "mean"], default="auto",
         help="how --window pools window scores (auto: max for multi-label, mean for single-label)",
@@ -83,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
             )  # fmt: skip
         except (ValueError, FileNotFoundError) as e:  # one bad file does not stop the others
+            if debugging():
+                raise
             print(f"ast-min classify: error: {e}", file=sys.stderr)
             failed += 1
             continue
@@ -252,9 +252,15 @@ def load_extractor(path: Path, config) -> ASTFeatureExtractor:
     return ASTFeatureExtractor(**shape)  # AudioSet normalisation
 
 
+def add_hop_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """`--hop SECONDS`, as every command that slides windows takes it: checked while it is parsed."""
+    bounds = f" (one sample, 1/{SAMPLING_RATE} s, to {MAX_HOP_SECONDS // 3600} h)"
+    parser.add_argument("--hop", type=checked(float, check_hop), default=None, metavar="SECONDS", help=help_text + bounds)
+
+
 def hop_samples(window: int, hop_seconds: float | None) -> int:
     """`--hop SECONDS` in samples at 16 kHz: half of `window` samples when None (the default), else the
-    seconds rounded to the nearest sample and at least 1.
+    seconds rounded to the nearest sample (at least 1).
 
     The one rounding rule for every command that slides windows (classify --window, embed --window,
     listen), so the same --hop gives the same window starts in all of them.
@@ -263,14 +269,27 @@ def hop_samples(window: int, hop_seconds: float | None) -> int:
     return window // 2 if hop_seconds is None else max(1, round(hop_seconds * SAMPLING_RATE))
 
 
-def check_hop(hop_seconds: float | None) -> None:
-    """Refuse a --hop that is not a positive, finite number of seconds (None, the default, passes).
+MIN_HOP_SECONDS = 1 / SAMPLING_RATE  # one sample: windows cannot start closer together
+MAX_HOP_SECONDS = MAX_SECONDS  # the longest audio ast-min loads: a longer hop could never reach a second window
 
-    Infinity would reach `round` as an OverflowError and NaN as a ValueError without the option's
-    name: commands call this before loading a model, so a bad --hop fails at once, in one line.
+
+def check_hop(hop_seconds: float | None) -> None:
+    """Refuse a --hop that is not a number of seconds from one sample to MAX_HOP_SECONDS (None, the default, passes).
+
+    Infinity would reach `round` as an OverflowError, 1e308 too once multiplied by the rate, and
+    NaN as a ValueError without the option's name; a hop under one sample rounds to no hop at all.
+    The parser calls this on --hop (`add_hop_argument`), so a bad value fails at once, in one line.
     """
-    if hop_seconds is not None and not (math.isfinite(hop_seconds) and hop_seconds > 0):
-        raise ValueError(f"--hop must be a positive, finite number of seconds, got {hop_seconds}")
+    if hop_seconds is None:
+        return
+    ok = not isinstance(hop_seconds, bool) and isinstance(hop_seconds, (int, float, np.integer, np.floating))
+    if not (ok and math.isfinite(hop_seconds) and hop_seconds > 0):
+        raise ValueError(f"--hop must be a positive, finite number of seconds, got {hop_seconds!r}")
+    if not MIN_HOP_SECONDS <= hop_seconds <= MAX_HOP_SECONDS:
+        raise ValueError(
+            f"--hop must be a positive, finite number of seconds from 1/{SAMPLING_RATE} (one sample) to "
+            f"{MAX_HOP_SECONDS} ({MAX_HOP_SECONDS // 3600} h, the longest audio ast-min reads), got {hop_seconds!r}"
+        )
 
 
 def window_starts(num_samples: int, window: int, hop: int) -> list[int]:
@@ -306,7 +325,7 @@ def read_labels(file, num_labels: int) -> dict[int, str]:
     class_labels_indices.csv (index,mid,display_name)."""
     path = Path(check_input_file(file, "labels file", "pass a .txt, .json or .csv file of label names"))
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
         if path.suffix == ".json":
             data = json.loads(text)
             if not isinstance(data, (list, dict)):

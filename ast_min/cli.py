@@ -15,15 +15,24 @@ command's module is imported, so `ast-min classify` does not pay for the trainin
 
 Errors ast-min raises on purpose (ValueError, FileNotFoundError, RuntimeError and their
 subclasses) say what went wrong and how to fix it: they are printed as one line, exit status 2, as
-are the operating system's own (OSError: a full disk, a permission denied), which name the file.
-Ctrl-C exits with status 130 and one line (`ast-min train` says what was saved and how to resume).
+are the operating system's own (OSError: a full disk, a permission denied), which name the file,
+and the parser's (an unknown option, a value out of range: `Parser`). Ctrl-C exits with status 130
+and one line (`ast-min train` says what was saved and how to resume). With the environment variable
+AST_MIN_DEBUG=1 those errors are raised instead, with their full traceback: a bug inside torch or
+numpy is otherwise one line like any refusal.
+
+Option values are checked where they are parsed (`checked`): a duration, a size or a rate outside
+what it can mean is refused before anything is loaded, with the message the Python API gives.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 import warnings
+from collections.abc import Callable
 from importlib import import_module
 
 # sub-command -> (module, one-line help)
@@ -38,15 +47,66 @@ COMMANDS = {
 }
 
 
+DEBUG_VARIABLE = "AST_MIN_DEBUG"
+
+
+def debugging() -> bool:
+    """Whether AST_MIN_DEBUG=1 asks for errors with their traceback instead of one line."""
+    return os.environ.get(DEBUG_VARIABLE, "") == "1"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose errors are one line (argparse prints the whole usage first) pointing to --help.
+
+    Arguments no sub-command knows are reported by the sub-command's parser, which names it.
+    """
+
+    def error(self, message: str):
+        # A checked option's message names the option itself ("--hop must be ..."): say it once.
+        message = re.sub(r"^argument (\S+): (?=\1 )", "", message)
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        known, extra = self.parse_known_args(args, namespace)
+        if extra:
+            command = getattr(self, "commands", {}).get(getattr(known, "command", None), self)
+            command.error(f"unrecognized arguments: {' '.join(extra)}")
+        return known
+
+
+def checked(convert: Callable[[str], object], check: Callable[[object], None]) -> Callable[[str], object]:
+    """An argparse `type=`: `convert` the text (int, float), then `check` the value.
+
+    `check` is the function the Python API calls on the same value; it raises a ValueError whose
+    message names the option and its bounds, which becomes the parser's one-line error, so the
+    option is refused while it is parsed, before any file or model is loaded.
+    """
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if convert is int else 'a number'}, got {text!r}") from None
+        try:
+            check(value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return value
+
+    parse.__name__ = convert.__name__  # argparse names the type in its own messages
+    return parse
+
+
 def build_parser(commands: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser, with the options of `commands` (default: every sub-command) filled in."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="ast-min",
         description="The Audio Spectrogram Transformer, from scratch.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.commands = {}
     for name, (module, help_text) in COMMANDS.items():
-        command = sub.add_parser(name, help=help_text, description=help_text)
+        command = parser.commands[name] = sub.add_parser(name, help=help_text, description=help_text)
         command.set_defaults(module=module)
         if commands is None or name in commands:
             import_module(module).add_arguments(command)
@@ -97,7 +157,12 @@ def resolve_device(name: str, option: str = "--device"):
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     chosen = [a for a in argv[:1] if a in COMMANDS]  # the sub-command is the first argument
-    args = build_parser(chosen).parse_args(argv)
+    try:
+        args = build_parser(chosen).parse_args(argv)
+    except SystemExit as e:  # a bad option, already printed as one line by Parser.error
+        if not e.code:  # --help, which exits 0
+            raise
+        return e.code
     args.argv = argv  # the command as typed, for messages that tell the user what to run next
     format_warning = warnings.formatwarning
     # Warnings (a file cut short, a skipped clip) read as one line from ast-min, not as Python source locations.
@@ -105,12 +170,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return import_module(args.module).run(args)
     except (ValueError, OSError, RuntimeError) as e:
+        if debugging():
+            raise
         print(f"ast-min {args.command}: error: {e}", file=sys.stderr)
         return 2
     except MemoryError as e:  # numpy names the size it could not allocate; torch says less
+        if debugging():
+            raise
         print(f"ast-min {args.command}: error: out of memory ({e or 'an allocation failed'}); the options or the "
-              f"input ask for more than this machine has: use smaller sizes (--max-length, --batch-size) or "
-              f"fewer files at once", file=sys.stderr)
+              f"input ask for more than this machine has: use smaller sizes (--max-length, --num-mel-bins, "
+              f"--batch-size) or fewer files at once", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ast-min {args.command}: interrupted", file=sys.stderr)

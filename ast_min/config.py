@@ -188,6 +188,10 @@ class ASTConfig(compat.JsonSettings):
 POSITIVE_INTS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "patch_size",
                  "frequency_stride", "time_stride", "max_length", "num_mel_bins")  # fmt: skip
 PROBABILITIES = ("hidden_dropout_prob", "attention_probs_dropout_prob")
+# A label count given without names gets one generated name each, before any weight is seen: a
+# count from a damaged or crafted config.json must not decide how much memory that takes. 2^20 is
+# far above any audio label set (AudioSet's ontology has 632 classes).
+MAX_LABELS = 2**20
 
 
 def _validate(c: ASTConfig) -> None:
@@ -225,6 +229,9 @@ def _labels(num_labels, id2label, label2id) -> dict[int, str]:
     """Resolve the label set the way transformers does: id2label wins, then label2id, then num_labels."""
     if num_labels is not None and (isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1):
         raise ValueError(f"config field 'num_labels' must be a positive integer, got {num_labels!r}")
+    if num_labels is not None and num_labels > MAX_LABELS:
+        raise ValueError(f"config field 'num_labels' is {num_labels}, more than the {MAX_LABELS} labels ast-min accepts: "
+                         "the config is damaged, or give the label names as id2label")
     for name, mapping in (("id2label", id2label), ("label2id", label2id)):
         if mapping is not None and not isinstance(mapping, dict):
             raise ValueError(f"config field {name!r} must be a mapping, got {type(mapping).__name__}")

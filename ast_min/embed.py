@@ -61,8 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pooled = ([CLS] + [DIST]) / 2 (default), cls, mean over patch tokens, "
                         "or patches: every patch token (rows, P, D)")  # fmt: skip
     parser.add_argument("--window", action="store_true", help="one row per window of a long file, not only the first")
-    parser.add_argument("--hop", type=float, default=None, metavar="SECONDS",
-                        help="seconds between windows with --window (default: half a window)")  # fmt: skip
+    from ast_min.classify import add_hop_argument  # here: importing embed stays free of the classifier's imports
+
+    add_hop_argument(parser, "seconds between windows with --window (default: half a window)")
     parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
     add_device_argument(parser)
 
@@ -73,7 +74,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out must name a .npy file (numpy adds the suffix otherwise), got {args.out!r}")
     if args.hop is not None and not args.window:
         raise ValueError("--hop only applies with --window (one row per window); add --window or drop --hop")
-    check_sidecars(out)  # before any work: the model may take long, the refusal should not
+    from ast_min.files import check_output_file
+
+    check_output_file(out, "--out", "embeddings.npy")  # before any work: the model may take long, the refusal should not
+    check_sidecars(out)
     embedder = Embedder.load(args.checkpoint, device=args.device)
     embeddings, rows = embedder.embed_files(
         args.files, layer=args.layer, pool=args.pool, window=args.window, hop_seconds=args.hop,
@@ -210,6 +214,13 @@ class Embedder:
                 end = min(s + self.window_samples, len(waveform))
                 rows.append(Row(os.fspath(file), round(s / SAMPLING_RATE, 3), round(end / SAMPLING_RATE, 3), duration))
         embeddings = embed(clips, self.model, self.extractor, layer=layer, pool=pool, batch_size=batch_size)
+        finite = np.isfinite(embeddings.reshape(len(embeddings), -1)).all(axis=1)  # (R,)
+        if not finite.all():  # never saved: a NaN row would pass silently into a downstream model
+            row = rows[int(np.flatnonzero(~finite)[0])]
+            raise ValueError(
+                f"the model gave NaN or Inf embeddings for {row.file!r} ({row.start:.2f}-{row.end:.2f} s): its weights "
+                f"are not finite or make the activations overflow; check or retrain the checkpoint ({self.model_name})"
+            )
         return embeddings, rows
 
 

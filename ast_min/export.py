@@ -38,7 +38,6 @@ import argparse
 import logging
 import math
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ast_min import files
 from ast_min.backends import TRACEABLE
 from ast_min.cli import add_checkpoint_argument
 from ast_min.features import SAMPLING_RATE, samples_for_frames
@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".onnx":
         raise ValueError(f"--out must name a .onnx file, got {args.out!r}")
+    files.check_output_file(out, "--out", "model.onnx")
     require_onnx()  # before loading anything: the missing extra is the first thing to fix
     audio = None
     if args.audio:  # before the model: a bad file is refused at once, by name, as classify and embed refuse it
@@ -163,11 +164,11 @@ def export_onnx(model, out: str | os.PathLike, *, audio=None, extractor=None, se
         )
     model = model.float().eval().cpu()
     out = Path(out)
+    files.check_output_file(out, "out", "model.onnx")
     out.parent.mkdir(parents=True, exist_ok=True)
-    # A fresh name beside `out` (same file system, so the final rename is atomic), never a user's file.
-    handle, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".unverified.onnx")
-    os.close(handle)
-    staging = Path(name)
+    # A fresh name beside `out` (same file system, so the final rename is atomic), never a user's file,
+    # created with the permissions a plain write gives (kept from `out` when it replaces one).
+    staging = Path(files.new_file_beside(out, ".unverified.onnx"))
     try:
         trace(model, staging)
         try:
@@ -178,6 +179,7 @@ def export_onnx(model, out: str | os.PathLike, *, audio=None, extractor=None, se
             def session_factory(path):  # noqa: E306
                 return onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
         report = check_parity(model, session_factory(staging), check_inputs(model.config, audio, extractor))
+        files.keep_mode(staging, out)
         os.replace(staging, out)
     finally:
         staging.unlink(missing_ok=True)
@@ -242,6 +244,11 @@ def check_parity(model, session, inputs: dict[str, np.ndarray]) -> ParityReport:
     for name, x in inputs.items():
         with torch.no_grad():
             expected = model(torch.from_numpy(x)).logits.numpy()  # (B, C)
+        if not np.isfinite(expected).all():  # nothing to compare: the model itself is at fault, not the export
+            raise ValueError(
+                f"the model's own logits are NaN or Inf on the {name} inputs: its weights are not finite or make the "
+                "logits overflow; check or retrain the checkpoint before exporting it"
+            )
         got = np.asarray(session.run(None, {"input_values": x})[0])
         if got.shape != expected.shape:
             raise ExportError(

@@ -29,11 +29,12 @@ import numpy as np
 import torch
 
 from ast_min import compat, features_fast, files
-from ast_min.audio import load_audio
+from ast_min.audio import check_samples, load_audio
 from ast_min.features import (
     AUDIOSET_MEAN,
     AUDIOSET_STD,
     FRAME_LENGTH,
+    LOG_FLOOR,
     MAX_LENGTH,
     NUM_MEL_BINS,
     SAMPLING_RATE,
@@ -44,6 +45,9 @@ from ast_min.features import (
 )
 
 PREPROCESSOR_CONFIG = "preprocessor_config.json"
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+# Every log-mel value lies between the log of the floor and the log of float32's largest value.
+LOG_MEL_RANGE = (math.log(LOG_FLOOR), math.log(FLOAT32_MAX))
 # integer PCM dtypes scaled to [-1, 1) (as soundfile and torchaudio do), and their full scale
 PCM_FULL_SCALE = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31, torch.int16: 2.0**15, torch.int32: 2.0**31}
 
@@ -153,24 +157,20 @@ def require_one_frame(path, waveform: np.ndarray, sampling_rate: int = SAMPLING_
 
 
 def check_finite(clip: torch.Tensor, index: int) -> None:
-    """Refuse a clip with NaN or Inf samples, naming the clip and the first bad sample.
+    """Refuse a clip with NaN or Inf samples, or samples beyond +-MAX_PEAK, naming the clip and the first bad sample.
 
-    One sum decides: NaN or +-Inf anywhere makes it non-finite (so do finite samples whose sum
-    passes the dtype's largest value, float32's 3.4e38; they are far outside [-1, 1) and refused
-    too). Only then is the clip searched, which a full `isfinite` mask would cost on every clip.
+    The front end's own guard, for every clip whatever its source (the commands check files first,
+    with `ast_min.audio.check_samples`, the same rule, so that the message names the file).
+
+    Why MAX_PEAK (2^15) keeps every float32 value finite: with |x| <= A, pre-emphasis and DC
+    removal give z[n] = x[n] - 0.97 x[n-1] - 0.03 m (m the frame mean, features_fast trick 1),
+    so |z| <= 2A, and the window is <= 1; a frame's energy is sum z^2 <= 400 (2A)^2, and by
+    Parseval the 257 power bins sum to at most 512 times that, 8.2e5 A^2. A mel energy (triangle
+    weights <= 1) is at most that sum, times e^40 when the fast path folds a mean of magnitude <= 40
+    into the filterbank: 2.1e32 at A = 2^15, six orders below float32's largest value 3.4e38.
+    Samples of 1e20 would give a power of 1e40 = inf, and inf * 0 weights = NaN features.
     """
-    if math.isfinite(float(clip.sum())):
-        return
-    bad = (~torch.isfinite(clip)).nonzero()
-    if len(bad) == 0:
-        raise ValueError(
-            f"clip {index} has samples up to {float(clip.abs().max()):.3g}, too large to sum: "
-            "scale the audio to [-1, 1) (divide integer PCM by its full scale, e.g. 32768)"
-        )
-    raise ValueError(
-        f"clip {index} has NaN or Inf samples (the first at sample {int(bad[0, -1])}): "
-        "fix or drop the clip (e.g. numpy.nan_to_num) before computing features"
-    )
+    check_samples(clip, f"clip {index}")
 
 
 def check_options(num_mel_bins, max_length, do_normalize, mean, std, sampling_rate=SAMPLING_RATE) -> None:
@@ -182,8 +182,28 @@ def check_options(num_mel_bins, max_length, do_normalize, mean, std, sampling_ra
                 f"{name} must be a finite number, got {value!r}: compute it with ast_min.compute_norm_stats "
                 f"(or keep the AudioSet default {AUDIOSET_MEAN if name == 'mean' else AUDIOSET_STD})"
             )
-    if do_normalize and not std > 0:
-        raise ValueError(f"std must be positive to normalise, got {std}: compute it with ast_min.compute_norm_stats")
+    if do_normalize:
+        check_normalization(mean, std)
+
+
+def check_normalization(mean: float, std: float, names: tuple[str, str] = ("mean", "std")) -> None:
+    """Refuse a finite (mean, std) that cannot normalise, (x - mean) / (2 std), to finite float32 values.
+
+    std must be positive; and since log-mel values x lie in LOG_MEL_RANGE, every normalised value
+    stays within float32's range (with a factor 2 to spare for rounding) exactly when the mean is and
+    both ends of that range, moved by the mean and divided by 2 std, are. `names` are what the
+    messages call the two settings ("--mean", "--std" on the command line).
+    """
+    if not std > 0:
+        raise ValueError(f"{names[1]} must be positive to normalise, got {std}: compute it with ast_min.compute_norm_stats")
+    low, high = LOG_MEL_RANGE
+    reach = max(abs(low - mean), abs(high - mean)) / (2 * std)
+    if not (abs(mean) <= FLOAT32_MAX / 2 and reach <= FLOAT32_MAX / 2):
+        raise ValueError(
+            f"{names[0]} {mean:g} and {names[1]} {std:g} would normalise log-mel values (which lie in "
+            f"[{low:.1f}, {high:.1f}]) past float32's range, to Inf or NaN features: give the dataset's statistics "
+            "(ast_min.compute_norm_stats), whose mean lies in that range and whose std is not tiny"
+        )
 
 
 def check_counts(**counts) -> None:

@@ -16,9 +16,23 @@ import os
 
 import numpy as np
 
-from ast_min.audio import load_audio
-from ast_min.extractor import ASTFeatureExtractor, require_one_frame
+from ast_min import files
+from ast_min.audio import MAX_SECONDS, load_audio
+from ast_min.cli import checked
+from ast_min.extractor import ASTFeatureExtractor, check_normalization, require_one_frame
 from ast_min.features import AUDIOSET_MEAN, AUDIOSET_STD, FRAME_SHIFT, MAX_LENGTH, NUM_MEL_BINS, SAMPLING_RATE, num_frames
+
+# The frames of the longest audio ast-min loads (audio.MAX_SECONDS): more could only ever be padding.
+MAX_FRAMES = num_frames(MAX_SECONDS * SAMPLING_RATE)
+
+
+def check_max_length(max_length) -> None:
+    """Refuse a --max-length that is not a whole number of frames from 1 to MAX_FRAMES."""
+    if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or not 1 <= max_length <= MAX_FRAMES:
+        raise ValueError(
+            f"--max-length must be a number of frames from 1 to {MAX_FRAMES} (10 ms each; {MAX_SECONDS // 3600} h, "
+            f"the longest audio ast-min reads), got {max_length!r}"
+        )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,8 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(.npy is appended when missing, as numpy.save does)")
     parser.add_argument("--num-mel-bins", type=int, default=NUM_MEL_BINS, help=f"F, mel bins (default: {NUM_MEL_BINS})")
     parser.add_argument(
-        "--max-length", type=int, default=MAX_LENGTH,
-        help=f"T, frames to pad/truncate to (default: {MAX_LENGTH} = {MAX_LENGTH * FRAME_SHIFT / SAMPLING_RATE:.2f} s)",
+        "--max-length", type=checked(int, check_max_length), default=MAX_LENGTH,
+        help=f"T, frames to pad/truncate to, 1 to {MAX_FRAMES} "
+        f"(default: {MAX_LENGTH} = {MAX_LENGTH * FRAME_SHIFT / SAMPLING_RATE:.2f} s)",
     )
     parser.add_argument("--mean", type=float, default=AUDIOSET_MEAN, help="normalisation mean (default: AudioSet's)")
     parser.add_argument("--std", type=float, default=AUDIOSET_STD, help="normalisation std (default: AudioSet's)")
@@ -48,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
         require_one_frame(path, waveform, extractor.sampling_rate)
         waveforms.append(waveform)
     features = extractor(waveforms, sampling_rate=extractor.sampling_rate, return_tensors="np")["input_values"]
+    for path, x in zip(args.files, features):
+        if not np.isfinite(x).all():  # the samples and options were checked so this cannot happen: never write it
+            raise ValueError(f"the features of {path!r} came out NaN or Inf although the audio and the options passed "
+                             "their checks; please report this, with the file and the command")  # fmt: skip
     print(f"{'file':<32} {'seconds':>8} {'frames':>12} {'shape':>12} {'min':>8} {'mean':>8} {'std':>8} {'max':>8}")
     for path, waveform, x in zip(args.files, waveforms, features):
         frames = num_frames(len(waveform))
@@ -75,8 +94,10 @@ def _extractor(args: argparse.Namespace) -> ASTFeatureExtractor:
         if not (math.isfinite(args.std) and args.std > 0):
             raise ValueError(f"--std must be a positive, finite number, got {args.std}: "
                              "give the dataset's feature standard deviation (ast_min.compute_norm_stats), or --no-normalize")
-    if args.num_mel_bins < 1 or args.max_length < 1:
-        raise ValueError(f"--num-mel-bins and --max-length must be at least 1, got {args.num_mel_bins} and {args.max_length}")
+        check_normalization(args.mean, args.std, names=("--mean", "--std"))
+    if args.num_mel_bins < 1:
+        raise ValueError(f"--num-mel-bins must be at least 1, got {args.num_mel_bins}")
+    check_max_length(args.max_length)
     return ASTFeatureExtractor(
         num_mel_bins=args.num_mel_bins, max_length=args.max_length,
         do_normalize=not args.no_normalize, mean=args.mean, std=args.std,
@@ -89,8 +110,7 @@ def output_path(out: str) -> str:
     if not out.endswith(".npy"):
         out += ".npy"
     folder = os.path.dirname(os.path.abspath(out))
-    if os.path.isdir(out):
-        raise ValueError(f"--out {out!r} is a directory: name a file, e.g. {os.path.join(out, 'features.npy')}")
+    files.check_output_file(out, "--out", "features.npy")
     if not os.path.isdir(folder):
         raise ValueError(f"--out {out!r}: the folder {folder!r} does not exist: create it first")
     if not os.access(folder, os.W_OK | os.X_OK):
@@ -99,11 +119,16 @@ def output_path(out: str) -> str:
 
 
 def save_npy(out: str, array: np.ndarray) -> None:
-    """numpy.save into a temporary file beside `out`, renamed over it once complete."""
-    tmp = f"{out}.partial-{os.getpid()}"  # opened like numpy.save's own file: the user's umask applies
+    """numpy.save into a temporary file beside `out`, renamed over it once complete.
+
+    The result has the permissions numpy.save's own file would have: those of the file it
+    replaces, or the user's umask for a new one.
+    """
+    tmp = files.new_file_beside(out, ".partial")
     try:
         with open(tmp, "wb") as f:
             np.save(f, array)
+        files.keep_mode(tmp, out)
         os.replace(tmp, out)
     except BaseException:
         if os.path.exists(tmp):

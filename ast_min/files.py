@@ -11,6 +11,9 @@ write checkpoints the same way:
   directory inside either.
 - `replace_directory`: a checkpoint directory is written into a temporary sibling and then swapped
   in, so an interruption leaves either the old checkpoint or the new one, never a mixture.
+- `check_output_file`, `new_file_beside`, `keep_mode`: a result file (`--out`) is refused early when
+  it names a directory, and written into a fresh file beside it that is renamed over it, with the
+  permissions a plain write would have given it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -61,6 +65,46 @@ def json_string(value: dict) -> str:
     return json.dumps(value, indent=2, sort_keys=True) + "\n"
 
 
+# ---- result files written all-or-nothing -----------------------------------------------------------
+def check_output_file(path: str | os.PathLike, option: str, example: str) -> None:
+    """Refuse an output path that is a directory, before any work: the final rename onto it would fail.
+
+    option: what the message calls the path ("--out"); example: a file name to suggest inside it.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{option} {path!r} is a directory: name a file, e.g. {os.path.join(path, example)}")
+
+
+def new_file_beside(target: str | os.PathLike, tag: str) -> str:
+    """Create an empty, uniquely named file next to `target` (same file system: renaming it over `target`
+    is atomic) and return its path.
+
+    It is created as `open(target, "w")` would create `target`, mode 0o666 less the process umask,
+    and not as `tempfile.mkstemp` does (0o600), so the file renamed into place is as readable as one
+    written directly. `tag` goes into the name (".partial", ".unverified").
+    """
+    target = os.fspath(target)
+    directory, name = os.path.split(target)
+    path = os.path.join(directory, f".{name}.{uuid.uuid4().hex[:8]}{tag}")
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    return path
+
+
+def keep_mode(new: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Give `new` the permission bits (and, where allowed, the owner) of an existing `target`, which it
+    is about to replace: overwriting a file in place keeps both, and so does replacing it this way."""
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        return
+    os.chmod(new, stat.S_IMODE(st.st_mode))
+    try:
+        os.chown(new, st.st_uid, st.st_gid)
+    except (PermissionError, AttributeError):  # only root may give a file away; Windows has no chown
+        pass
+
+
 def write_json(file: str | os.PathLike, value: dict) -> str:
     """Write `value` to `file` (directories created) all-or-nothing: a temporary file renamed over it.
 
@@ -75,6 +119,7 @@ def write_json(file: str | os.PathLike, value: dict) -> str:
     try:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(json_string(value))
+        keep_mode(tmp, file)
         os.replace(tmp, file)
     except BaseException:
         if os.path.exists(tmp):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import queue
 import sys
 import time
@@ -30,8 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ast_min.classify import Classifier, check_hop, hop_samples
-from ast_min.cli import add_checkpoint_argument, add_device_argument
+from ast_min.audio import MAX_SAMPLING_RATE, MIN_SAMPLING_RATE, check_samples
+from ast_min.classify import Classifier, add_hop_argument, check_hop, hop_samples
+from ast_min.cli import add_checkpoint_argument, add_device_argument, checked
 from ast_min.features import FRAME_LENGTH, SAMPLING_RATE
 
 CHUNK_SECONDS = 0.1  # how much audio each read returns: small against any window, cheap per call
@@ -48,10 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="an audio file read chunk by chunk as if live, or - for raw 16-bit little-endian mono PCM on "
         "standard input (--rate Hz); default: the microphone (needs the sounddevice package)",
     )  # fmt: skip
-    parser.add_argument("--rate", type=int, default=SAMPLING_RATE,
-                        help="rate of the PCM on standard input (default 16000; others are resampled)")  # fmt: skip
-    parser.add_argument("--hop", type=float, default=None, metavar="SECONDS",
-                        help="seconds between windows (default: half a window, as classify --window)")  # fmt: skip
+    parser.add_argument("--rate", type=checked(int, check_rate), default=SAMPLING_RATE,
+                        help=f"rate of the PCM on standard input, {MIN_SAMPLING_RATE} to {MAX_SAMPLING_RATE} Hz "
+                        "(default 16000; others are resampled)")  # fmt: skip
+    add_hop_argument(parser, "seconds between windows (default: half a window, as classify --window)")
     add_checkpoint_argument(parser)
     parser.add_argument("--top-k", type=int, default=3, help="labels per line (default 3)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -64,25 +66,25 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
     check_hop(args.hop)
-    if args.rate < 1:
-        raise ValueError(f"--rate must be a positive number of Hz, got {args.rate}")
+    check_rate(args.rate)
     if args.realtime and args.input in (None, "-"):
         raise ValueError("--realtime paces a file (--input FILE); a microphone or standard input already arrives live")
     if args.input is None:
-        chunks = microphone_chunks()  # fails with NO_MICROPHONE_HELP before the model loads
+        chunks, source = microphone_chunks(), "the microphone"  # fails with NO_MICROPHONE_HELP before the model loads
     elif args.input == "-":
-        chunks = pcm16_chunks(sys.stdin.buffer, args.rate)
+        chunks, source = pcm16_chunks(sys.stdin.buffer, args.rate), "standard input"
     else:
-        chunks = file_chunks(args.input, realtime=args.realtime)
+        chunks, source = file_chunks(args.input, realtime=args.realtime), repr(args.input)
     classifier = Classifier.load(args.checkpoint, device=args.device)
     window, hop = classifier.window_samples, hop_samples(classifier.window_samples, args.hop)
     print(f"listening with {classifier.model_name}: {window / SAMPLING_RATE:.2f} s windows "
           f"every {hop / SAMPLING_RATE:.2f} s", file=sys.stderr)  # fmt: skip
     results = []
     try:
-        for result in listen(chunks, classifier, hop_seconds=args.hop, top_k=args.top_k):
+        for result in listen(chunks, classifier, hop_seconds=args.hop, top_k=args.top_k, source=source):
             results.append(result)
-            print(json.dumps(result.to_json()) if args.json else result.to_text(), flush=True)
+            # strict JSON: listen() refuses non-finite scores, so a bare NaN can never be printed
+            print(json.dumps(result.to_json(), allow_nan=False) if args.json else result.to_text(), flush=True)
     except KeyboardInterrupt:  # the way to stop the microphone
         pass
     if results:
@@ -141,11 +143,12 @@ class Window:
         return f"{self.start:8.2f}-{self.end:.2f} s  {top}  ({1000 * self.seconds:.0f} ms, RTF {self.rtf:.3f})"
 
 
-def stream_windows(chunks, window: int, hop: int) -> Iterator[tuple[int, np.ndarray]]:
+def stream_windows(chunks, window: int, hop: int, source: str = "the stream") -> Iterator[tuple[int, np.ndarray]]:
     """Mono 16 kHz chunks -> (start sample, (<= W,) window) as soon as each window is complete.
 
     Windows start at 0, hop, 2 hop, ... while a full window fits; at the end of the stream one
     more ends flush with it if the last one did not reach it (classify.window_starts' rule).
+    source: what the error for a stream shorter than one frame calls it.
     """
     ring = RingBuffer(window)
     next_start, last_start = 0, None
@@ -162,7 +165,7 @@ def stream_windows(chunks, window: int, hop: int) -> Iterator[tuple[int, np.ndar
     total = ring.end
     if total < FRAME_LENGTH:
         raise ValueError(
-            f"the stream ended after {total} samples, shorter than one {FRAME_LENGTH}-sample "
+            f"{source} ended after {total} samples, shorter than one {FRAME_LENGTH}-sample "
             f"(25 ms) frame: AST needs at least one frame of audio"
         )
     if last_start is None:  # shorter than one window: one window, padded by the extractor
@@ -171,17 +174,26 @@ def stream_windows(chunks, window: int, hop: int) -> Iterator[tuple[int, np.ndar
         yield total - window, ring.latest(window)
 
 
-def listen(chunks, classifier, *, hop_seconds: float | None = None, top_k: int = 3) -> Iterator[Window]:
+def listen(
+    chunks, classifier, *, hop_seconds: float | None = None, top_k: int = 3, source: str = "the stream",
+) -> Iterator[Window]:  # fmt: skip
     """Classify a stream: mono 16 kHz chunks (each (n,)) -> one Window per hop, as it completes.
 
-    classifier: an `ast_min.classify.Classifier` (model, features, labels, activation).
+    classifier: an `ast_min.classify.Classifier` (model, features, labels, activation); source: what
+    error messages call the stream (a file's name, "standard input"). Scores that come out NaN or
+    Inf are an error, as in `ast-min classify`, never a line.
     """
     window = classifier.window_samples
     hop = hop_samples(window, hop_seconds)
-    for start, clip in stream_windows(chunks, window, hop):
+    for start, clip in stream_windows(chunks, window, hop, source):
         t0 = time.perf_counter()
         scores = classifier.scores([clip], batch_size=1)[0]  # (C,)
         seconds = time.perf_counter() - t0
+        if not np.isfinite(scores).all():
+            raise ValueError(
+                f"the model gave NaN or Inf scores for {source} at {start / SAMPLING_RATE:.2f} s: its weights are not "
+                f"finite or make the logits overflow; check or retrain the checkpoint ({classifier.model_name})"
+            )
         yield Window(
             start=round(start / SAMPLING_RATE, 3), end=round((start + len(clip)) / SAMPLING_RATE, 3),
             predictions=classifier.top(scores, top_k), seconds=seconds, rtf=seconds * SAMPLING_RATE / hop,
@@ -216,11 +228,11 @@ def file_chunks(path, *, realtime: bool = False, chunk_seconds: float = CHUNK_SE
     """
     from ast_min.audio import open_audio
 
-    f = open_audio(path)  # opened now, so a bad path fails before the model loads
-    return _file_chunks(f, realtime, chunk_seconds)
+    f = open_audio(path)  # opened now, so a bad path or header fails before the model loads
+    return _file_chunks(f, repr(os.fspath(path)), realtime, chunk_seconds)
 
 
-def _file_chunks(f, realtime: bool, chunk_seconds: float) -> Iterator[np.ndarray]:
+def _file_chunks(f, name: str, realtime: bool, chunk_seconds: float) -> Iterator[np.ndarray]:
     with f:
         resample = StreamResampler(f.samplerate)
         block = max(1, round(chunk_seconds * f.samplerate))
@@ -229,7 +241,9 @@ def _file_chunks(f, realtime: bool, chunk_seconds: float) -> Iterator[np.ndarray
         while True:
             data = f.read(block, dtype="float32", always_2d=True)  # (n, channels)
             last = len(data) < block
-            yield resample(data.mean(axis=1, dtype=np.float32), last=last)  # (n,) mono: channels averaged
+            mono = data.mean(axis=1, dtype=np.float32)  # (n,): channels averaged
+            check_samples(mono, name, f.samplerate, offset=played)  # load_audio's check, block by block
+            yield resample(mono, last=last)
             played += len(data)
             if last:
                 return
@@ -288,5 +302,18 @@ def _microphone_chunks(sounddevice, chunk_seconds: float) -> Iterator[np.ndarray
     # 16 kHz asked of the device; PortAudio (or the OS) resamples when the hardware runs at another rate
     with sounddevice.InputStream(samplerate=SAMPLING_RATE, channels=1, dtype="float32",
                                  blocksize=round(chunk_seconds * SAMPLING_RATE), callback=callback):  # fmt: skip
+        received = 0
         while True:
-            yield chunks.get()
+            chunk = chunks.get()
+            check_samples(chunk, "the microphone input", SAMPLING_RATE, offset=received)  # as files are checked
+            received += len(chunk)
+            yield chunk
+
+
+def check_rate(rate) -> None:
+    """Refuse a --rate that no recording has: the bounds `ast_min.audio` applies to a file's header."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or not MIN_SAMPLING_RATE <= rate <= MAX_SAMPLING_RATE:
+        raise ValueError(
+            f"--rate must be a positive number of Hz from {MIN_SAMPLING_RATE} to {MAX_SAMPLING_RATE} (the rates "
+            f"ast-min reads from files), got {rate!r}"
+        )

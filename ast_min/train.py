@@ -422,10 +422,13 @@ def _clear_previous_run(output_dir: str) -> None:
 def _load_trainer_state(output_dir: str, model, optimizer, scaler, recipe: Recipe, labels: list[str]) -> dict | None:
     """Restore model, optimiser and scaler from the newest complete last/; the loop's state, or None if none.
 
-    Only tensors and plain data are unpickled (`weights_only=True`). Each failure names the file and the fix.
+    Only tensors and plain data are unpickled (`weights_only=True`), and the whole state is checked
+    before any of it is used (`_check_trainer_state`). Each failure names the file, the field and the fix.
     """
-    path = os.path.join(output_dir, "last", STATE_FILE)
-    if _complete_epoch(os.path.join(output_dir, "last")) is None:
+    last = os.path.join(output_dir, "last")
+    path = os.path.join(last, STATE_FILE)
+    epoch_on_disk = _complete_epoch(last)
+    if epoch_on_disk is None:
         return None
     fresh = "start a new run with --overwrite (or another --output-dir)"
     try:
@@ -442,6 +445,7 @@ def _load_trainer_state(output_dir: str, model, optimizer, scaler, recipe: Recip
     missing = [k for k in ("model", "optimizer", "scaler", "state", "recipe") if not isinstance(saved, dict) or k not in saved]
     if missing:
         raise ValueError(f"{path!r} is not an ast-min trainer state (it lacks {', '.join(missing)}); {fresh}")
+    _check_trainer_state(saved, path, epoch_on_disk, model, fresh)
     theirs = saved["recipe"]
     changed = [f"{k} {theirs.get(k)!r} -> {getattr(recipe, k)!r}" for k in ("model", "max_length", "num_mel_bins")
                if theirs.get(k) != getattr(recipe, k)]
@@ -454,11 +458,79 @@ def _load_trainer_state(output_dir: str, model, optimizer, scaler, recipe: Recip
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scaler.load_state_dict(saved["scaler"])
-    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
         reason = str(e).strip().splitlines()[0]
         raise ValueError(f"{path!r} does not fit this run's model ({reason}): resume with the options of the run "
                          f"that wrote it, or {fresh}") from None
     return saved["state"]
+
+
+def _check_trainer_state(saved: dict, path: str, epoch_on_disk: int, model, fresh: str) -> None:
+    """Refuse a trainer state whose plain data the loop could not use, naming the file and the field.
+
+    What `train` writes (and so what a state must be): `model`, `optimizer` and `scaler` are state
+    dicts; `recipe` the run's Recipe as a dict; `labels` (when present) a list of names; `state` the
+    loop's: `epoch` (the last epoch trained, the epoch the training_info.json beside it records),
+    `step` (optimiser steps so far), `history` (one record per epoch, in order), `best` (None or the
+    best epoch so far and its metrics), `wa` (None or the running weight average, tensors of the
+    model's names and shapes) and `wa_count` (epochs averaged so far, 0 exactly when `wa` is None).
+    A state holding anything else was edited or damaged: continuing from it would fail mid-run or
+    train the wrong epochs, so it is refused here, before anything is restored.
+    """
+
+    def refuse(field: str, problem: str):
+        raise ValueError(f"{path!r}: {field} {problem}; the trainer state was edited or damaged: {fresh}")
+
+    def whole(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    for key in ("model", "optimizer", "scaler", "recipe", "state"):
+        if not isinstance(saved[key], dict):
+            refuse(key, f"is a {type(saved[key]).__name__}, expected a dict")
+    if "labels" in saved and not (isinstance(saved["labels"], list) and all(isinstance(n, str) for n in saved["labels"])):
+        refuse("labels", f"is {_shown(saved['labels'])}, expected a list of label names")
+    state = saved["state"]
+    missing = [k for k in ("epoch", "step", "history", "best", "wa", "wa_count") if k not in state]
+    if missing:
+        refuse("state", f"lacks {', '.join(missing)}")
+    epoch = state["epoch"]
+    if not whole(epoch) or epoch < 1:
+        refuse("state.epoch", f"is {_shown(epoch)}, expected a whole number of epochs trained, at least 1")
+    if epoch != epoch_on_disk:
+        refuse("state.epoch", f"is {epoch}, but {INFO_FILE} beside it records epoch {epoch_on_disk}")
+    if not whole(state["step"]) or state["step"] < 0:
+        refuse("state.step", f"is {_shown(state['step'])}, expected a whole number of optimiser steps")
+    history = state["history"]
+    if not isinstance(history, list) or len(history) != epoch:
+        refuse("state.history", f"is {_shown(history)}, expected a list of {epoch} records, one per epoch trained")
+    for i, record in enumerate(history):
+        if not isinstance(record, dict) or record.get("epoch") != i + 1:
+            refuse(f"state.history[{i}]", f"is {_shown(record)}, expected the record of epoch {i + 1}")
+    best = state["best"]
+    if best is not None:
+        if not isinstance(best, dict) or not whole(best.get("epoch")) or not 1 <= best["epoch"] <= epoch:
+            refuse("state.best", f"is {_shown(best)}, expected None or {{'epoch': 1..{epoch}, 'metrics': {{...}}}}")
+        metrics = best.get("metrics")
+        if not isinstance(metrics, dict) or not all(number(metrics.get(k)) for k in ("accuracy", "mAP")):
+            refuse("state.best.metrics", f"is {_shown(metrics)}, expected the evaluation metrics (accuracy, mAP, ...)")
+    wa, wa_count = state["wa"], state["wa_count"]
+    if not whole(wa_count) or not 0 <= wa_count <= epoch or (wa is None) != (wa_count == 0):
+        refuse("state.wa_count", f"is {_shown(wa_count)} with state.wa {'None' if wa is None else 'set'}, expected the "
+               f"number of epochs averaged (0 to {epoch}, 0 exactly when nothing is averaged)")
+    if wa is not None:
+        expected = {k: v.shape for k, v in model.state_dict().items()}
+        if not isinstance(wa, dict) or set(wa) != set(expected) or any(
+                not isinstance(v, torch.Tensor) or v.shape != expected[k] for k, v in wa.items()):
+            refuse("state.wa", "is not a weight average of this run's model (its tensor names or shapes differ)")
+
+
+def _shown(value, limit: int = 60) -> str:
+    """A value for an error message: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ---- the loop ------------------------------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ import os
 import pytest
 import torch
 import transformers
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
 from ast_min import ASTConfig, ASTForAudioClassification, ASTModel
@@ -256,11 +258,17 @@ def test_pickles_with_code_are_refused(tmp_path):
 def test_mismatched_tensors_are_listed(tmp_path):
     cfg = tiny_config()
     save_random_hf_checkpoint(tmp_path, cfg, seed=12)
-    # wrong architecture: one more layer than the file has -> missing tensors
-    with pytest.raises(ValueError, match=r"missing: audio_spectrogram_transformer\.layers\.2\."):
+    # wrong architecture: one more layer than the file has -> refused by the field, before the model is built
+    with pytest.raises(ValueError, match=r"^the config passed to from_pretrained does not describe the weights in "
+                       r".*model.safetensors': num_hidden_layers is 3, but the weights hold 2 layers"):
         ASTForAudioClassification.from_pretrained(tmp_path, config=ASTConfig(**{**cfg, "num_hidden_layers": 3}))
-    # an extra tensor and a wrongly shaped one
+    # a tensor gone from a layer the file still has -> listed as missing
     tensors = load_file(tmp_path / "model.safetensors")
+    gone = next(k for k in tensors if k.endswith("layer.1.output.dense.bias"))
+    save_file({k: v for k, v in tensors.items() if k != gone}, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"1 missing: audio_spectrogram_transformer\.layers\.1\.mlp\.fc2\.bias"):
+        ASTForAudioClassification.from_pretrained(tmp_path)
+    # an extra tensor and a wrongly shaped one
     tensors["audio_spectrogram_transformer.pooler.dense.weight"] = torch.zeros(2, 2)
     tensors["classifier.dense.bias"] = torch.zeros(7)
     save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
@@ -470,3 +478,118 @@ def test_saving_onto_a_file_is_refused(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="is a file, not a directory"):
         _labelled_model("ab", seed=0).save_pretrained(tmp_path / "file")
+
+
+# ---- a config that does not describe its weights: refused before the model is built -------------------------------
+def _craft(tmp_path, **changes):
+    """A copy of the default model whose config.json is changed by `changes`, as a hostile download could be."""
+    import shutil
+
+    from ast_min.classify import DEFAULT_MODEL_DIR
+
+    crafted = tmp_path / "crafted"
+    shutil.copytree(DEFAULT_MODEL_DIR, crafted)
+    config = json.loads((crafted / "config.json").read_text())
+    (crafted / "config.json").write_text(json.dumps({**config, **changes}))
+    return crafted
+
+
+@pytest.mark.parametrize("changes, says", [
+    (dict(num_hidden_layers=1_000_000), "num_hidden_layers is 1000000, but the weights hold 2 layers"),
+    (dict(hidden_size=4096), "hidden_size is 4096, but audio_spectrogram_transformer.embeddings.cls_token (1, 1, 64) holds 64"),
+    (dict(intermediate_size=10**9), "intermediate_size is 1000000000, but audio_spectrogram_transformer.encoder.layer.0."
+                                    "intermediate.dense.weight (256, 64) holds 256"),
+    (dict(max_length=10**8), "num_mel_bins, max_length, patch_size and the strides give 49999997 positions, but "
+                             "audio_spectrogram_transformer.embeddings.position_embeddings (1, 62, 64) holds 62"),
+    (dict(patch_size=2), "patch_size is 2, but audio_spectrogram_transformer.embeddings.patch_embeddings.projection.weight "
+                         "(64, 1, 16, 16) holds 16"),
+])  # fmt: skip
+@pytest.mark.parametrize("cls", [ASTForAudioClassification, ASTModel])
+def test_a_config_that_does_not_describe_its_weights_is_refused_by_field(tmp_path, monkeypatch, changes, says, cls):
+    crafted = _craft(tmp_path, **changes)
+
+    def never(*args, **kwargs):
+        raise AssertionError("a model was built before the config was compared with the weights")
+
+    monkeypatch.setattr(cls, "__init__", never)
+    with pytest.raises(ValueError) as err:
+        cls.from_pretrained(crafted)
+    assert str(err.value).startswith(f"'{crafted / 'config.json'}' does not describe the weights in "
+                                     f"'{crafted / 'model.safetensors'}': {says}"), str(err.value)
+
+
+def test_more_parameters_than_the_file_holds_is_refused_whatever_the_names(tmp_path, monkeypatch):
+    """Weights whose names carry no size ast-min knows: the parameter count still bounds what is built."""
+    cfg = tiny_config()
+    ASTConfig(**cfg).save_pretrained(tmp_path)
+    save_file({"some.tensor": torch.zeros(1000)}, tmp_path / "model.safetensors")
+    config = ASTConfig(**{**cfg, "num_hidden_layers": 1})
+    monkeypatch.setattr(ASTModel, "__init__", lambda *a, **k: pytest.fail("built"))
+    with pytest.raises(ValueError, match=r"num_hidden_layers is 1, but the weights hold no transformer layers"):
+        ASTModel.from_pretrained(tmp_path, config=config)
+    from ast_min.checkpoint import check_config_fits_weights
+
+    shapes = {f"blocks.{i}.x": (1,) for i in range(2)}  # the layers are there, the numbers are not
+    with pytest.raises(ValueError, match=r"its encoder has [\d,]+ weights, but the file holds 2 numbers"):
+        check_config_fits_weights(ASTConfig(**{**cfg, "num_hidden_layers": 2}), shapes, "c", "w")
+
+
+@settings(max_examples=25)
+@given(hidden=st.integers(1, 24), heads=st.integers(1, 4), mlp=st.integers(1, 40), layers=st.integers(0, 3),
+       patch=st.integers(2, 8), mel=st.integers(8, 24), frames=st.integers(8, 40), labels=st.integers(1, 9),
+       qkv_bias=st.booleans(), head=st.booleans())
+def test_the_parameter_count_is_the_built_models(hidden, heads, mlp, layers, patch, mel, frames, labels, qkv_bias, head):
+    """parameter_count is arithmetic; torch's modules, built, are the reference."""
+    from ast_min.checkpoint import parameter_count
+
+    config = ASTConfig(hidden_size=hidden * heads, num_attention_heads=heads, intermediate_size=mlp,
+                       num_hidden_layers=max(layers, 1), patch_size=patch, frequency_stride=max(patch // 2, 1),
+                       time_stride=patch, num_mel_bins=max(mel, patch), max_length=max(frames, patch),
+                       num_labels=labels, qkv_bias=qkv_bias)  # fmt: skip
+    model = (ASTForAudioClassification if head else ASTModel)(config)
+    assert parameter_count(config, with_head=head) == sum(p.numel() for p in model.parameters())
+
+
+CRAFTED_CHILD = """
+import resource, sys
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+from ast_min.cli import main
+sys.exit(main(["classify", sys.argv[2], "--checkpoint", sys.argv[3]]))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or not os.path.exists("/proc/self/status"), reason="needs Linux's RLIMIT_AS")
+@pytest.mark.parametrize("changes, says", [(dict(num_hidden_layers=1_000_000), "num_hidden_layers is 1000000"),
+                                           (dict(hidden_size=4096), "hidden_size is 4096")])
+def test_a_crafted_config_is_refused_within_a_small_address_space(tmp_path, changes, says):
+    """The same refusal in a process that may map at most 1.5 GiB beyond what importing torch costs.
+
+    Building either model first needs far more (a million blocks of Python modules; two 4096-wide
+    blocks and their 4096 x 4096 matrices, about 2 GB): without the check the child dies of
+    MemoryError (printed as "out of memory") or is killed, never with the config's message.
+    """
+    import subprocess
+    import sys
+
+    import numpy as np
+    import soundfile as sf
+
+    crafted = _craft(tmp_path, **changes)
+    sf.write(tmp_path / "a.wav", np.zeros(16000, np.float32), 16000)
+    probe = subprocess.run([sys.executable, "-c", "import ast_min.cli, ast_min.classify, resource;"
+                            "print(open('/proc/self/status').read())"], capture_output=True, text=True, check=True)
+    baseline = int(next(line.split()[1] for line in probe.stdout.splitlines() if line.startswith("VmPeak"))) * 1024
+    limit = baseline + 1536 * 2**20
+    env = {**os.environ, "MALLOC_ARENA_MAX": "2", "OMP_NUM_THREADS": "1"}  # threads' arenas count against the limit
+    child = subprocess.run([sys.executable, "-c", CRAFTED_CHILD, str(limit), str(tmp_path / "a.wav"), str(crafted)],
+                           capture_output=True, text=True, timeout=300, env=env)
+    assert child.returncode == 2, (child.returncode, child.stderr[-2000:])
+    assert child.stderr.startswith(f"ast-min classify: error: '{crafted / 'config.json'}' does not describe the weights "
+                                   f"in '{crafted / 'model.safetensors'}': {says}"), child.stderr[-2000:]
+
+
+def test_a_crafted_label_count_is_refused_before_names_are_made_for_it(tmp_path):
+    crafted = _craft(tmp_path, num_labels=10**8)  # differs from id2label's count: transformers would generate names
+    with pytest.raises(ValueError, match=r"config field 'num_labels' is 100000000, more than the 1048576 labels"):
+        ASTConfig.from_pretrained(crafted)

@@ -175,3 +175,22 @@ def test_bad_arguments_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "'" + str(tiny) + "' lasts 6.2 ms, shorter than one 25 ms frame" in err and err.count("\n") == 1, err
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_the_exported_file_has_the_permissions_a_plain_write_gives(tmp_path):
+    """A new file gets 0o666 less the umask (not tempfile's 0o600); a replaced file keeps its own mode."""
+    import os
+    import stat
+
+    ckpt = save_random_hf_checkpoint(tmp_path / "one_layer", tiny_config(num_hidden_layers=1))  # quick to trace
+    new, existing = tmp_path / "new.onnx", tmp_path / "existing.onnx"
+    existing.write_text("an earlier export")
+    os.chmod(existing, 0o640)
+    umask = os.umask(0o022)
+    try:
+        for out in (new, existing):
+            assert cli_main(["export", "--out", str(out), "--checkpoint", str(ckpt)]) == 0
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(os.stat(new).st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(existing).st_mode) == 0o640 and existing.read_bytes() != b"an earlier export"

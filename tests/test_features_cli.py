@@ -104,11 +104,31 @@ def test_bad_normalisation_options_name_the_option(tmp_path, capsys, argv, messa
 
 
 def test_a_size_the_machine_cannot_allocate_is_one_line_not_a_traceback(tmp_path, capsys):
-    # 10**12 frames of 128 bins is hundreds of TiB: numpy refuses the allocation at once with MemoryError
+    # 1024 frames of 10**12 mel bins is petabytes: numpy refuses the allocation at once with MemoryError
     soundfile.write(tmp_path / "a.wav", np.zeros(16000, dtype=np.float32), 16000)
     out = tmp_path / "feat.npy"
-    code = main(["features", str(tmp_path / "a.wav"), "--max-length", str(10**12), "--out", str(out)])
+    code = main(["features", str(tmp_path / "a.wav"), "--num-mel-bins", str(10**12), "--out", str(out)])
     err = capsys.readouterr().err
-    assert code == 2 and "out of memory" in err and "--max-length" in err, err
+    assert code == 2 and "out of memory" in err and "--num-mel-bins" in err, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()
+
+
+def test_saving_over_a_file_keeps_its_permissions(tmp_path, capsys):
+    """numpy.save over an existing file keeps its mode; so must the rename that replaces it here."""
+    import os
+    import stat
+
+    soundfile.write(tmp_path / "a.wav", np.zeros(4000, np.float32), 16000)
+    out = tmp_path / "f.npy"
+    out.write_bytes(b"old")
+    os.chmod(out, 0o600)
+    assert main(["features", str(tmp_path / "a.wav"), "--out", str(out)]) == 0
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600 and np.load(out).shape == (1, 1024, 128)
+    umask = os.umask(0o022)
+    try:
+        assert main(["features", str(tmp_path / "a.wav"), "--out", str(tmp_path / "new.npy")]) == 0
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(os.stat(tmp_path / "new.npy").st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "f.npy", "new.npy"]  # no staging file left

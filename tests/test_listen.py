@@ -244,6 +244,12 @@ def test_microphone_through_a_stand_in_sounddevice(monkeypatch):
     got = np.concatenate(list(itertools.islice(listen_mod.microphone_chunks(), len(blocks))))
     np.testing.assert_array_equal(got, x)
     assert opened == dict(samplerate=16000, channels=1, dtype="float32")
+    # a device that delivers garbage is refused as a damaged file is, with the position in the stream
+    blocks[3] = blocks[3].copy()
+    blocks[3][2] = np.nan
+    at = sum(len(b) for b in blocks[:3]) + 2
+    with pytest.raises(ValueError, match=rf"^the microphone input has NaN or Inf samples \(the first at sample {at}, "):
+        list(itertools.islice(listen_mod.microphone_chunks(), len(blocks)))
 
     def no_device(kind):
         raise ValueError("No input device matching ''")

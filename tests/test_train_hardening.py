@@ -95,6 +95,56 @@ def test_a_damaged_or_mismatched_state_names_the_file_and_why(tmp_path):
         _run(run, TINY.replace(epochs=2), resume=True)
 
 
+TAMPERED = [  # (what is changed in the saved state, the field and the problem the message must name)
+    (lambda s: s["state"].update(epoch="x"), "state.epoch is 'x', expected a whole number of epochs trained"),
+    (lambda s: s["state"].update(epoch=-3), "state.epoch is -3, expected a whole number of epochs trained, at least 1"),
+    (lambda s: s["state"].update(epoch=10**9), f"state.epoch is 1000000000, but {INFO_FILE} beside it records epoch 1"),
+    (lambda s: s["state"].update(epoch=True), "state.epoch is True, expected a whole number"),
+    (lambda s: s.update(state=[]), "state is a list, expected a dict"),
+    (lambda s: s["state"].pop("wa"), "state lacks wa"),
+    (lambda s: s["state"].update(step=-1), "state.step is -1, expected a whole number of optimiser steps"),
+    (lambda s: s["state"].update(history="abc"), "state.history is 'abc', expected a list of 1 records, one per epoch"),
+    (lambda s: s["state"].update(history=[{"epoch": 7}]), "state.history[0] is {'epoch': 7}, expected the record of epoch 1"),
+    (lambda s: s["state"].update(best={"metrics": {}}), "state.best is {'metrics': {}}, expected None or {'epoch': 1..1"),
+    (lambda s: s["state"]["best"].update(metrics={}), "state.best.metrics is {}, expected the evaluation metrics"),
+    (lambda s: s["state"].update(wa_count=2), "state.wa_count is 2 with state.wa None, expected the number of epochs averaged"),
+    (lambda s: s["state"].update(wa={"x": torch.zeros(1)}, wa_count=1), "state.wa is not a weight average of this run's model"),
+    (lambda s: s.update(recipe="notadict"), "recipe is a str, expected a dict"),
+    (lambda s: s.update(model=[]), "model is a list, expected a dict"),
+    (lambda s: s.update(labels="ab"), "labels is 'ab', expected a list of label names"),
+]
+
+
+def test_a_tampered_trainer_state_names_the_file_and_the_field(tmp_path, monkeypatch, capsys):
+    """Plain data (no pickle) edited into the state: each refused on --resume, before anything is restored or trained."""
+    run = tmp_path / "run"
+    _run(run)
+    state = run / "last" / STATE_FILE
+    original = state.read_bytes()
+    monkeypatch.setattr(train_module, "_train_one_epoch", lambda *a, **k: pytest.fail("an epoch started"))
+    for i, (tamper, says) in enumerate(TAMPERED):
+        saved = torch.load(state, weights_only=True)
+        tamper(saved)
+        torch.save(saved, state)
+        with pytest.raises(ValueError) as err:
+            _run(run, TINY.replace(epochs=2), resume=True)
+        assert str(err.value).startswith(f"{str(state)!r}: {says}"), (i, str(err.value))
+        assert str(err.value).endswith("the trainer state was edited or damaged: start a new run with --overwrite "
+                                       "(or another --output-dir)"), str(err.value)
+        state.write_bytes(original)
+    # the command line: one line, exit status 2
+    saved = torch.load(state, weights_only=True)
+    saved["state"]["epoch"] = "x"
+    torch.save(saved, state)
+    assert cli_main(["train", "--output-dir", str(run), "--resume", *CLI_TINY, "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{str(state)!r}: state.epoch is 'x'" in err and "Traceback" not in err, err
+    # the untouched state still resumes
+    state.write_bytes(original)
+    monkeypatch.undo()
+    assert [r["epoch"] for r in _run(run, TINY.replace(epochs=2), resume=True)["history"]] == [1, 2]
+
+
 # ---- data loss --------------------------------------------------------------------------------------------------------------
 def test_a_non_empty_output_dir_needs_resume_or_overwrite(tmp_path, no_training):
     run = tmp_path / "run"

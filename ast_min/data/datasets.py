@@ -145,12 +145,15 @@ class ClipDataset(torch.utils.data.Dataset):
         it is the sorted set of labels the manifest names.
         """
         path = check_input_file(path, "manifest", "pass a .json or .csv manifest, or a class-folder tree as --data")
-        if path.lower().endswith(".json"):
-            files, rows = _read_json_manifest(path)
-        elif path.lower().endswith(".csv"):
-            files, rows = _read_csv_manifest(path)
-        else:
-            raise ValueError(f"manifest {path!r} must end in .json or .csv")
+        try:
+            if path.lower().endswith(".json"):
+                files, rows = _read_json_manifest(path)
+            elif path.lower().endswith(".csv"):
+                files, rows = _read_csv_manifest(path)
+            else:
+                raise ValueError(f"manifest {path!r} must end in .json or .csv")
+        except UnicodeDecodeError as e:  # a ValueError too, but one that would not name the file
+            raise ValueError(f"manifest {path!r} is not UTF-8 text ({e}): save it as UTF-8") from None
         base = os.path.dirname(os.path.abspath(path))
         files = [f if os.path.isabs(f) else os.path.join(base, f) for f in files]
         if class_labels is not None:
@@ -172,7 +175,7 @@ def _split_labels(text: str) -> list[str]:
 
 
 def _read_json_manifest(path: str) -> tuple[list[str], list[list[str]]]:
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         try:
             data = json.load(f)
         except json.JSONDecodeError as e:
@@ -191,7 +194,7 @@ def _read_json_manifest(path: str) -> tuple[list[str], list[list[str]]]:
 
 
 def _read_csv_manifest(path: str) -> tuple[list[str], list[list[str]]]:
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         header = [h.strip() for h in (reader.fieldnames or [])]
         file_column = next((h for h in ("file", "path", "wav", "filename") if h in header), None)
@@ -212,11 +215,14 @@ def _read_csv_manifest(path: str) -> tuple[list[str], list[list[str]]]:
 def read_class_labels(path: str | os.PathLike) -> tuple[list[str], list[str]]:
     """The original repo's class_labels_indices.csv (`index,mid,display_name`) -> (ids, display names)."""
     path = check_input_file(path, "class list", "pass class_labels_indices.csv (index,mid,display_name)")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if not {"index", "mid", "display_name"} <= set(reader.fieldnames or []):
-            raise ValueError(f"{path!r} must have the columns index,mid,display_name; found {reader.fieldnames}")
-        rows = sorted(reader, key=lambda r: int(r["index"]))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not {"index", "mid", "display_name"} <= set(reader.fieldnames or []):
+                raise ValueError(f"{path!r} must have the columns index,mid,display_name; found {reader.fieldnames}")
+            rows = sorted(reader, key=lambda r: int(r["index"]))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"class list {path!r} is not UTF-8 text ({e}): save it as UTF-8") from None
     if [int(r["index"]) for r in rows] != list(range(len(rows))):
         raise ValueError(f"{path!r}: the index column must run 0, 1, 2, ... without gaps")
     return [r["mid"] for r in rows], [r["display_name"] for r in rows]
