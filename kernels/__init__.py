@@ -6,7 +6,9 @@ N tokens, Dh head dim). Read in this order:
     flash.py            flash_attention(), the differentiable entry point every caller uses
     reference.py        the algorithm in plain torch loops (online softmax, blockwise backward)
     fused_attention.py  the same algorithm as Triton kernels, with a checking launcher
-    variant_*.py        other ways to compute a pass (the one-pass "fused" backward, the "tma" forward)
+    tiles.py            what every kernel shares: tile pointers, constants, buffers, launch settings
+    variant_*.py        the ways to compute a pass: "standard" forward and "split" backward (the kernels
+                        above), the one-pass "fused" backward, the "tma" forward
     variants.py         the registry every variant joins; tests, inspect and bench read it
     custom_op.py        the kernels as torch.library custom ops (autograd, torch.compile)
     tuning.py           block sizes: autotuned on GPUs, pinned in the interpreter

@@ -34,22 +34,15 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 
 import torch
 import triton
 import triton.language as tl
 
-from ast_min.kernels import cost, tuning, variants
-
-# `@triton.jit` reads TRITON_INTERPRET when it decorates, i.e. when this module is imported.
-INTERPRETER = os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
-
-LOG2E = tl.constexpr(1.4426950408889634)  # log2(e): exp(x) = exp2(x * log2(e))
-LN2 = tl.constexpr(0.6931471805599453)  # ln(2): converts a base-2 log-sum-exp back to natural log
-# The score given to masked (query, key) pairs: exp2 of it underflows to exactly 0, yet it is finite,
-# so (NEG_LARGE - NEG_LARGE) is 0 and never NaN. Scores live in fp32 (or fp64) accumulators.
-NEG_LARGE = tl.constexpr(-1.0e30)
+from ast_min.kernels import tiles, tuning
+from ast_min.kernels.tiles import (
+    INTERPRETER, LN2, LOG2E, NEG_LARGE, common_meta, head_base, key_block_bounds, tile_ptrs, tile_ptrs_t, unit_last_stride,
+)
 
 MAX_HEAD_DIM = 128
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -58,41 +51,6 @@ SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # --------------------------------------------------------------------------------------------------
 # Forward
 # --------------------------------------------------------------------------------------------------
-
-
-@triton.jit
-def _key_block_bounds(start_m, N_CTX, CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    """(full_hi, hi) for the query block at start_m: key blocks [0, full_hi) need no mask, [full_hi, hi) do.
-
-    Causal: the masked ones are the diagonal blocks [start_m, start_m + BLOCK_M) (BLOCK_M is a multiple
-    of BLOCK_N, so they align) and no key after them is seen; otherwise only the partial tail block.
-    """
-    tl.static_assert(BLOCK_M % BLOCK_N == 0, "the causal split needs BLOCK_M to be a multiple of BLOCK_N")
-    if CAUSAL:
-        full_hi = start_m
-        hi = tl.minimum(start_m + BLOCK_M, N_CTX)
-    else:
-        full_hi = (N_CTX // BLOCK_N) * BLOCK_N
-        hi = N_CTX
-    return full_hi, hi
-
-
-@triton.jit
-def _tile_ptrs(base, strides, offs_rows, offs_d):
-    """Pointers to the (rows, head-dim) tile of a (B, H, N, Dh) tensor whose (batch, head) base is `base`."""
-    return base + offs_rows[:, None] * strides[2] + offs_d[None, :] * strides[3]
-
-
-@triton.jit
-def _tile_ptrs_t(base, strides, offs_rows, offs_d):
-    """The same tile, transposed: (head-dim, rows). Loading through swapped strides costs no copy."""
-    return base + offs_d[:, None] * strides[3] + offs_rows[None, :] * strides[2]
-
-
-@triton.jit
-def _head_base(base, strides, off_b, off_h):
-    """`base` advanced to the (batch, head) slice of a (B, H, N, Dh) tensor."""
-    return base + off_b * strides[0] + off_h * strides[1]
 
 
 @triton.jit
@@ -109,8 +67,8 @@ def _attn_fwd_step(
     key_ok = offs_n < N_CTX
     d_ok = offs_d < HEAD_DIM
     # Kᵀ is loaded transposed through its strides, so Q Kᵀ is a plain tl.dot; padded rows/columns are 0.
-    kT = tl.load(_tile_ptrs_t(K, k_strides, offs_n, offs_d), mask=d_ok[:, None] & key_ok[None, :], other=0.0)  # (BLOCK_D, BLOCK_N)
-    v = tl.load(_tile_ptrs(V, v_strides, offs_n, offs_d), mask=key_ok[:, None] & d_ok[None, :], other=0.0)  # (BLOCK_N, BLOCK_D)
+    kT = tl.load(tile_ptrs_t(K, k_strides, offs_n, offs_d), mask=d_ok[:, None] & key_ok[None, :], other=0.0)  # (BLOCK_D, BLOCK_N)
+    v = tl.load(tile_ptrs(V, v_strides, offs_n, offs_d), mask=key_ok[:, None] & d_ok[None, :], other=0.0)  # (BLOCK_N, BLOCK_D)
 
     s = tl.dot(q, kT, input_precision=INPUT_PRECISION, out_dtype=ACC_DTYPE) * qk_scale  # (BLOCK_M, BLOCK_N), log2 units
     if MASKED:
@@ -165,23 +123,23 @@ def _attn_fwd(
     off_bh = tl.program_id(1)
     off_b = (off_bh // H).to(tl.int64)  # int64: B·H·N·Dh can exceed 2**31 elements
     off_h = (off_bh % H).to(tl.int64)
-    Q = _head_base(Q, q_strides, off_b, off_h)
-    K = _head_base(K, k_strides, off_b, off_h)
-    V = _head_base(V, v_strides, off_b, off_h)
-    O = _head_base(O, o_strides, off_b, off_h)
+    Q = head_base(Q, q_strides, off_b, off_h)
+    K = head_base(K, k_strides, off_b, off_h)
+    V = head_base(V, v_strides, off_b, off_h)
+    O = head_base(O, o_strides, off_b, off_h)
     LSE += off_bh.to(tl.int64) * N_CTX
 
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
     row_ok = offs_m < N_CTX
     tile_ok = row_ok[:, None] & (offs_d < HEAD_DIM)[None, :]
-    q = tl.load(_tile_ptrs(Q, q_strides, offs_m, offs_d), mask=tile_ok, other=0.0)  # (BLOCK_M, BLOCK_D)
+    q = tl.load(tile_ptrs(Q, q_strides, offs_m, offs_d), mask=tile_ok, other=0.0)  # (BLOCK_M, BLOCK_D)
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=ACC_DTYPE)
     l_i = tl.zeros([BLOCK_M], dtype=ACC_DTYPE)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=ACC_DTYPE)
 
-    full_hi, hi = _key_block_bounds(start_m, N_CTX, CAUSAL, BLOCK_M, BLOCK_N)
+    full_hi, hi = key_block_bounds(start_m, N_CTX, CAUSAL, BLOCK_M, BLOCK_N)
     for start_n in range(0, full_hi, BLOCK_N):
         acc, l_i, m_i = _attn_fwd_step(acc, l_i, m_i, q, K, V, k_strides, v_strides, start_n, offs_m, offs_d, N_CTX,
                                        qk_scale, HEAD_DIM, BLOCK_N, False, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
@@ -190,7 +148,7 @@ def _attn_fwd(
                                        qk_scale, HEAD_DIM, BLOCK_N, True, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
 
     acc = acc / l_i[:, None]
-    tl.store(_tile_ptrs(O, o_strides, offs_m, offs_d), acc.to(O.dtype.element_ty), mask=tile_ok)
+    tl.store(tile_ptrs(O, o_strides, offs_m, offs_d), acc.to(O.dtype.element_ty), mask=tile_ok)
     tl.store(LSE + offs_m, ((m_i + tl.math.log2(l_i)) * LN2).to(LSE.dtype.element_ty), mask=row_ok)
 
 
@@ -221,8 +179,8 @@ def _attn_bwd_delta(
     offs_d = tl.arange(0, BLOCK_D)
     row_ok = offs_m < N_CTX
     tile_ok = row_ok[:, None] & (offs_d < HEAD_DIM)[None, :]
-    o = tl.load(_tile_ptrs(_head_base(O, o_strides, off_b, off_h), o_strides, offs_m, offs_d), mask=tile_ok, other=0.0)
-    do = tl.load(_tile_ptrs(_head_base(DO, do_strides, off_b, off_h), do_strides, offs_m, offs_d), mask=tile_ok, other=0.0)
+    o = tl.load(tile_ptrs(head_base(O, o_strides, off_b, off_h), o_strides, offs_m, offs_d), mask=tile_ok, other=0.0)
+    do = tl.load(tile_ptrs(head_base(DO, do_strides, off_b, off_h), do_strides, offs_m, offs_d), mask=tile_ok, other=0.0)
     tl.store(DELTA + off_bh.to(tl.int64) * N_CTX + offs_m, tl.sum(o.to(ACC_DTYPE) * do.to(ACC_DTYPE), 1), mask=row_ok)
 
 
@@ -238,8 +196,8 @@ def _attn_bwd_dkdv_step(
     offs_m = start_m + tl.arange(0, BLOCK_M)
     row_ok = offs_m < N_CTX
     d_ok = offs_d < HEAD_DIM
-    qT = tl.load(_tile_ptrs_t(Q, q_strides, offs_m, offs_d), mask=d_ok[:, None] & row_ok[None, :], other=0.0)  # (BLOCK_D, BLOCK_M)
-    do = tl.load(_tile_ptrs(DO, do_strides, offs_m, offs_d), mask=row_ok[:, None] & d_ok[None, :], other=0.0)  # (BLOCK_M, BLOCK_D)
+    qT = tl.load(tile_ptrs_t(Q, q_strides, offs_m, offs_d), mask=d_ok[:, None] & row_ok[None, :], other=0.0)  # (BLOCK_D, BLOCK_M)
+    do = tl.load(tile_ptrs(DO, do_strides, offs_m, offs_d), mask=row_ok[:, None] & d_ok[None, :], other=0.0)  # (BLOCK_M, BLOCK_D)
     lse2 = tl.load(LSE + offs_m, mask=row_ok, other=0.0) * LOG2E  # (BLOCK_M,), base-2 units
     delta = tl.load(DELTA + offs_m, mask=row_ok, other=0.0)  # (BLOCK_M,)
 
@@ -289,20 +247,20 @@ def _attn_bwd_dkdv(
     off_bh = tl.program_id(1)
     off_b = (off_bh // H).to(tl.int64)
     off_h = (off_bh % H).to(tl.int64)
-    Q = _head_base(Q, q_strides, off_b, off_h)
-    K = _head_base(K, k_strides, off_b, off_h)
-    V = _head_base(V, v_strides, off_b, off_h)
-    DO = _head_base(DO, do_strides, off_b, off_h)
-    DK = _head_base(DK, dk_strides, off_b, off_h)
-    DV = _head_base(DV, dv_strides, off_b, off_h)
+    Q = head_base(Q, q_strides, off_b, off_h)
+    K = head_base(K, k_strides, off_b, off_h)
+    V = head_base(V, v_strides, off_b, off_h)
+    DO = head_base(DO, do_strides, off_b, off_h)
+    DK = head_base(DK, dk_strides, off_b, off_h)
+    DV = head_base(DV, dv_strides, off_b, off_h)
     LSE += off_bh.to(tl.int64) * N_CTX
     DELTA += off_bh.to(tl.int64) * N_CTX
 
     offs_n = start_n + tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     tile_ok = (offs_n < N_CTX)[:, None] & (offs_d < HEAD_DIM)[None, :]
-    k = tl.load(_tile_ptrs(K, k_strides, offs_n, offs_d), mask=tile_ok, other=0.0)  # (BLOCK_N, BLOCK_D)
-    v = tl.load(_tile_ptrs(V, v_strides, offs_n, offs_d), mask=tile_ok, other=0.0)  # (BLOCK_N, BLOCK_D)
+    k = tl.load(tile_ptrs(K, k_strides, offs_n, offs_d), mask=tile_ok, other=0.0)  # (BLOCK_N, BLOCK_D)
+    v = tl.load(tile_ptrs(V, v_strides, offs_n, offs_d), mask=tile_ok, other=0.0)  # (BLOCK_N, BLOCK_D)
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=ACC_DTYPE)
     dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=ACC_DTYPE)
 
@@ -324,8 +282,8 @@ def _attn_bwd_dkdv(
                                      N_CTX, qk_scale, HEAD_DIM, BLOCK_M, True, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
 
     dk *= sm_scale  # S = scale · Q Kᵀ, so dK carries the scale once
-    tl.store(_tile_ptrs(DK, dk_strides, offs_n, offs_d), dk.to(DK.dtype.element_ty), mask=tile_ok)
-    tl.store(_tile_ptrs(DV, dv_strides, offs_n, offs_d), dv.to(DV.dtype.element_ty), mask=tile_ok)
+    tl.store(tile_ptrs(DK, dk_strides, offs_n, offs_d), dk.to(DK.dtype.element_ty), mask=tile_ok)
+    tl.store(tile_ptrs(DV, dv_strides, offs_n, offs_d), dv.to(DV.dtype.element_ty), mask=tile_ok)
 
 
 @triton.jit
@@ -340,8 +298,8 @@ def _attn_bwd_dq_step(
     offs_n = start_n + tl.arange(0, BLOCK_N)
     key_ok = offs_n < N_CTX
     d_ok = offs_d < HEAD_DIM
-    kT = tl.load(_tile_ptrs_t(K, k_strides, offs_n, offs_d), mask=d_ok[:, None] & key_ok[None, :], other=0.0)  # (BLOCK_D, BLOCK_N)
-    vT = tl.load(_tile_ptrs_t(V, v_strides, offs_n, offs_d), mask=d_ok[:, None] & key_ok[None, :], other=0.0)  # (BLOCK_D, BLOCK_N)
+    kT = tl.load(tile_ptrs_t(K, k_strides, offs_n, offs_d), mask=d_ok[:, None] & key_ok[None, :], other=0.0)  # (BLOCK_D, BLOCK_N)
+    vT = tl.load(tile_ptrs_t(V, v_strides, offs_n, offs_d), mask=d_ok[:, None] & key_ok[None, :], other=0.0)  # (BLOCK_D, BLOCK_N)
 
     s = tl.dot(q, kT, input_precision=INPUT_PRECISION, out_dtype=ACC_DTYPE) * qk_scale  # (BLOCK_M, BLOCK_N)
     if MASKED:
@@ -385,11 +343,11 @@ def _attn_bwd_dq(
     off_bh = tl.program_id(1)
     off_b = (off_bh // H).to(tl.int64)
     off_h = (off_bh % H).to(tl.int64)
-    Q = _head_base(Q, q_strides, off_b, off_h)
-    K = _head_base(K, k_strides, off_b, off_h)
-    V = _head_base(V, v_strides, off_b, off_h)
-    DO = _head_base(DO, do_strides, off_b, off_h)
-    DQ = _head_base(DQ, dq_strides, off_b, off_h)
+    Q = head_base(Q, q_strides, off_b, off_h)
+    K = head_base(K, k_strides, off_b, off_h)
+    V = head_base(V, v_strides, off_b, off_h)
+    DO = head_base(DO, do_strides, off_b, off_h)
+    DQ = head_base(DQ, dq_strides, off_b, off_h)
     LSE += off_bh.to(tl.int64) * N_CTX
     DELTA += off_bh.to(tl.int64) * N_CTX
 
@@ -397,13 +355,13 @@ def _attn_bwd_dq(
     offs_d = tl.arange(0, BLOCK_D)
     row_ok = offs_m < N_CTX
     tile_ok = row_ok[:, None] & (offs_d < HEAD_DIM)[None, :]
-    q = tl.load(_tile_ptrs(Q, q_strides, offs_m, offs_d), mask=tile_ok, other=0.0)  # (BLOCK_M, BLOCK_D)
-    do = tl.load(_tile_ptrs(DO, do_strides, offs_m, offs_d), mask=tile_ok, other=0.0)  # (BLOCK_M, BLOCK_D)
+    q = tl.load(tile_ptrs(Q, q_strides, offs_m, offs_d), mask=tile_ok, other=0.0)  # (BLOCK_M, BLOCK_D)
+    do = tl.load(tile_ptrs(DO, do_strides, offs_m, offs_d), mask=tile_ok, other=0.0)  # (BLOCK_M, BLOCK_D)
     lse2 = tl.load(LSE + offs_m, mask=row_ok, other=0.0) * LOG2E  # (BLOCK_M,)
     delta = tl.load(DELTA + offs_m, mask=row_ok, other=0.0)  # (BLOCK_M,)
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=ACC_DTYPE)
 
-    full_hi, hi = _key_block_bounds(start_m, N_CTX, CAUSAL, BLOCK_M, BLOCK_N)
+    full_hi, hi = key_block_bounds(start_m, N_CTX, CAUSAL, BLOCK_M, BLOCK_N)
     for start_n in range(0, full_hi, BLOCK_N):
         dq = _attn_bwd_dq_step(dq, q, do, lse2, delta, K, V, k_strides, v_strides, start_n, offs_m, offs_d, N_CTX,
                                qk_scale, HEAD_DIM, BLOCK_N, False, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
@@ -412,7 +370,7 @@ def _attn_bwd_dq(
                                qk_scale, HEAD_DIM, BLOCK_N, True, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
 
     dq *= sm_scale
-    tl.store(_tile_ptrs(DQ, dq_strides, offs_m, offs_d), dq.to(DQ.dtype.element_ty), mask=tile_ok)
+    tl.store(tile_ptrs(DQ, dq_strides, offs_m, offs_d), dq.to(DQ.dtype.element_ty), mask=tile_ok)
 
 
 # Autotuned (GPU) or pinned (interpreter) versions of the kernels above; see tuning.py.
@@ -424,43 +382,6 @@ _attn_bwd_dq_tuned = tuning.autotune(_attn_bwd_dq, tuning.BACKWARD_DQ_INTERPRETE
 # --------------------------------------------------------------------------------------------------
 # Launchers
 # --------------------------------------------------------------------------------------------------
-
-
-def _new_buffer(shape, dtype, device) -> torch.Tensor:
-    """Every buffer a kernel writes is allocated here (tests replace it to poison the buffers)."""
-    return torch.empty(shape, dtype=dtype, device=device)
-
-
-def unit_last_stride(t: torch.Tensor) -> torch.Tensor:
-    """`t` itself if its head-dim stride is 1 (the model's q/k/v views are), else a contiguous copy.
-
-    Triton specialises an integer argument equal to 1 into a constant: with the head-dim stride known
-    to be 1 a tile row is contiguous, so loads vectorise and go straight to shared memory (cp.async /
-    LDGSTS, pipelined). With an unknown stride every element is its own 2-byte load through registers;
-    `python -m ast_min.kernels.inspect` shows that generic code needing more registers than the card has (it
-    spills) for the larger tiles. One copy of an odd layout costs less than running that code.
-    """
-    return t if t.stride(-1) == 1 else t.contiguous()
-
-
-def _block_d(head_dim: int) -> int:
-    # The head dim is the reduction side K of Q Kᵀ, and tl.dot needs K >= 16 for fp16/bf16 operands (8 for
-    # fp32, 4 for fp64; the 16-bit minimum serves all). Non-powers of two: zero columns, filled by the loads.
-    return max(16, triton.next_power_of_2(head_dim))
-
-
-def _acc_dtype(dtype: torch.dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
-
-def _input_precision(dtype: torch.dtype, input_precision: str | None) -> str:
-    # Only fp32 operands have a choice (TF32 tensor cores or exact IEEE fp32); others are exact.
-    if dtype != torch.float32:
-        return "ieee"
-    if input_precision is not None:
-        return input_precision
-    # Follow torch's own fp32 matmul setting ("highest" is torch's default: no TF32).
-    return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
 
 
 def check_inputs(q, k, v, causal, sm_scale, input_precision) -> None:
@@ -512,25 +433,19 @@ def check_inputs(q, k, v, causal, sm_scale, input_precision) -> None:
                          "(or the CPU with TRITON_INTERPRET=1)")
 
 
-def _common_meta(q: torch.Tensor, causal: bool, input_precision: str | None) -> dict:
-    head_dim = q.shape[-1]
-    return dict(HEAD_DIM=head_dim, BLOCK_D=_block_d(head_dim), CAUSAL=causal,
-                INPUT_PRECISION=_input_precision(q.dtype, input_precision), ACC_DTYPE=_acc_dtype(q.dtype))
-
-
 def attention_forward(q, k, v, causal: bool, sm_scale: float, input_precision: str | None):
     """Launch the forward kernel. q, k, v: (B, H, N, Dh), checked. Returns O (B, H, N, Dh), LSE (B, H, N)."""
     B, H, N, Dh = q.shape
     q, k, v = (unit_last_stride(t) for t in (q, k, v))
-    o = _new_buffer((B, H, N, Dh), q.dtype, q.device)
+    o = tiles.new_buffer((B, H, N, Dh), q.dtype, q.device)
     lse_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
-    lse = _new_buffer((B, H, N), lse_dtype, q.device)
+    lse = tiles.new_buffer((B, H, N), lse_dtype, q.device)
     if o.numel() == 0:
         return o, lse
     grid = lambda meta: (triton.cdiv(N, meta["BLOCK_M"]), B * H)  # noqa: E731
     with torch.cuda.device(q.device) if q.is_cuda else contextlib.nullcontext():
         _attn_fwd_tuned[grid](q, k, v, o, lse, q.stride(), k.stride(), v.stride(), o.stride(),
-                              H, N, sm_scale * LOG2E.value, **_common_meta(q, causal, input_precision))
+                              H, N, sm_scale * LOG2E.value, **common_meta(q, causal, input_precision))
     return o, lse
 
 
@@ -546,13 +461,13 @@ def attention_backward(do, q, k, v, o, lse, causal: bool, sm_scale: float, input
     """Launch the backward kernels. All (B, H, N, Dh) but lse (B, H, N). Returns dq, dk, dv."""
     B, H, N, Dh = q.shape
     do, q, k, v = (unit_last_stride(t) for t in (do, q, k, v))
-    dq = _new_buffer((B, H, N, Dh), q.dtype, q.device)
-    dk = _new_buffer((B, H, N, Dh), q.dtype, q.device)
-    dv = _new_buffer((B, H, N, Dh), q.dtype, q.device)
+    dq = tiles.new_buffer((B, H, N, Dh), q.dtype, q.device)
+    dk = tiles.new_buffer((B, H, N, Dh), q.dtype, q.device)
+    dv = tiles.new_buffer((B, H, N, Dh), q.dtype, q.device)
     if q.numel() == 0:
         return dq, dk, dv
-    delta = _new_buffer((B, H, N), lse.dtype, q.device)
-    meta = _common_meta(q, causal, input_precision)
+    delta = tiles.new_buffer((B, H, N), lse.dtype, q.device)
+    meta = common_meta(q, causal, input_precision)
     with torch.cuda.device(q.device) if q.is_cuda else contextlib.nullcontext():
         launch_delta(o, do, delta, meta)
         scales = (sm_scale, sm_scale * LOG2E.value)
@@ -563,53 +478,3 @@ def attention_backward(do, q, k, v, o, lse, causal: bool, sm_scale: float, input
             q, k, v, do, lse, delta, dq, q.stride(), k.stride(), v.stride(), do.stride(), dq.stride(),
             H, N, *scales, **meta)
     return dq, dk, dv
-
-
-# --------------------------------------------------------------------------------------------------
-# Registration: this file's forward ("standard") and backward ("split") as variants (see variants.py)
-# --------------------------------------------------------------------------------------------------
-
-
-def _fwd_args(p):
-    t = variants.problem_tensors(p)
-    args = (t["q"], t["k"], t["v"], t["o"], t["lse"], t["q"].stride(), t["k"].stride(), t["v"].stride(),
-            t["o"].stride(), p.H, p.N, 0.125 * LOG2E.value)
-    return args, variants.problem_meta(p)
-
-
-def _delta_args(p):
-    t = variants.problem_tensors(p)
-    meta = variants.problem_meta(p)
-    args = (t["o"], t["do"], t["delta"], t["o"].stride(), t["do"].stride(), p.H, p.N)
-    return args, dict(HEAD_DIM=p.Dh, BLOCK_D=meta["BLOCK_D"], ACC_DTYPE=meta["ACC_DTYPE"], BLOCK_M=tuning.DELTA_BLOCK_M)
-
-
-def _dkdv_args(p):
-    t = variants.problem_tensors(p)
-    args = (t["q"], t["k"], t["v"], t["do"], t["lse"], t["delta"], t["dk"], t["dv"],
-            *(t[n].stride() for n in ("q", "k", "v", "do", "dk", "dv")), p.H, p.N, 0.125, 0.125 * LOG2E.value)
-    return args, variants.problem_meta(p)
-
-
-def _dq_args(p):
-    t = variants.problem_tensors(p)
-    args = (t["q"], t["k"], t["v"], t["do"], t["lse"], t["delta"], t["dq"],
-            *(t[n].stride() for n in ("q", "k", "v", "do", "dq")), p.H, p.N, 0.125, 0.125 * LOG2E.value)
-    return args, variants.problem_meta(p)
-
-
-FORWARD_KERNEL = variants.KernelSpec("forward", _attn_fwd, tuning.FORWARD_GPU, _fwd_args,
-                                     lambda p, c: cost.forward(p, c["BLOCK_M"], c["BLOCK_N"]), _attn_fwd_tuned)
-DELTA_KERNEL = variants.KernelSpec("delta", _attn_bwd_delta, [triton.Config({}, num_warps=4, num_stages=3)], _delta_args,
-                                   lambda p, c: cost.delta(p))
-DKDV_KERNEL = variants.KernelSpec("dK/dV", _attn_bwd_dkdv, tuning.BACKWARD_DKDV_GPU, _dkdv_args,
-                                  lambda p, c: cost.backward_dkdv(p, c["BLOCK_M"], c["BLOCK_N"]), _attn_bwd_dkdv_tuned)
-DQ_KERNEL = variants.KernelSpec("dQ", _attn_bwd_dq, tuning.BACKWARD_DQ_GPU, _dq_args,
-                                lambda p, c: cost.backward_dq(p, c["BLOCK_M"], c["BLOCK_N"]), _attn_bwd_dq_tuned)
-
-variants.register(variants.Variant(
-    "standard", "forward", attention_forward, (FORWARD_KERNEL,),
-    "FlashAttention-2 Algorithm 1: one program per query block, key blocks streamed past"))
-variants.register(variants.Variant(
-    "split", "backward", attention_backward, (DELTA_KERNEL, DKDV_KERNEL, DQ_KERNEL),
-    "delta, then dK/dV (per key block) and dQ (per query block): no atomics, S and dP computed twice"))

@@ -31,11 +31,10 @@ import torch
 import triton
 import triton.language as tl
 
-from ast_min.kernels import cost, tuning, variants
-from ast_min.kernels.fused_attention import (
-    DELTA_KERNEL, INTERPRETER, LOG2E, NEG_LARGE, _common_meta, _head_base, _new_buffer, _tile_ptrs, _tile_ptrs_t,
-    launch_delta, unit_last_stride,
-)
+from ast_min.kernels import cost, tiles, tuning, variants
+from ast_min.kernels.fused_attention import launch_delta
+from ast_min.kernels.tiles import INTERPRETER, LOG2E, NEG_LARGE, common_meta, head_base, tile_ptrs, tile_ptrs_t, unit_last_stride
+from ast_min.kernels.variant_standard import DELTA_KERNEL
 
 
 @triton.jit
@@ -50,8 +49,8 @@ def _attn_bwd_fused_step(
     offs_m = start_m + tl.arange(0, BLOCK_M)
     row_ok = offs_m < N_CTX
     d_ok = offs_d < HEAD_DIM
-    qT = tl.load(_tile_ptrs_t(Q, q_strides, offs_m, offs_d), mask=d_ok[:, None] & row_ok[None, :], other=0.0)  # (BLOCK_D, BLOCK_M)
-    do = tl.load(_tile_ptrs(DO, do_strides, offs_m, offs_d), mask=row_ok[:, None] & d_ok[None, :], other=0.0)  # (BLOCK_M, BLOCK_D)
+    qT = tl.load(tile_ptrs_t(Q, q_strides, offs_m, offs_d), mask=d_ok[:, None] & row_ok[None, :], other=0.0)  # (BLOCK_D, BLOCK_M)
+    do = tl.load(tile_ptrs(DO, do_strides, offs_m, offs_d), mask=row_ok[:, None] & d_ok[None, :], other=0.0)  # (BLOCK_M, BLOCK_D)
     lse2 = tl.load(LSE + offs_m, mask=row_ok, other=0.0) * LOG2E  # (BLOCK_M,), base-2 units
     delta = tl.load(DELTA + offs_m, mask=row_ok, other=0.0)  # (BLOCK_M,)
 
@@ -67,7 +66,7 @@ def _attn_bwd_fused_step(
     dsT = (pT * (dpT - delta[None, :])).to(qT.dtype)
     dk += tl.dot(dsT, tl.trans(qT), input_precision=INPUT_PRECISION, out_dtype=ACC_DTYPE)
     dq = tl.dot(tl.trans(dsT), k, input_precision=INPUT_PRECISION, out_dtype=ACC_DTYPE)  # (BLOCK_M, BLOCK_D), unscaled
-    tl.atomic_add(_tile_ptrs(DQ, dq_strides, offs_m, offs_d), dq, mask=row_ok[:, None] & d_ok[None, :], sem="relaxed")
+    tl.atomic_add(tile_ptrs(DQ, dq_strides, offs_m, offs_d), dq, mask=row_ok[:, None] & d_ok[None, :], sem="relaxed")
     return dk, dv
 
 
@@ -92,21 +91,21 @@ def _attn_bwd_fused(
     off_bh = tl.program_id(1)
     off_b = (off_bh // H).to(tl.int64)
     off_h = (off_bh % H).to(tl.int64)
-    Q = _head_base(Q, q_strides, off_b, off_h)
-    K = _head_base(K, k_strides, off_b, off_h)
-    V = _head_base(V, v_strides, off_b, off_h)
-    DO = _head_base(DO, do_strides, off_b, off_h)
-    DK = _head_base(DK, dk_strides, off_b, off_h)
-    DV = _head_base(DV, dv_strides, off_b, off_h)
-    DQ = _head_base(DQ, dq_strides, off_b, off_h)
+    Q = head_base(Q, q_strides, off_b, off_h)
+    K = head_base(K, k_strides, off_b, off_h)
+    V = head_base(V, v_strides, off_b, off_h)
+    DO = head_base(DO, do_strides, off_b, off_h)
+    DK = head_base(DK, dk_strides, off_b, off_h)
+    DV = head_base(DV, dv_strides, off_b, off_h)
+    DQ = head_base(DQ, dq_strides, off_b, off_h)
     LSE += off_bh.to(tl.int64) * N_CTX
     DELTA += off_bh.to(tl.int64) * N_CTX
 
     offs_n = start_n + tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     tile_ok = (offs_n < N_CTX)[:, None] & (offs_d < HEAD_DIM)[None, :]
-    k = tl.load(_tile_ptrs(K, k_strides, offs_n, offs_d), mask=tile_ok, other=0.0)  # (BLOCK_N, BLOCK_D)
-    v = tl.load(_tile_ptrs(V, v_strides, offs_n, offs_d), mask=tile_ok, other=0.0)  # (BLOCK_N, BLOCK_D)
+    k = tl.load(tile_ptrs(K, k_strides, offs_n, offs_d), mask=tile_ok, other=0.0)  # (BLOCK_N, BLOCK_D)
+    v = tl.load(tile_ptrs(V, v_strides, offs_n, offs_d), mask=tile_ok, other=0.0)  # (BLOCK_N, BLOCK_D)
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=ACC_DTYPE)
     dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=ACC_DTYPE)
 
@@ -131,8 +130,8 @@ def _attn_bwd_fused(
                                       HEAD_DIM, BLOCK_M, True, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
 
     dk *= sm_scale
-    tl.store(_tile_ptrs(DK, dk_strides, offs_n, offs_d), dk.to(DK.dtype.element_ty), mask=tile_ok)
-    tl.store(_tile_ptrs(DV, dv_strides, offs_n, offs_d), dv.to(DV.dtype.element_ty), mask=tile_ok)
+    tl.store(tile_ptrs(DK, dk_strides, offs_n, offs_d), dk.to(DK.dtype.element_ty), mask=tile_ok)
+    tl.store(tile_ptrs(DV, dv_strides, offs_n, offs_d), dv.to(DV.dtype.element_ty), mask=tile_ok)
 
 
 _attn_bwd_fused_tuned = tuning.autotune(
@@ -144,20 +143,20 @@ def attention_backward_fused(do, q, k, v, o, lse, causal: bool, sm_scale: float,
     """Launch delta, then the one-pass kernel. All (B, H, N, Dh) but lse (B, H, N). Returns dq, dk, dv."""
     B, H, N, Dh = q.shape
     do, q, k, v = (unit_last_stride(t) for t in (do, q, k, v))
-    dk = _new_buffer((B, H, N, Dh), q.dtype, q.device)
-    dv = _new_buffer((B, H, N, Dh), q.dtype, q.device)
+    dk = tiles.new_buffer((B, H, N, Dh), q.dtype, q.device)
+    dv = tiles.new_buffer((B, H, N, Dh), q.dtype, q.device)
     if q.numel() == 0:
-        return _new_buffer((B, H, N, Dh), q.dtype, q.device), dk, dv
+        return tiles.new_buffer((B, H, N, Dh), q.dtype, q.device), dk, dv
     dq_acc = torch.zeros((B, H, N, Dh), dtype=lse.dtype, device=q.device)  # atomics add into it: must start at 0
-    delta = _new_buffer((B, H, N), lse.dtype, q.device)
-    meta = _common_meta(q, causal, input_precision)
+    delta = tiles.new_buffer((B, H, N), lse.dtype, q.device)
+    meta = common_meta(q, causal, input_precision)
     with torch.cuda.device(q.device) if q.is_cuda else contextlib.nullcontext():
         launch_delta(o, do, delta, meta)
         _attn_bwd_fused_tuned[lambda m: (triton.cdiv(N, m["BLOCK_N"]), B * H)](
             q, k, v, do, lse, delta, dk, dv, dq_acc,
             q.stride(), k.stride(), v.stride(), do.stride(), dk.stride(), dv.stride(), dq_acc.stride(),
             H, N, sm_scale, sm_scale * LOG2E.value, **meta)
-    dq = _new_buffer((B, H, N, Dh), q.dtype, q.device)
+    dq = tiles.new_buffer((B, H, N, Dh), q.dtype, q.device)
     torch.mul(dq_acc, sm_scale, out=dq_acc)
     dq.copy_(dq_acc)  # S = scale · Q Kᵀ: dQ carries the scale once; then cast to the input dtype
     return dq, dk, dv

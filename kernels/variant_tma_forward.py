@@ -25,11 +25,11 @@ import torch
 import triton
 import triton.language as tl
 
-from ast_min.kernels import cost, tuning, variants
-from ast_min.kernels.fused_attention import (
-    INTERPRETER, LN2, LOG2E, NEG_LARGE, _common_meta, _fwd_args, _head_base, _key_block_bounds, _new_buffer,
-    _tile_ptrs, unit_last_stride,
+from ast_min.kernels import cost, tiles, tuning, variants
+from ast_min.kernels.tiles import (
+    INTERPRETER, LN2, LOG2E, NEG_LARGE, common_meta, head_base, key_block_bounds, tile_ptrs, unit_last_stride,
 )
+from ast_min.kernels.variant_standard import _fwd_args
 
 
 @triton.jit
@@ -74,13 +74,13 @@ def _attn_fwd_tma(
     off_b = (off_bh // H).to(tl.int64)
     off_h = (off_bh % H).to(tl.int64)
     # One descriptor per (batch, head) matrix: shape (N, Dh), row stride from the tensor, unit column stride.
-    q_desc = tl.make_tensor_descriptor(_head_base(Q, q_strides, off_b, off_h), shape=[N_CTX, HEAD_DIM],
+    q_desc = tl.make_tensor_descriptor(head_base(Q, q_strides, off_b, off_h), shape=[N_CTX, HEAD_DIM],
                                        strides=[q_strides[2], 1], block_shape=[BLOCK_M, BLOCK_D])
-    k_desc = tl.make_tensor_descriptor(_head_base(K, k_strides, off_b, off_h), shape=[N_CTX, HEAD_DIM],
+    k_desc = tl.make_tensor_descriptor(head_base(K, k_strides, off_b, off_h), shape=[N_CTX, HEAD_DIM],
                                        strides=[k_strides[2], 1], block_shape=[BLOCK_N, BLOCK_D])
-    v_desc = tl.make_tensor_descriptor(_head_base(V, v_strides, off_b, off_h), shape=[N_CTX, HEAD_DIM],
+    v_desc = tl.make_tensor_descriptor(head_base(V, v_strides, off_b, off_h), shape=[N_CTX, HEAD_DIM],
                                        strides=[v_strides[2], 1], block_shape=[BLOCK_N, BLOCK_D])
-    O = _head_base(O, o_strides, off_b, off_h)
+    O = head_base(O, o_strides, off_b, off_h)
     LSE += off_bh.to(tl.int64) * N_CTX
 
     offs_m = start_m + tl.arange(0, BLOCK_M)
@@ -90,7 +90,7 @@ def _attn_fwd_tma(
     l_i = tl.zeros([BLOCK_M], dtype=ACC_DTYPE)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=ACC_DTYPE)
 
-    full_hi, hi = _key_block_bounds(start_m, N_CTX, CAUSAL, BLOCK_M, BLOCK_N)
+    full_hi, hi = key_block_bounds(start_m, N_CTX, CAUSAL, BLOCK_M, BLOCK_N)
     for start_n in range(0, full_hi, BLOCK_N):
         acc, l_i, m_i = _attn_fwd_tma_step(acc, l_i, m_i, q, k_desc, v_desc, start_n, offs_m, N_CTX, qk_scale,
                                            BLOCK_N, False, CAUSAL, INPUT_PRECISION, ACC_DTYPE)
@@ -101,7 +101,7 @@ def _attn_fwd_tma(
     acc = acc / l_i[:, None]
     row_ok = offs_m < N_CTX
     tile_ok = row_ok[:, None] & (offs_d < HEAD_DIM)[None, :]
-    tl.store(_tile_ptrs(O, o_strides, offs_m, offs_d), acc.to(O.dtype.element_ty), mask=tile_ok)
+    tl.store(tile_ptrs(O, o_strides, offs_m, offs_d), acc.to(O.dtype.element_ty), mask=tile_ok)
     tl.store(LSE + offs_m, ((m_i + tl.math.log2(l_i)) * LN2).to(LSE.dtype.element_ty), mask=row_ok)
 
 
@@ -125,14 +125,14 @@ def attention_forward_tma(q, k, v, causal: bool, sm_scale: float, input_precisio
                 raise ValueError(f"flash_attention: forward='tma' needs {name}'s base address and row stride to be "
                                  "multiples of 16 bytes (TMA's rule); use forward='standard' or a contiguous tensor")
         triton.set_allocator(_scratch)
-    o = _new_buffer((B, H, N, Dh), q.dtype, q.device)
-    lse = _new_buffer((B, H, N), torch.float64 if q.dtype == torch.float64 else torch.float32, q.device)
+    o = tiles.new_buffer((B, H, N, Dh), q.dtype, q.device)
+    lse = tiles.new_buffer((B, H, N), torch.float64 if q.dtype == torch.float64 else torch.float32, q.device)
     if o.numel() == 0:
         return o, lse
     grid = lambda meta: (triton.cdiv(N, meta["BLOCK_M"]), B * H)  # noqa: E731
     with torch.cuda.device(q.device) if q.is_cuda else contextlib.nullcontext():
         _attn_fwd_tma_tuned[grid](q, k, v, o, lse, q.stride(), k.stride(), v.stride(), o.stride(),
-                                  H, N, sm_scale * LOG2E.value, **_common_meta(q, causal, input_precision))
+                                  H, N, sm_scale * LOG2E.value, **common_meta(q, causal, input_precision))
     return o, lse
 
 

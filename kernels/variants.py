@@ -2,8 +2,8 @@
 
 A variant is one way to compute a pass (the forward, or the backward) of attention. It lives in a
 file of its own, `kernels/variant_<name>.py`, which calls `register(Variant(...))` when imported;
-`discover()` imports every such file (and `fused_attention.py`, home of the default "standard"
-forward and "split" backward), so adding a file is all it takes to have the variant checked against
+`discover()` imports every such file (`variant_standard.py` registers the defaults, the "standard"
+forward and "split" backward of `fused_attention.py`), so adding a file is all it takes to have the variant checked against
 float64 and SDPA by the interpreter tests, compiled and tabulated by `python -m ast_min.kernels.inspect`,
 costed by `ast_min.kernels.cost`, and timed by `python -m ast_min.kernels.bench`. kernels/NOTES.md walks through it.
 
@@ -101,13 +101,12 @@ _DISCOVERED = False
 
 
 def discover() -> None:
-    """Import the kernel module and every kernels/variant_*.py file (once), so that each registers itself."""
+    """Import every kernels/variant_*.py file (once), so that each registers itself."""
     global _DISCOVERED
     if _DISCOVERED:
         return
     from ast_min import kernels
 
-    importlib.import_module("ast_min.kernels.fused_attention")
     for module in pkgutil.iter_modules(kernels.__path__):
         if module.name.startswith("variant_"):
             importlib.import_module(f"ast_min.kernels.{module.name}")

@@ -53,7 +53,7 @@ import triton.language as tl
 
 from ast_min import kernels
 from ast_min import ASTConfig
-from ast_min.kernels import cost, fused_attention, tuning, variants
+from ast_min.kernels import cost, fused_attention, tiles, tuning, variants
 
 torch.manual_seed(0)
 torch.set_num_threads(1)  # tiny matrices: extra threads only spin on a shared CPU
@@ -198,7 +198,7 @@ assert torch.allclose(matmul(a.float(), b.float(), block_k=8), a.float() @ b.flo
 # the K of P V (the sum over keys); in the backward, the query block BLOCK_M is the K of dV += Pᵀ dO
 # and dK += dSᵀ Q (sums over queries). Below, each kernel's products with the block that is their K,
 # checked over every GPU configuration in `kernels/tuning.py`; head dims below 16 are padded to 16
-# (`fused_attention._block_d`).
+# (`tiles.block_d`).
 
 # %%
 K_SIDE = {  # kernel -> {its tl.dot product: the block that is that product's reduction side K}
@@ -214,7 +214,7 @@ for kernel, products in K_SIDE.items():
     smallest = {side: min(c.kwargs[side] for c in GPU_CONFIGS[kernel]) for side in sides}
     print(f"{kernel:>34}: " + ", ".join(f"{p} (K = {side})" for p, side in products.items()) + f"; smallest GPU {smallest}")
     assert GPU_CONFIGS[kernel] and min(smallest.values()) >= minimum(tl.float16, tl.float16)[2]
-assert fused_attention._block_d(8) == 16 and fused_attention._block_d(64) == 64
+assert tiles.block_d(8) == 16 and tiles.block_d(64) == 64
 
 # %% [markdown]
 # ## 2 · The online softmax
@@ -460,21 +460,21 @@ assert torch.allclose(o_small, o_lib, atol=1e-5) and torch.allclose(lse_small, l
 # ast-min's forward is the same program, with three additions: head dims that are not a power of two
 # (padded inside the kernel), an optional causal mask, and the key loop split in two, so only the
 # blocks that need a mask (the tail; the diagonal if causal) pay for a `tl.where`. Its pointer
-# arithmetic lives in three small helpers that every kernel of the module (forward and backward) uses:
-# `_head_base` moves a tensor's base pointer to one (batch, head), `_tile_ptrs` builds the
-# (rows, head-dim) block of pointers, and `_tile_ptrs_t` the same block transposed (how Kᵀ is loaded
-# with no copy). Three constants: `LOG2E` and `LN2` convert between natural and base-2 logarithms
+# arithmetic lives in three small helpers that every kernel (forward, backward and each variant) shares,
+# in `kernels/tiles.py`: `head_base` moves a tensor's base pointer to one (batch, head), `tile_ptrs`
+# builds the (rows, head-dim) block of pointers, and `tile_ptrs_t` the same block transposed (how Kᵀ is
+# loaded with no copy). Three constants: `LOG2E` and `LN2` convert between natural and base-2 logarithms
 # (the exp2 trick and the saved LSE), and `NEG_LARGE` is the finite score of a masked pair. The
 # sources, printed from the module so this page cannot drift from it:
 
 # %%
-print(f"LOG2E = {fused_attention.LOG2E.value!r}, LN2 = {fused_attention.LN2.value!r}, NEG_LARGE = {fused_attention.NEG_LARGE.value!r}")
-assert math.isclose(fused_attention.LOG2E.value, math.log2(math.e), rel_tol=1e-15)
-assert math.isclose(fused_attention.LOG2E.value * fused_attention.LN2.value, 1.0, rel_tol=1e-15)
-assert 2.0**fused_attention.NEG_LARGE.value == 0.0  # exp2 of a masked score underflows to exactly 0 ...
-assert fused_attention.NEG_LARGE.value - fused_attention.NEG_LARGE.value == 0.0  # ... and, being finite, never makes a NaN
-for fn in (fused_attention._head_base, fused_attention._tile_ptrs, fused_attention._tile_ptrs_t,
-           fused_attention._key_block_bounds, fused_attention._attn_fwd_step, fused_attention._attn_fwd):
+print(f"LOG2E = {tiles.LOG2E.value!r}, LN2 = {tiles.LN2.value!r}, NEG_LARGE = {tiles.NEG_LARGE.value!r}")
+assert math.isclose(tiles.LOG2E.value, math.log2(math.e), rel_tol=1e-15)
+assert math.isclose(tiles.LOG2E.value * tiles.LN2.value, 1.0, rel_tol=1e-15)
+assert 2.0**tiles.NEG_LARGE.value == 0.0  # exp2 of a masked score underflows to exactly 0 ...
+assert tiles.NEG_LARGE.value - tiles.NEG_LARGE.value == 0.0  # ... and, being finite, never makes a NaN
+for fn in (tiles.head_base, tiles.tile_ptrs, tiles.tile_ptrs_t,
+           tiles.key_block_bounds, fused_attention._attn_fwd_step, fused_attention._attn_fwd):
     print(inspect.getsource(fn.fn))  # .fn: the Python function under the @triton.jit wrapper
 
 # %% [markdown]
@@ -605,8 +605,8 @@ assert matmul_flops["split_backward_by_hand"] == 7 * per_product and matmul_flop
 
 # %%
 s_tile = q[0, 0, :16] @ k[0, 0, :16].T * scale  # (16, 16) scores, natural units
-lse2 = lse[0, 0, :16] * fused_attention.LOG2E.value
-assert torch.allclose(torch.exp2(s_tile * fused_attention.LOG2E.value - lse2[:, None]), torch.exp(s_tile - lse[0, 0, :16, None]), rtol=1e-13)
+lse2 = lse[0, 0, :16] * tiles.LOG2E.value
+assert torch.allclose(torch.exp2(s_tile * tiles.LOG2E.value - lse2[:, None]), torch.exp(s_tile - lse[0, 0, :16, None]), rtol=1e-13)
 for fn in (fused_attention._attn_bwd_delta, fused_attention._attn_bwd_dkdv_step, fused_attention._attn_bwd_dkdv,
            fused_attention._attn_bwd_dq_step, fused_attention._attn_bwd_dq):
     print(inspect.getsource(fn.fn))

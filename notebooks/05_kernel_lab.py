@@ -82,7 +82,7 @@ print("generic stride:", generic.registers, "registers, spill", generic.spill_st
 # %% [markdown]
 # The generic code is the one that spills (STL/LDL instructions: registers saved to and reloaded from
 # local memory) and loads every element with its own LDG; the code a real launch runs does neither.
-# That is why the launcher (`fused_attention.unit_last_stride`) copies any input whose head-dim
+# That is why the launcher (`tiles.unit_last_stride`) copies any input whose head-dim
 # stride is not 1: one copy of an unusual layout is cheaper than running the generic code.
 
 # %%

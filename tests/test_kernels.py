@@ -25,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ast_min import kernels
-from ast_min.kernels import fused_attention, tuning, variants
+from ast_min.kernels import fused_attention, tiles, tuning, variants
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"
@@ -60,12 +60,9 @@ def poisoned_buffers():
     def poisoned(shape, dtype, device):
         return torch.full(shape, float("nan"), dtype=dtype, device=device)
 
-    # Each variant module imported `_new_buffer` by name: patch it where every launcher looks it up.
-    launchers = {sys.modules[v.run.__module__] for v in variants.variants()}
+    # Every launcher allocates through tiles.new_buffer, so one patch poisons them all.
     with pytest.MonkeyPatch.context() as patch:
-        for module in launchers:
-            if hasattr(module, "_new_buffer"):
-                patch.setattr(module, "_new_buffer", poisoned)
+        patch.setattr(tiles, "new_buffer", poisoned)
         yield
 
 
@@ -229,6 +226,23 @@ def test_unknown_backward_variant_names_the_registered_ones():
         kernels.flash_attention(q, q, q, backward="nope")
 
 
+def test_the_smallest_variant_contributing_shows_runs_by_name(monkeypatch):
+    # CONTRIBUTING's first step: a launcher that calls an existing one, registered under a new name,
+    # is what flash_attention(forward=name) runs; the reference is float64 attention written out.
+    calls = []
+
+    def forward(q, k, v, causal, sm_scale, input_precision):
+        calls.append(q.shape)
+        return fused_attention.attention_forward(q, k, v, causal, sm_scale, input_precision)
+
+    monkeypatch.setitem(variants._REGISTRY, ("forward", "smallest"), variants.Variant("smallest", "forward", forward))
+    g = torch.Generator().manual_seed(5)
+    q, k, v = make_qkv(1, 2, 37, 16, torch.float32, "contiguous", g)
+    o = kernels.flash_attention(q, k, v, forward="smallest", input_precision="ieee")
+    assert calls == [q.shape]
+    torch.testing.assert_close(o.double(), reference_attention(q, k, v, False, 0.25)[0], atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("head_dim", [1, 8, 24, 40, 80, 96, 100, 128])
 def test_head_dims_that_are_not_16_32_64_are_padded_inside_the_kernel(head_dim):
     # Decision (documented in kernels/__init__.py and NOTES.md): any Dh in 1..128 works; the tile is
@@ -277,9 +291,9 @@ def test_tf32_precision_is_selectable_and_default_follows_torch():
         o = kernels.flash_attention(q, k, v, input_precision=precision)
         tol = 2e-2 if (CUDA and precision == "tf32") else 2e-5
         assert_close_scaled(o, o_math, tol, magnitude(v), f"input_precision={precision}")
-    assert fused_attention._input_precision(torch.float32, None) == (
+    assert tiles.input_precision_for(torch.float32, None) == (
         "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32")
-    assert fused_attention._input_precision(torch.float16, "tf32") == "ieee"  # only fp32 has the choice
+    assert tiles.input_precision_for(torch.float16, "tf32") == "ieee"  # only fp32 has the choice
 
 
 def test_empty_inputs():
@@ -356,7 +370,7 @@ def test_head_dim_tile_below_16_is_refused_with_tritons_own_rule(monkeypatch):
 
     for arch in (80, 90):
         assert min_dot_size(GPUTarget("cuda", arch, 32))(tl.float16, tl.float16) == (1, 1, 16)
-    monkeypatch.setattr(fused_attention, "_block_d", lambda head_dim: head_dim)
+    monkeypatch.setattr(tiles, "block_d", lambda head_dim: head_dim)
     q = torch.randn(1, 1, 20, 8, device=DEVICE)
     with pytest.raises(Exception, match=r"reduction side K >= 16"):
         kernels.flash_attention(q, q, q)
