@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from ast_min.assignments import ASSIGNMENTS, get
-from ast_min.assignments import runner
 from ast_min.assignments.runner import grade
 from ast_min.assignments.starter import make_starter, solution_lines
 
@@ -26,10 +25,6 @@ EXAMPLES = 8  # hypothesis examples per property test in CI (students and instru
 # Measured figures are in docs/TEACHING.md; these budgets leave room for a loaded CI machine.
 BUDGET = {"framing": 60, "mel": 60, "patches": 60, "attention": 60, "flash": 90, "triton": 240, "finetune": 240}
 NAMES = sorted(ASSIGNMENTS)
-# One forkserver serves every grade here: let it import every grader (triton's excepted, see runner) and
-# the library modules their guards wrap once, instead of each grading process importing its own.
-runner.EXTRA_PRELOAD += [f"ast_min.assignments.graders.{n}" for n in NAMES if n != "triton"]
-runner.EXTRA_PRELOAD += ["ast_min.train", "ast_min.checkpoint", "ast_min.data.augment", "ast_min.features_fast", "ast_min.kernels"]
 
 
 def mutated(name: str, old: str, new: str) -> str:
