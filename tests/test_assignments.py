@@ -243,13 +243,16 @@ def test_cli_grade_writes_csv_and_gradescope_results(tmp_path):
         tmp_path / "framing-autograder" / "run_autograder", os.X_OK)
 
 
-def test_flash_refuses_a_full_n_by_n_mask(tmp_path):
-    from ast_min.assignments.graders.flash import T_MEMORY
+@pytest.mark.parametrize("mask", ["torch.ones(N, N).triu(1)", "torch.ones(N, N, dtype=torch.bool).triu_(1)"],
+                         ids=["float", "bool"])
+def test_flash_refuses_a_full_n_by_n_mask(mask, tmp_path):
+    # The memory limit is the kernel's, in the student's process: nothing there can switch it off.
+    from ast_min.assignments.graders.flash import MEMORY_CAP, T_MEMORY
 
     wrong = mutated("flash", "        last_key = int(rows[-1]) + 1 if causal else N\n",
-                    "        last_key = int(rows[-1]) + 1 if causal else N\n        full = torch.ones(N, N).triu(1)\n")
+                    f"        last_key = int(rows[-1]) + 1 if causal else N\n        full = {mask}\n")
     (result,) = grade("flash", write(tmp_path, "flash", wrong), max_examples=EXAMPLES, only=[T_MEMORY]).tests
-    assert result.score == 0 and "shape (96, 96)" in result.output, result.output
+    assert result.score == 0 and f"needed more than {MEMORY_CAP >> 20} MB" in result.output, result.output
 
 
 def test_teaching_doc_lists_every_known_mistake():
