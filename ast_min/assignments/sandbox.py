@@ -20,6 +20,7 @@ raises `Lost`, and a malformed or oversized reply raises `worker.WireError`.
 
 from __future__ import annotations
 
+import errno
 import grp
 import json
 import os
@@ -46,6 +47,7 @@ STARTUP_LIMIT = 120.0  # seconds for Python and torch to start in a worker (the 
 FILE_LIMIT = 64 << 20  # bytes: the largest file a submission may write
 OPEN_FILES = 256
 PROCESSES = 64  # processes and threads of one submission's user id (as root)
+MAX_SUBMISSION = 4 << 20  # bytes of a submitted file: a NAME.py is a few KB
 SHARED_TEMP = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/dev/mqueue")
 
 
@@ -154,11 +156,11 @@ def _bwrap_prefix(folder: str, privileged: bool) -> list[str]:
         return out
 
     for prefix in sorted({os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix),
-                          os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))}):
+                          os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))), *_python_path()}):
         if not _inside(prefix, bound):
             args += parents(prefix) + ["--ro-bind", prefix, prefix]
             bound.append(prefix)
-    for hidden in _library_folders():  # ast-min itself, when it is installed inside a folder shown above
+    for hidden in library_folders():  # ast-min itself, when it is installed inside a folder shown above
         if _inside(hidden, bound):
             args += ["--tmpfs", hidden]
     args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(256 << 20), "--tmpfs", "/tmp",
@@ -171,6 +173,16 @@ def _bwrap_prefix(folder: str, privileged: bool) -> list[str]:
         args += ["--ro-bind-try", "/sys", "/sys"]
     args += parents(folder) + ["--bind", folder, folder, "--chdir", folder, "--"]
     return args
+
+
+def _python_path() -> list[str]:
+    """The folders on the worker's module path (`python -I`: the standard library, site-packages, .pth entries)."""
+    if "path" not in _BWRAP:
+        done = subprocess.run([sys.executable, "-I", "-c", "import json, sys; print(json.dumps(sys.path))"],
+                              capture_output=True, text=True, timeout=60)
+        paths = json.loads(done.stdout) if done.returncode == 0 else []
+        _BWRAP["path"] = [os.path.realpath(p) for p in paths if p and os.path.isdir(p)]
+    return _BWRAP["path"]
 
 
 def _inside(path: str, folders: list[str]) -> bool:
@@ -189,7 +201,7 @@ def unreachable_python() -> str | None:
     return None
 
 
-def _library_folders() -> list[str]:
+def library_folders() -> list[str]:
     """The folders of ast-min's own code (the package, and its kernels when they live apart)."""
     import ast_min
     import ast_min.kernels
@@ -454,7 +466,7 @@ class Sandbox:
         self.folder = Path(base) / f"submission-{self.token}"
         self.folder.mkdir(mode=0o700)
         self.file = self.folder / filename
-        data = Path(submission).read_bytes()
+        data = read_submission(submission)
         with open(self.file, "xb") as f:
             f.write(data)
         if self.uid is not None:
@@ -575,6 +587,26 @@ def _remove_files_of(uid: int, roots=SHARED_TEMP, limit: int = 100_000) -> None:
                     pass
             elif stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_IWOTH:  # another shared folder inside
                 stack.append(entry.path)
+
+
+def read_submission(path: str | os.PathLike) -> bytes:
+    """The submitted file's bytes; never through a symbolic link (as root it could name any file), at most MAX_SUBMISSION.
+
+    ValueError naming the problem otherwise.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ValueError(f"{path} is a symbolic link: submit the file itself") from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        data = f.read(MAX_SUBMISSION + 1)
+    if len(data) > MAX_SUBMISSION:
+        raise ValueError(f"{path} is larger than {MAX_SUBMISSION >> 20} MB: submit the assignment's .py file only")
+    return data
 
 
 def make_base() -> str:
