@@ -497,12 +497,16 @@ def attack():
 
 def test_limits_cannot_be_lifted(tmp_path):
     # Hard limits equal the soft ones: raising any fails; 8 GB, 200 processes and a 1 GB file fail too.
-    marker = "ATTACK-" + secrets.token_hex(6)
-    attack = f'''
-import os, resource, signal, sys, time
+    attack = """
+import os, resource, signal, time
+
+tried = []
 
 
 def attack():
+    if tried:
+        return False
+    tried.append(True)
     lifted = False
     for limit in ("RLIMIT_AS", "RLIMIT_NPROC", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_CORE"):
         try:
@@ -522,7 +526,8 @@ def attack():
         except OSError:
             break
         if pid == 0:
-            os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(3600)", "{marker}"])
+            time.sleep(3600)
+            os._exit(0)
         children += 1
     lifted = lifted or children >= 200
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -534,8 +539,8 @@ def attack():
     except OSError:
         pass
     return lifted
-'''
-    graded = Graded(tmp_path, {"honest": MEL, "attacker": gated(attack)}, marker=marker).run()
+"""
+    graded = Graded(tmp_path, {"honest": MEL, "attacker": gated(attack)}).run()
     graded.check(["honest"], {"attacker": 0})
 
 
