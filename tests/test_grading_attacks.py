@@ -95,6 +95,14 @@ def submission_processes(marker: str = "") -> list[str]:
     return left
 
 
+def _grading_uid(path: Path) -> bool:
+    try:
+        uid = path.lstat().st_uid
+    except OSError:
+        return False
+    return sandbox.FIRST_UID <= uid < sandbox.FIRST_UID + (1 << 24)
+
+
 class Graded:
     """One `grade` call on named submissions (in order), with the instructor's files around it."""
 
@@ -139,6 +147,8 @@ class Graded:
         assert self.returncode == 0, self.stderr[-3000:]
         self.seconds = time.monotonic() - started
         self.leftover = submission_processes(self.marker)
+        self.left_files = [str(p) for root in ("/tmp", "/var/tmp", "/dev/shm") if os.path.isdir(root)
+                           for p in Path(root).iterdir() if _grading_uid(p)]
         self.after = snapshot(*protected)
         self.lines = self.stdout.splitlines()
         self.json = {}
@@ -172,6 +182,7 @@ class Graded:
         changed = {p for p in set(self.before) | set(self.after) if self.before.get(p) != self.after.get(p)}
         assert changed <= {str(self.csv_path)}, f"files changed by grading: {sorted(changed)}"
         assert not self.leftover, f"still running after grade returned: {self.leftover}"
+        assert not self.left_files, f"left in the shared temporary folders: {self.left_files}"
         assert self.secret not in self.stdout + self.stderr + self.csv_path.read_text()
 
     def outputs_of(self, name: str) -> str:
@@ -408,7 +419,7 @@ def attack():
     if stolen:
         return True
     mine = os.path.realpath(__file__)
-    places = {others!r} + glob.glob("/tmp/**/mel.py", recursive=True) + glob.glob("../*/mel.py")
+    places = {others!r} + glob.glob("/tmp/ast-min-grading-*/*/mel.py") + glob.glob("../*/mel.py")
     for place in places:
         if os.path.realpath(place) == mine:
             continue
@@ -423,7 +434,7 @@ def attack():
             pass
         stolen.append(source)
         return True
-    for trap in ("/tmp/sitecustomize.py", "/tmp/torch.py", "../sitecustomize.py", "/dev/shm/trap"):
+    for trap in ("/tmp/sitecustomize.py", "../sitecustomize.py", "/dev/shm/trap"):
         try:
             with open(trap, "w") as f:
                 f.write("raise SystemExit('trapped')\\n")
