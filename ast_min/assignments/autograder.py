@@ -113,8 +113,11 @@ def build_wheel(out: Path, wheel: str | None = None) -> Path:
         raise ValueError("this ast-min was not installed from a folder on this machine, so no wheel can be built "
                          "from it: pass the wheel it was installed from with --wheel FILE")
     with tempfile.TemporaryDirectory() as build:
+        # built from a copy: a build writes into its source folder (build/, *.egg-info), which is not ours
+        copy = Path(build) / "source"
+        shutil.copytree(folder, copy, ignore=shutil.ignore_patterns(".*", "build", "dist", "*.egg-info", "__pycache__"))
         done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                               "--wheel-dir", build, str(folder)], capture_output=True, text=True)
+                               "--wheel-dir", build, str(copy)], capture_output=True, text=True)
         built = sorted(Path(build).glob("ast_min-*.whl"))
         if done.returncode != 0 or not built:
             last = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
@@ -123,18 +126,24 @@ def build_wheel(out: Path, wheel: str | None = None) -> Path:
 
 
 def _installed_from() -> Path | None:
-    """The local folder ast-min was installed from (an editable or folder install), per its direct_url.json."""
-    try:
-        text = metadata.distribution("ast-min").read_text("direct_url.json")
-    except metadata.PackageNotFoundError:
-        return None
-    if not text:
-        return None
-    url = json.loads(text).get("url", "")
-    if not url.startswith("file://"):
-        return None
-    folder = Path(unquote(urlparse(url).path))
-    return folder if (folder / "pyproject.toml").is_file() else None
+    """The local source folder of the ast-min running here: its checkout (an editable install), or the folder
+    a regular install was made from (its direct_url.json), if that still exists."""
+    import ast_min
+
+    checkout = Path(ast_min.__file__).resolve().parent.parent
+    if _is_source(checkout):
+        return checkout
+    for dist in metadata.distributions(name="ast-min"):
+        text = dist.read_text("direct_url.json")
+        url = json.loads(text).get("url", "") if text else ""
+        if url.startswith("file://") and _is_source(Path(unquote(urlparse(url).path))):
+            return Path(unquote(urlparse(url).path))
+    return None
+
+
+def _is_source(folder: Path) -> bool:
+    pyproject = folder / "pyproject.toml"
+    return pyproject.is_file() and re.search(r'^name\s*=\s*"ast-min"', pyproject.read_text(), re.M) is not None
 
 
 def write_bundle(name: str, folder: Path, secret: str, overwrite: bool = False, wheel: str | None = None) -> Path:

@@ -144,7 +144,10 @@ def _bwrap_prefix(folder: str, privileged: bool) -> list[str]:
     bound = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc"]
     for system in bound:
         args += ["--ro-bind-try", system, system]
-    made: set[str] = set()
+    # a private /tmp (and /dev/shm) first: Python's folders may sit under /tmp and are bound over it
+    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(256 << 20), "--tmpfs", "/tmp",
+             "--perms", "1777", "--size", str(256 << 20), "--tmpfs", "/dev/shm"]
+    made: set[str] = {"/tmp", "/dev", "/proc"}
 
     def parents(path: str) -> list[str]:  # folders bubblewrap would otherwise make private (mode 700)
         out = []
@@ -155,17 +158,16 @@ def _bwrap_prefix(folder: str, privileged: bool) -> list[str]:
                 out += ["--perms", "0755", "--dir", p]
         return out
 
-    for prefix in sorted({os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix),
-                          os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))), *_python_path()}):
+    for prefix in sorted({os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix), *_python_path(),
+                          *_link_folders(sys.executable)}):
         if not _inside(prefix, bound):
             args += parents(prefix) + ["--ro-bind", prefix, prefix]
             bound.append(prefix)
-    for hidden in library_folders():  # ast-min itself, when it is installed inside a folder shown above
-        if _inside(hidden, bound):
-            args += ["--tmpfs", hidden]
-    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(256 << 20), "--tmpfs", "/tmp",
-             "--perms", "1777", "--size", str(256 << 20), "--tmpfs", "/dev/shm"]
-    made.add("/tmp")
+    hidden: list[str] = []
+    for library in library_folders():  # ast-min itself, when it is installed inside a folder shown above
+        if _inside(library, bound) and not _inside(library, hidden):
+            args += ["--tmpfs", library]
+            hidden.append(library)
     if os.path.exists("/dev/nvidiactl"):  # a CUDA device: the triton grader's kernels run on it
         for device in sorted(os.listdir("/dev")):
             if device.startswith("nvidia"):
@@ -173,6 +175,17 @@ def _bwrap_prefix(folder: str, privileged: bool) -> list[str]:
         args += ["--ro-bind-try", "/sys", "/sys"]
     args += parents(folder) + ["--bind", folder, folder, "--chdir", folder, "--"]
     return args
+
+
+def _link_folders(path: str) -> list[str]:
+    """The folders of every link on the way from `path` to the file it names (a venv's python -> ... -> the real one)."""
+    folders = []
+    for _ in range(40):
+        folders.append(os.path.realpath(os.path.dirname(path)))
+        if not os.path.islink(path):
+            break
+        path = os.path.join(os.path.dirname(path), os.readlink(path))
+    return folders
 
 
 def _python_path() -> list[str]:
