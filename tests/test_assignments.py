@@ -219,28 +219,71 @@ def test_cli_grade_writes_csv_and_gradescope_results(tmp_path):
     folder = tmp_path / "alice"
     folder.mkdir()
     (folder / "framing.py").write_text(get("framing").source.read_text())
+    secret = tmp_path / "secret"
+    secret.write_text("-x\n")  # any text is a secret, one that looks like an option too
+    secret.chmod(0o600)
     nowhere = cli("grade", "framing", str(folder), "--csv", str(tmp_path / "no-such-folder" / "grades.csv"))
     assert nowhere.returncode == 2 and "does not exist: create it first" in nowhere.stderr, nowhere.stderr
     assert nowhere.stdout == "", "the --csv folder is checked before any grading"
     missing = cli("grade", "framing", str(folder), str(tmp_path / "bob"))
     assert missing.returncode == 2 and f"no file {tmp_path / 'bob'}" in missing.stderr, missing.stderr
     assert missing.stdout == "", "every submission is found before any grading"
-    out = cli("grade", "framing", str(folder), "--seed", "secret", "--csv", str(tmp_path / "grades.csv"),
+    on_command_line = cli("grade", "framing", str(folder), "--seed", "secret")
+    assert on_command_line.returncode == 2 and "--seed-file" in on_command_line.stderr, on_command_line.stderr
+    assert on_command_line.stdout == "", "a secret on the command line is refused before any grading"
+    out = cli("grade", "framing", str(folder), "--seed-file", str(secret), "--csv", str(tmp_path / "grades.csv"),
               "--gradescope", str(tmp_path / "results" / "results.json"))
     assert out.returncode == 0, out.stderr
     results = json.loads((tmp_path / "results" / "results.json").read_text())
     assert results["score"] == sum(t["max_score"] for t in results["tests"]) > 0
     rows = (tmp_path / "grades.csv").read_text().splitlines()
     assert rows[0].startswith("submission,assignment,test,score") and len(rows) == 1 + len(results["tests"])
-    bundle = cli("autograder", "framing", "--dir", str(tmp_path), "--seed", "secret", "--spec", "ast-min==0.1.0")
-    assert bundle.returncode == 0, bundle.stderr
-    assert "pip3 install ast-min==0.1.0" in (tmp_path / "framing-autograder" / "setup.sh").read_text()
-    assert (tmp_path / "framing-autograder" / "seed.txt").read_text().strip() == "secret"
     assert cli("solution", "framing", "--dir", str(tmp_path)).returncode == 0
     assert "### BEGIN SOLUTION" in (tmp_path / "framing_solution.py").read_text()
-    run_script = (tmp_path / "framing-autograder" / "run_autograder").read_text()
-    assert "ast-min assignment grade framing" in run_script and os.access(
-        tmp_path / "framing-autograder" / "run_autograder", os.X_OK)
+
+
+def test_grade_says_once_how_submissions_are_kept_apart(monkeypatch, tmp_path):
+    from ast_min.assignments import cli as assignment_cli, sandbox
+
+    monkeypatch.setattr(sandbox, "isolation", lambda: "none")
+    (note,) = assignment_cli._isolation_notes(None, [])
+    assert "run with your own rights" in note and "ast-min assignment autograder" in note
+    monkeypatch.setattr(sandbox, "isolation", lambda: "user")
+    import shutil
+    import tempfile
+
+    shared = Path(tempfile.mkdtemp())  # pytest's own folders are private: this one is not
+    try:
+        shared.chmod(0o755)
+        secret = shared / "secret"
+        secret.write_text("s")
+        secret.chmod(0o644)
+        with pytest.raises(ValueError, match="readable by every user"):  # a fresh user id could read it
+            assignment_cli._isolation_notes(str(secret), [])
+        secret.chmod(0o600)
+        notes = assignment_cli._isolation_notes(str(secret), [])
+        assert "fresh user id" in notes[0]
+    finally:
+        shutil.rmtree(shared)
+
+
+def test_the_worker_rebuilds_the_model_the_grader_ships():
+    # finetune's model crosses as settings and weights; the worker's self-contained definition must
+    # compute what ast-min's does, or a student's fine-tuning would be graded on another model.
+    import torch
+
+    from ast_min.assignments import worker_model
+    from ast_min.assignments.graders import finetune
+
+    model = finetune.load_default().eval()
+    builder, data = finetune.GRADER.shipped[type(model)](model)
+    copy = worker_model.BUILDERS[builder](data).eval()
+    x = torch.randn(3, model.config.max_length, model.config.num_mel_bins, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected, got = model(x).logits, copy(x).logits
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5), (got - expected).abs().max()
+    changed = copy.config.replace(id2label={0: "a", 1: "b"})
+    assert changed.num_labels == 2 and changed.hidden_size == model.config.hidden_size
 
 
 @pytest.mark.parametrize("mask", ["torch.ones(N, N).triu(1)", "torch.ones(N, N, dtype=torch.bool).triu_(1)"],

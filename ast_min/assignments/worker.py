@@ -148,9 +148,10 @@ class Encoder:
         dtype = a.dtype.name
         if dtype not in ARRAY_DTYPES:
             raise Unsendable(f"a numpy array of dtype {a.dtype}")
+        shape = list(a.shape)  # (np.ascontiguousarray would make a 0-d array 1-d)
         a = np.ascontiguousarray(a.astype(_little(dtype), copy=False))
         return {"ndarray": self._buffer(a.reshape(-1).view("uint8") if a.size else b""), "dtype": dtype,
-                "shape": list(a.shape)}
+                "shape": shape}
 
 
 class Decoder:
