@@ -434,7 +434,7 @@ def attack():
             pass
         stolen.append(source)
         return True
-    for trap in ("/tmp/sitecustomize.py", "../sitecustomize.py", "/dev/shm/trap"):
+    for trap in ("/tmp/sitecustomize.py", os.path.dirname(os.getcwd()) + "/sitecustomize.py", "/dev/shm/trap"):
         try:
             with open(trap, "w") as f:
                 f.write("raise SystemExit('trapped')\\n")
