@@ -139,7 +139,7 @@ def _bwrap_prefix(folder: str, privileged: bool) -> list[str]:
     if privileged:
         args = ["bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
     else:
-        args = ["bwrap", "--unshare-all", "--disable-userns"]
+        args = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns"]
     args += ["--die-with-parent", "--new-session"]
     bound = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc"]
     for system in bound:
