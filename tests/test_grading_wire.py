@@ -63,8 +63,9 @@ def tensors(draw):
     shape = draw(shapes)
     raw = torch.randint(0, 256, (int(np.prod(shape)) * torch.empty(0, dtype=dtype).element_size(),),
                         generator=torch.Generator().manual_seed(draw(st.integers(0, 2**16))), dtype=torch.uint8)
-    t = raw.view(dtype).reshape(shape)  # every bit pattern, NaNs and infinities included
-    return t.bool() if dtype == torch.bool else t
+    if dtype == torch.bool:  # a bool's byte is 0 or 1 (other bytes: test_bool_arrays_hold_only_true_and_false)
+        return (raw % 2).to(torch.bool).reshape(shape)
+    return raw.view(dtype).reshape(shape)  # every bit pattern, NaNs and infinities included
 
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=True),
@@ -78,7 +79,7 @@ values = st.recursive(
 )
 
 
-@settings(max_examples=60)
+@settings(max_examples=200)
 @given(values)
 def test_plain_data_round_trips_exactly(value):
     assert same(value, round_trip(value))

@@ -261,8 +261,8 @@ class Decoder:
         if count * np.dtype(storage).itemsize != len(data):
             raise WireError(f"an array of shape {tuple(shape)} and dtype {dtype} with {len(data)} bytes of data")
         array = np.frombuffer(data, dtype=_little(storage), count=count).reshape(shape).astype(storage, copy=True)
-        if dtype == "bool":
-            array = array != 0
+        if dtype == "bool":  # any nonzero byte is True: a bool array never holds another value
+            array = array.astype(bool)
         if kind == "ndarray":
             return array
         import torch
