@@ -318,6 +318,7 @@ class Worker:
         self.pending = bytearray()
         self.next_id = 0
         self.dead = False
+        self.memory_capped = False  # whether the kernel limits its address space (Linux)
         try:
             self.pidfd = os.pidfd_open(process.pid)
         except (AttributeError, OSError):
@@ -342,6 +343,7 @@ class Worker:
         header, _ = self._round_trip(b"", deadline)
         if not header.get("ready"):
             raise wire.WireError("the worker did not start properly")
+        self.memory_capped = header.get("memory_capped") is True
         return header
 
     def _refuse_unasked(self) -> None:

@@ -474,16 +474,24 @@ def no_ast_min(guard: Guard):
 # ---- the worker ----------------------------------------------------------------------------------------
 
 
-def _set_limits(limits: dict) -> None:
-    """Each limit with hard = soft: a process can lower a hard limit but never raise it again."""
+def _set_limits(limits: dict, strict: bool) -> None:
+    """Each limit with hard = soft: a process can lower a hard limit but never raise it again.
+
+    strict (Linux, where grading is done): a limit that cannot be set stops the worker; elsewhere
+    (a student's `check` on another system) the limits that system has are set.
+    """
     import resource
 
     for name, value in limits.items():
-        which = getattr(resource, name)
-        _, hard = resource.getrlimit(which)
-        if hard != resource.RLIM_INFINITY:
-            value = min(value, hard)
-        resource.setrlimit(which, (value, value))
+        try:
+            which = getattr(resource, name)
+            _, hard = resource.getrlimit(which)
+            if hard != resource.RLIM_INFINITY:
+                value = min(value, hard)
+            resource.setrlimit(which, (value, value))
+        except (AttributeError, ValueError, OSError):
+            if strict:
+                raise
 
 
 def _mapped_bytes() -> int:
@@ -666,8 +674,10 @@ def _no_new_privileges() -> None:
 
 def main(argv: list[str]) -> int:
     job = json.loads(argv[1])
-    _no_new_privileges()
-    _set_limits(job["limits"])
+    linux = sys.platform.startswith("linux")
+    if linux:
+        _no_new_privileges()
+    _set_limits(job["limits"], strict=linux)
     # the channels move out of the way: the student's input() reads nothing, and fds 0..2 are ordinary
     requests, replies = os.dup(0), os.dup(job["replies"])
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -683,15 +693,18 @@ def main(argv: list[str]) -> int:
 
     torch.set_num_threads(1)
     _warm_up(torch)
-    if job.get("memory") is not None:  # from here on, at most `memory` more bytes of address space
+    capped = False
+    if job.get("memory") is not None and linux:  # from here on, at most `memory` more bytes of address space
         import resource
 
         cap = _mapped_bytes() + job["memory"]
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+        capped = True
     worker = Worker(job)
     sys.meta_path.insert(0, no_ast_min(worker.guard))
     worker.guard.arm(job.get("forbidden", ()))
-    worker.send({"ready": True, "pid": os.getpid(), "started": time.time()})
+    # sent before anything of the student's runs: the grading side may rely on what it says
+    worker.send({"ready": True, "memory_capped": capped, "started": time.time()})
     worker.serve()
     return 0
 
