@@ -192,10 +192,10 @@ def _grade(args) -> int:
     try:
         # the instructor's solution first, in the same sandbox with the same seed: it must score full marks,
         # and its times set every limit
-        budgets = runner.calibrate(assignment.name, seed=seed, base=base)
+        budgets = runner.calibrate(assignment.name, seed=seed, base=base, isolate=True)
         for given, path in submissions:
             try:
-                report = runner.grade(assignment.name, path, seed=seed, budgets=budgets, base=base)
+                report = runner.grade(assignment.name, path, seed=seed, budgets=budgets, base=base, isolate=True)
             except (ValueError, OSError, RuntimeError) as e:  # this submission only: the others are still graded
                 report = _not_graded(assignment.name, path, f"{type(e).__name__}: {e}")
             reports.append((given, report))

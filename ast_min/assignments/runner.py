@@ -117,9 +117,10 @@ def budgets_from(reference: Report) -> Budgets:
 
 
 def calibrate(name: str, seed: int = 0, max_examples: int | None = None, only: list[str] | None = None,
-              base: str | None = None) -> Budgets:
+              base: str | None = None, isolate: bool = True) -> Budgets:
     """Grade the instructor's solution as a submission; its times set the limits. RuntimeError unless full marks."""
-    reference = grade(name, get(name).source, seed=seed, max_examples=max_examples, only=only, base=base)
+    reference = grade(name, get(name).source, seed=seed, max_examples=max_examples, only=only, base=base,
+                      isolate=isolate)
     failed = [t for t in reference.tests if t.score != t.max_score]
     if failed:
         first = failed[0].output.splitlines()[0] if failed[0].output else ""
@@ -139,6 +140,7 @@ def grade(
     time_limit: float | None = None,
     budgets: Budgets | None = None,
     base: str | None = None,
+    isolate: bool = False,
 ) -> Report:
     """Grade `submission` (a student's NAME.py) against assignment `name`; never raises for the student's doing.
 
@@ -146,8 +148,9 @@ def grade(
     worker. max_examples: per property test (default DEFAULT_EXAMPLES). only: run just these tests.
     time_limit: replaces every test's own limit (the grader's own tests use a short one).
     budgets: `calibrate`'s limits (`grade`); default: `static_budgets` (`check`). base: the folder
-    for the submission's private folder (default: a fresh one, removed afterwards). RuntimeError if
-    no worker can start at all (the machine, not the submission).
+    for the submission's private folder (default: a fresh one, removed afterwards). isolate: as root,
+    run the submission as a fresh user id (what `grade` does; `check` runs it as the caller, whose
+    own code it is). RuntimeError if no worker can start at all (the machine, not the submission).
     """
     assignment = get(name)
     path = Path(submission)
@@ -164,7 +167,7 @@ def grade(
     base = base or make_base()
     student = None
     try:
-        student = Submission(grader, path, assignment.filename, seed, budgets, base)
+        student = Submission(grader, path, assignment.filename, seed, budgets, base, isolate)
         student.prepare()
         ctx = Context(student, seed, max_examples or DEFAULT_EXAMPLES)
         for test in grader.tests:
@@ -216,9 +219,9 @@ def _module_source(dotted: str) -> str:
 class Submission:
     """One submission behind the boundary: its sandbox, its current worker, and the time its code has used."""
 
-    def __init__(self, grader, path: Path, filename: str, seed: int, budgets: Budgets, base: str):
+    def __init__(self, grader, path: Path, filename: str, seed: int, budgets: Budgets, base: str, isolate: bool):
         self.grader, self.seed, self.budgets = grader, seed, budgets
-        self.sandbox = Sandbox(path, filename, base)
+        self.sandbox = Sandbox(path, filename, base, isolate)
         self.modules = {m: _module_source(m) for m in grader.worker_modules}
         self.memory = grader.memory_limit
         # ast-min's own entry points are simply absent from the worker; torch's are watched there

@@ -121,12 +121,13 @@ _BECOME = "import os, sys\nu = int(sys.argv[1])\nos.setgroups([])\nos.setgid(u)\
 
 
 def _command(folder: str, uid: int | None, bwrap: bool, inner: list[str]) -> list[str]:
-    """The command line that runs `inner` for a submission: directly, or in bubblewrap as `uid`."""
+    """The command line that runs `inner` for a submission: directly, or in bubblewrap (as `uid`, when given)."""
     if not bwrap:
         return inner
-    if uid is None:  # not root: bubblewrap makes its namespaces from an unprivileged user namespace
+    if not is_root():  # bubblewrap makes its namespaces from an unprivileged user namespace
         return _bwrap_prefix(folder, privileged=False) + inner
-    return _bwrap_prefix(folder, privileged=True) + [sys.executable, "-I", "-S", "-c", _BECOME, str(uid)] + inner
+    become = [] if uid is None else [sys.executable, "-I", "-S", "-c", _BECOME, str(uid)]
+    return _bwrap_prefix(folder, privileged=True) + become + inner
 
 
 def _bwrap_prefix(folder: str, privileged: bool) -> list[str]:
@@ -465,8 +466,9 @@ class WorkerSettings:
 class Sandbox:
     """One submission's user id, private folder and workers; `close()` leaves nothing of it behind."""
 
-    def __init__(self, submission: Path, filename: str, base: str):
-        self.root = is_root()
+    def __init__(self, submission: Path, filename: str, base: str, isolate: bool = True):
+        """isolate: as root, run the submission as a fresh user id (`grade`); False: as the caller (`check`)."""
+        self.root = is_root() and isolate
         self.bwrap = bwrap_usable()
         if self.root and not self.bwrap:
             private = unreachable_python()
