@@ -88,7 +88,7 @@ def submission_processes(marker: str = "") -> list[str]:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if uid is not None and sandbox.FIRST_UID <= uid < sandbox.FIRST_UID + (1 << 24):
+        if uid is not None and _fresh(uid):
             left.append(f"{pid} (uid {uid})")
         elif marker and marker.encode() in cmdline:
             left.append(f"{pid} ({cmdline[:80]!r})")
@@ -100,7 +100,13 @@ def _grading_uid(path: Path) -> bool:
         uid = path.lstat().st_uid
     except OSError:
         return False
-    return sandbox.FIRST_UID <= uid < sandbox.FIRST_UID + (1 << 24)
+    return _fresh(uid)
+
+
+def _fresh(uid: int) -> bool:
+    """Whether `uid` is one the sandbox draws for submissions."""
+    low, count = sandbox._id_range()
+    return low <= uid < low + count
 
 
 class Graded:

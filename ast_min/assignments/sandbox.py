@@ -10,7 +10,7 @@ left in the private folder and in the machine's shared temporary folders.
 Each `Worker` is `worker.py` run as `python -I -c SOURCE JOB` in its own session, with the
 requests on its stdin, the replies on a pipe of its own, and its stdout and stderr read into a
 bounded tail (what the student's code prints is never parsed). When bubblewrap (`bwrap`) works on
-the machine, the worker also runs in new namespaces (mount, process, network, IPC, user) seeing only
+the machine, the worker also runs in new namespaces (mount, process, network, IPC) seeing only
 the system's and Python's folders (read-only, ast-min's own package hidden) and its private folder:
 no network, no other process, no instructor file. `isolation()` says which of these applies.
 
@@ -256,8 +256,9 @@ def _tempdir() -> str:
 def _fresh_id() -> int:
     """A user id (and the group id of the same number) that no account, group or process has."""
     used = _process_uids()
+    low, count = _id_range()
     for _ in range(1000):
-        uid = FIRST_UID + random.SystemRandom().randrange(1 << 24)
+        uid = low + random.SystemRandom().randrange(count)
         if uid in used:
             continue
         try:
@@ -271,6 +272,23 @@ def _fresh_id() -> int:
         except KeyError:
             return uid
     raise RuntimeError("no free user id found for a submission")
+
+
+def _id_range() -> tuple[int, int]:
+    """Where fresh ids are drawn: above FIRST_UID, or, in a container that maps fewer ids (a user namespace
+    of 65536, say), the upper half of what it maps, below nobody's 65534."""
+    top = 0
+    try:
+        with open("/proc/self/uid_map") as f:
+            for line in f:
+                inside, _, count = (int(x) for x in line.split())
+                top = max(top, inside + count)
+    except (OSError, ValueError):
+        top = 1 << 32
+    if top >= FIRST_UID + (1 << 24):
+        return FIRST_UID, 1 << 24
+    high = min(top, 65534)
+    return high // 2, high - high // 2
 
 
 def _process_uids() -> set[int]:
