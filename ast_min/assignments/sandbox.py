@@ -535,6 +535,10 @@ class Sandbox:
             process = subprocess.Popen(command, stdin=requests_r, stdout=output_w, stderr=output_w,
                                        pass_fds=(replies_w,), cwd=self.folder, env=env, close_fds=True,
                                        **credentials)
+        except BaseException:
+            for fd in (requests_w, replies_r, output_r):
+                os.close(fd)
+            raise
         finally:
             for fd in (requests_r, replies_w, output_w):
                 os.close(fd)
