@@ -1,6 +1,8 @@
 """The assignments grade what they claim: solutions get full marks, starters zero, known mistakes their hint.
 
-Each proof grades a real file through the same separate, limited grading process students use.
+Each proof grades a real file through the same worker, protocol and limits that students' files meet
+(as `check` does: run as the caller; tests/test_grading_attacks.py grades as `grade` does, as root
+behind a fresh user id).
 To keep CI short, property tests draw few examples here (EXAMPLES), and each known mistake is
 graded only on the test named to catch it (its hint must appear there); the full grader runs once
 per assignment, on the instructor's solution, and that run must fit the assignment's budget.
