@@ -38,10 +38,15 @@ def decode(header: dict, buffers: list[bytes] = (), **kw):
     return wire.Decoder(views, **kw).decode(parsed["value"])
 
 
+def tensor_bytes(t: torch.Tensor) -> bytes:
+    return (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy().tobytes()
+
+
 def same(a, b) -> bool:
+    """Equal in type, dtype, shape and every bit (so NaNs compare equal to themselves)."""
     if isinstance(a, torch.Tensor):
-        return type(b) is torch.Tensor and a.dtype == b.dtype and a.shape == b.shape and torch.equal(
-            a.view(torch.int16) if a.dtype == torch.bfloat16 else a, b.view(torch.int16) if b.dtype == torch.bfloat16 else b)
+        return (type(b) is torch.Tensor and a.dtype == b.dtype and a.shape == b.shape
+                and tensor_bytes(a) == tensor_bytes(b))
     if isinstance(a, np.ndarray):
         return isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
     if isinstance(a, float):
