@@ -1,6 +1,8 @@
 """The assignments grade what they claim: solutions get full marks, starters zero, known mistakes their hint.
 
-Each proof grades a real file through the same separate, limited grading process students use.
+Each proof grades a real file through the same worker, protocol and limits that students' files meet
+(as `check` does: run as the caller; tests/test_grading_attacks.py grades as `grade` does, as root
+behind a fresh user id).
 To keep CI short, property tests draw few examples here (EXAMPLES), and each known mistake is
 graded only on the test named to catch it (its hint must appear there); the full grader runs once
 per assignment, on the instructor's solution, and that run must fit the assignment's budget.
@@ -17,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from ast_min.assignments import ASSIGNMENTS, get
-from ast_min.assignments import runner
 from ast_min.assignments.runner import grade
 from ast_min.assignments.starter import make_starter, solution_lines
 
@@ -26,10 +27,6 @@ EXAMPLES = 8  # hypothesis examples per property test in CI (students and instru
 # Measured figures are in docs/TEACHING.md; these budgets leave room for a loaded CI machine.
 BUDGET = {"framing": 60, "mel": 60, "patches": 60, "attention": 60, "flash": 90, "triton": 240, "finetune": 240}
 NAMES = sorted(ASSIGNMENTS)
-# One forkserver serves every grade here: let it import every grader (triton's excepted, see runner) and
-# the library modules their guards wrap once, instead of each grading process importing its own.
-runner.EXTRA_PRELOAD += [f"ast_min.assignments.graders.{n}" for n in NAMES if n != "triton"]
-runner.EXTRA_PRELOAD += ["ast_min.train", "ast_min.checkpoint", "ast_min.data.augment", "ast_min.features_fast", "ast_min.kernels"]
 
 
 def mutated(name: str, old: str, new: str) -> str:
@@ -224,37 +221,83 @@ def test_cli_grade_writes_csv_and_gradescope_results(tmp_path):
     folder = tmp_path / "alice"
     folder.mkdir()
     (folder / "framing.py").write_text(get("framing").source.read_text())
+    secret = tmp_path / "secret"
+    secret.write_text("-x\n")  # any text is a secret, one that looks like an option too
+    secret.chmod(0o600)
     nowhere = cli("grade", "framing", str(folder), "--csv", str(tmp_path / "no-such-folder" / "grades.csv"))
     assert nowhere.returncode == 2 and "does not exist: create it first" in nowhere.stderr, nowhere.stderr
     assert nowhere.stdout == "", "the --csv folder is checked before any grading"
     missing = cli("grade", "framing", str(folder), str(tmp_path / "bob"))
     assert missing.returncode == 2 and f"no file {tmp_path / 'bob'}" in missing.stderr, missing.stderr
     assert missing.stdout == "", "every submission is found before any grading"
-    out = cli("grade", "framing", str(folder), "--seed", "secret", "--csv", str(tmp_path / "grades.csv"),
+    on_command_line = cli("grade", "framing", str(folder), "--seed", "secret")
+    assert on_command_line.returncode == 2 and "--seed-file" in on_command_line.stderr, on_command_line.stderr
+    assert on_command_line.stdout == "", "a secret on the command line is refused before any grading"
+    out = cli("grade", "framing", str(folder), "--seed-file", str(secret), "--csv", str(tmp_path / "grades.csv"),
               "--gradescope", str(tmp_path / "results" / "results.json"))
     assert out.returncode == 0, out.stderr
     results = json.loads((tmp_path / "results" / "results.json").read_text())
     assert results["score"] == sum(t["max_score"] for t in results["tests"]) > 0
     rows = (tmp_path / "grades.csv").read_text().splitlines()
     assert rows[0].startswith("submission,assignment,test,score") and len(rows) == 1 + len(results["tests"])
-    bundle = cli("autograder", "framing", "--dir", str(tmp_path), "--seed", "secret", "--spec", "ast-min==0.1.0")
-    assert bundle.returncode == 0, bundle.stderr
-    assert "pip3 install ast-min==0.1.0" in (tmp_path / "framing-autograder" / "setup.sh").read_text()
-    assert (tmp_path / "framing-autograder" / "seed.txt").read_text().strip() == "secret"
     assert cli("solution", "framing", "--dir", str(tmp_path)).returncode == 0
     assert "### BEGIN SOLUTION" in (tmp_path / "framing_solution.py").read_text()
-    run_script = (tmp_path / "framing-autograder" / "run_autograder").read_text()
-    assert "ast-min assignment grade framing" in run_script and os.access(
-        tmp_path / "framing-autograder" / "run_autograder", os.X_OK)
 
 
-def test_flash_refuses_a_full_n_by_n_mask(tmp_path):
-    from ast_min.assignments.graders.flash import T_MEMORY
+def test_grade_says_once_how_submissions_are_kept_apart(monkeypatch, tmp_path):
+    from ast_min.assignments import cli as assignment_cli, sandbox
+
+    monkeypatch.setattr(sandbox, "isolation", lambda: "none")
+    (note,) = assignment_cli._isolation_notes(None, [])
+    assert "run with your own rights" in note and "ast-min assignment autograder" in note
+    monkeypatch.setattr(sandbox, "isolation", lambda: "user")
+    import shutil
+    import tempfile
+
+    shared = Path(tempfile.mkdtemp())  # pytest's own folders are private: this one is not
+    try:
+        shared.chmod(0o755)
+        secret = shared / "secret"
+        secret.write_text("s")
+        secret.chmod(0o644)
+        with pytest.raises(ValueError, match="readable by every user"):  # a fresh user id could read it
+            assignment_cli._isolation_notes(str(secret), [])
+        secret.chmod(0o600)
+        notes = assignment_cli._isolation_notes(str(secret), [])
+        assert "fresh user id" in notes[0]
+    finally:
+        shutil.rmtree(shared)
+
+
+def test_the_worker_rebuilds_the_model_the_grader_ships():
+    # finetune's model crosses as settings and weights; the worker's self-contained definition must
+    # compute what ast-min's does, or a student's fine-tuning would be graded on another model.
+    import torch
+
+    from ast_min.assignments import worker_model
+    from ast_min.assignments.graders import finetune
+
+    model = finetune.load_default().eval()
+    builder, data = finetune.GRADER.shipped[type(model)](model)
+    copy = worker_model.BUILDERS[builder](data).eval()
+    x = torch.randn(3, model.config.max_length, model.config.num_mel_bins, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected, got = model(x).logits, copy(x).logits
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5), (got - expected).abs().max()
+    changed = copy.config.replace(id2label={0: "a", 1: "b"})
+    assert changed.num_labels == 2 and changed.hidden_size == model.config.hidden_size
+
+
+@pytest.mark.parametrize("mask", ["torch.ones(N, N).triu(1)", "torch.ones(N, N, dtype=torch.bool).triu_(1)"],
+                         ids=["float", "bool"])
+def test_flash_refuses_a_full_n_by_n_mask(mask, tmp_path):
+    # The memory limit is the kernel's, in the student's process: nothing there can switch it off.
+    from ast_min.assignments.graders.flash import MEMORY_CAP, T_MEMORY
 
     wrong = mutated("flash", "        last_key = int(rows[-1]) + 1 if causal else N\n",
-                    "        last_key = int(rows[-1]) + 1 if causal else N\n        full = torch.ones(N, N).triu(1)\n")
+                    f"        last_key = int(rows[-1]) + 1 if causal else N\n        full = {mask}\n")
     (result,) = grade("flash", write(tmp_path, "flash", wrong), max_examples=EXAMPLES, only=[T_MEMORY]).tests
-    assert result.score == 0 and "shape (96, 96)" in result.output, result.output
+    assert result.score == 0 and f"needed more than {MEMORY_CAP >> 20} MB" in result.output, result.output
 
 
 def test_teaching_doc_lists_every_known_mistake():

@@ -2,9 +2,11 @@
 
 Each assignment has one instructor source, `sources/<name>.py` (a jupytext py:percent notebook whose
 solutions sit between `### BEGIN SOLUTION` and `### END SOLUTION` lines), from which the student's
-starter is generated (`starter.py`), and one grader, `graders/<name>.py`, whose tests run the
-student's file in a separate, limited process (`runner.py`). docs/TEACHING.md describes the design
-and lists every known mistake the graders recognise.
+starter is generated (`starter.py`), and one grader, `graders/<name>.py`, whose tests run in the
+grading process (`runner.py`) while the student's file runs only in a separate, limited worker
+(`sandbox.py`, `worker.py`) that answers with checked plain data. docs/TEACHING.md describes the
+design, its threat model and the Gradescope bundle (`autograder.py`), and lists every known mistake
+the graders recognise.
 
     framing    chapter 01  frame_signal, remove_dc, pre_emphasis, hanning_window, prepare_frames
     mel        chapter 01  mel_filterbank, log_mel
@@ -44,7 +46,7 @@ class Assignment:
         return SOURCES / f"{self.name}.py"
 
     def grader(self):
-        """The grader module (imports torch and the library; only the grading process needs it)."""
+        """The grader module (imports torch and the library; only the grading process imports it, never a worker)."""
         return import_module(f"ast_min.assignments.graders.{self.name}")
 
 

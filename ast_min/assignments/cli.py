@@ -3,21 +3,22 @@
     ast-min assignment list
     ast-min assignment start NAME [--dir DIR]
     ast-min assignment check NAME [--dir DIR] [--json]
-    ast-min assignment grade NAME SUBMISSION... [--seed SECRET] [--csv FILE] [--gradescope FILE]
-    ast-min assignment autograder NAME [--dir DIR] [--seed SECRET]
+    ast-min assignment grade NAME SUBMISSION... [--seed-file FILE] [--csv FILE] [--gradescope FILE] [--json]
+    ast-min assignment autograder NAME --seed-file FILE [--dir DIR] [--overwrite] [--wheel FILE]
     ast-min assignment solution NAME [--dir DIR]      (instructors: the source, solutions included)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
+import io
 import json
 import os
-import shlex
-import stat
 import sys
+import tempfile
 from pathlib import Path
 
 from ast_min.assignments import ASSIGNMENTS, get
@@ -34,21 +35,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument("name", metavar="NAME")
     check.add_argument("--dir", default=".", help="folder holding NAME.py (default: the current folder)")
     check.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    grade = sub.add_parser("grade", help="grade students' submissions, with hidden cases drawn from --seed")
+    grade = sub.add_parser("grade", help="grade students' submissions, with hidden cases drawn from a secret")
     grade.add_argument("name", metavar="NAME")
     grade.add_argument("submissions", metavar="SUBMISSION", nargs="+",
                        help="a student's NAME.py (triton: triton_kernels.py), or a folder holding it")
-    grade.add_argument("--seed", default="0", help="a secret: draws property-test cases students never ran")
+    grade.add_argument("--seed-file", metavar="FILE",
+                       help="a file (readable by you only) holding the secret that draws property-test cases "
+                            "students never ran")
+    grade.add_argument("--seed", help=argparse.SUPPRESS)  # refused with the reason (_refuse_gone)
     grade.add_argument("--csv", help="write one row per submission and test to this file")
     grade.add_argument("--gradescope", help="write Gradescope's results.json (one submission) to this file")
     grade.add_argument("--json", action="store_true", help="print one JSON object per submission")
-    bundle = sub.add_parser("autograder", help="write a Gradescope autograder bundle (setup.sh, run_autograder)")
+    bundle = sub.add_parser("autograder", help="write a Gradescope autograder bundle (setup.sh, run_autograder, "
+                                               "a wheel of this ast-min)")
     bundle.add_argument("name", metavar="NAME")
-    bundle.add_argument("--dir", default=".", help="folder to write the bundle in (default: the current folder)")
-    bundle.add_argument("--seed", default="0", help="the secret for hidden cases, stored in the bundle")
-    bundle.add_argument("--spec", default="ast-min",
-                        help="what setup.sh pip-installs: the ast-min your class uses (a wheel's URL, "
-                             "git+https://...@COMMIT); default: ast-min")
+    bundle.add_argument("--dir", default=".", help="folder to write NAME-autograder/ in (default: the current folder)")
+    bundle.add_argument("--seed-file", metavar="FILE", help="the file holding the secret for hidden cases (copied into "
+                                                            "the bundle, readable by root only once set up)")
+    bundle.add_argument("--seed", help=argparse.SUPPRESS)
+    bundle.add_argument("--spec", help=argparse.SUPPRESS)  # gone: the bundle ships a wheel
+    bundle.add_argument("--overwrite", action="store_true", help="replace an existing NAME-autograder/")
+    bundle.add_argument("--wheel", metavar="FILE", help="the ast-min wheel to ship (default: built from the folder "
+                                                        "this ast-min was installed from)")
     solution = sub.add_parser("solution", help="write the instructor source of NAME (solutions included)")
     solution.add_argument("name", metavar="NAME")
     solution.add_argument("--dir", default=".", help="folder to write NAME_solution.py in")
@@ -57,6 +65,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def seed_of(secret: str) -> int:
     """A hypothesis seed from any string: the same secret always draws the same hidden cases."""
     return int.from_bytes(hashlib.sha256(secret.encode()).digest()[:8], "little")
+
+
+def read_secret(path: str | os.PathLike) -> str:
+    """The secret in a seed file (one trailing newline dropped): any text, "-x" included."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read(1 << 16)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--seed-file {path}: no such file; write the secret to it (readable by you only: "
+                                "chmod 600)") from None
+    secret = text[:-1] if text.endswith("\n") else text
+    if not secret:
+        raise ValueError(f"--seed-file {path} is empty: write the secret to it")
+    return secret
+
+
+def _refuse_gone(args) -> None:
+    if getattr(args, "seed", None) is not None:
+        raise ValueError("--seed is gone: a secret on the command line can be read by every process on the machine "
+                         "(/proc/PID/cmdline); write it to a file only you can read (chmod 600) and give --seed-file FILE")
+    if getattr(args, "spec", None) is not None:
+        raise ValueError("--spec is gone: the bundle carries a wheel of the ast-min installed here (give another with "
+                         "--wheel FILE)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -140,72 +171,151 @@ def _check(args) -> int:
 
 
 def _grade(args) -> int:
-    from ast_min.assignments.runner import grade
+    from ast_min.assignments import runner, sandbox
 
+    _refuse_gone(args)
     assignment = get(args.name)
     if args.gradescope and len(args.submissions) != 1:
         raise ValueError("--gradescope writes one results.json: give exactly one SUBMISSION")
+    for option, target in (("--csv", args.csv), ("--gradescope", args.gradescope)):
+        if target and Path(target).is_dir():
+            raise ValueError(f"{option} {target} is a folder: give a file name")
     if args.csv and not Path(args.csv).absolute().parent.is_dir():  # checked before minutes of grading
         raise ValueError(f"--csv {args.csv}: the folder {Path(args.csv).absolute().parent} does not exist: create it first")
     # every submission found before minutes of grading, not a missing 30th after 29 graded and unsaved
     submissions = [(given, _submission(assignment.name, given)) for given in args.submissions]
-    reports = []
-    for given, path in submissions:
-        report = grade(assignment.name, path, seed=seed_of(args.seed))
-        reports.append((given, report))
-        if args.json:
-            print(json.dumps({"submission": given, **report.to_dict()}))
-        else:
-            print(f"{given}: {report.score:g}/{report.max_score:g}")
+    seed = seed_of(read_secret(args.seed_file) if args.seed_file else "0")
+    for note in _isolation_notes(args.seed_file, [path for _, path in submissions]):
+        print(f"note: {note}", file=sys.stderr)
+    reports, interrupted = [], False
+    base = sandbox.make_base()
+    try:
+        # the instructor's solution first, in the same sandbox with the same seed: it must score full marks,
+        # and its times set every limit
+        budgets = runner.calibrate(assignment.name, seed=seed, base=base, isolate=True)
+        for given, path in submissions:
+            try:
+                report = runner.grade(assignment.name, path, seed=seed, budgets=budgets, base=base, isolate=True)
+            except (ValueError, OSError, RuntimeError) as e:  # this submission only: the others are still graded
+                report = _not_graded(assignment.name, path, f"{type(e).__name__}: {e}")
+            reports.append((given, report))
+            if args.json:
+                print(json.dumps({"submission": given, **report.to_dict(), "seconds": round(report.seconds, 1)}))
+            else:
+                print(f"{given}: {report.score:g}/{report.max_score:g}")
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        sandbox.remove_base(base)
+    # written once grading is over, by this process alone: nothing a submission ran is left to touch them
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["submission", "assignment", "test", "score", "max_score", "output"])
-            for given, report in reports:
-                for t in report.tests:
-                    writer.writerow([given, assignment.name, t.name, t.score, t.max_score, t.output])
-    if args.gradescope:
-        report = reports[0][1]
-        results = {
-            "score": report.score,
-            "execution_time": round(report.seconds, 1),
-            "tests": [{"name": t.name, "score": t.score, "max_score": t.max_score, "output": t.output}
-                      for t in report.tests],
-        }
-        Path(args.gradescope).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.gradescope).write_text(json.dumps(results, indent=1))
+        _write_atomically(Path(args.csv), _csv_text(assignment.name, reports))
+    if args.gradescope and reports:
+        _write_atomically(Path(args.gradescope), _gradescope_text(reports[0][1]))
+    if interrupted:
+        print(f"interrupted: {len(reports)} of {len(submissions)} submissions graded and written", file=sys.stderr)
+        return 130
     return 0
 
 
-SETUP_SH = """#!/usr/bin/env bash
-# Gradescope runs this once when it builds the autograder image.
-set -euo pipefail
-apt-get update && apt-get install -y python3 python3-pip libsndfile1
-# ast-min exactly as the class installed it (`ast-min assignment autograder --spec` wrote it here):
-pip3 install {spec}
-"""
+def _isolation_notes(seed_file: str | None, submissions: list[Path]) -> list[str]:
+    """What the instructor should know about how the submissions are kept apart here (printed once)."""
+    from ast_min.assignments import sandbox
 
-RUN_AUTOGRADER = """#!/usr/bin/env bash
-# Gradescope runs this for every submission: the student's files are in /autograder/submission.
-set -uo pipefail
-cd /autograder/source
-ast-min assignment grade {name} /autograder/submission --seed "$(cat seed.txt)" \\
-    --gradescope /autograder/results/results.json
-"""
+    kind = sandbox.isolation()
+    if kind == "none":
+        return ["not running as root, so the submissions run with your own rights (they can read and change your "
+                "files, the seed file included); to grade code you do not trust, run grade as root, or use the "
+                "autograder bundle (ast-min assignment autograder) in a container"]
+    if kind == "bubblewrap":
+        return []
+    if seed_file and sandbox.others_can_read(seed_file):
+        raise ValueError(f"--seed-file {seed_file} is readable by every user, so the submissions could read the "
+                         f"secret: chmod 600 {seed_file}")
+    notes = [f"bubblewrap is not usable here ({sandbox.bwrap_problem()}): each submission runs as a fresh user id "
+             "with hard limits, and can read every file that all users may read"]
+    for folder in sandbox.library_folders():
+        if sandbox.others_can_read(folder):
+            notes.append(f"ast-min's own files ({folder}) are readable by every user, so a submission could run the "
+                         f"library's code instead of its own: chmod -R go-rwx {folder} (the autograder bundle's setup "
+                         "does), or install bubblewrap")
+    if len(submissions) > 1:
+        for path in submissions:
+            if sandbox.others_can_read(path):
+                notes.append(f"{path} is readable by every user, so the other submissions graded with it could read "
+                             "it: keep the submissions in a folder only you can read (chmod 700)")
+    return notes
+
+
+def _not_graded(name: str, path: Path, reason: str):
+    """A report of zeros for a submission that could not be graded at all, with the reason on every test."""
+    from ast_min.assignments.runner import Report, TestResult
+
+    grader = get(name).grader().GRADER
+    return Report(name, str(path), [TestResult(t.name, 0, t.points, f"not graded: {reason}"[:2000]) for t in grader.tests])
+
+
+def _csv_text(name: str, reports) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["submission", "assignment", "test", "score", "max_score", "output"])
+    for given, report in reports:
+        for t in report.tests:
+            writer.writerow([given, name, t.name, t.score, t.max_score, t.output])
+    return out.getvalue()
+
+
+def _gradescope_text(report) -> str:
+    """Gradescope's results.json: scores are this process's own numbers, texts JSON-escaped."""
+    results = {
+        "score": float(report.score),
+        "execution_time": round(report.seconds, 1),
+        "tests": [{"name": t.name, "score": float(t.score), "max_score": float(t.max_score), "output": t.output}
+                  for t in report.tests],
+    }
+    return json.dumps(results, indent=1, allow_nan=False) + "\n"
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write `text` to `path` all-or-nothing: a fresh temporary file in the same folder renamed over it.
+
+    The rename replaces whatever is at `path`, a symbolic link included, and never writes through it.
+    """
+    folder = path.absolute().parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _autograder(args) -> int:
+    from ast_min.assignments.autograder import write_bundle
+
+    _refuse_gone(args)
     assignment = get(args.name)
+    if not args.seed_file:
+        raise ValueError("give --seed-file FILE: the secret that draws the hidden cases (a file readable by you only)")
+    secret = read_secret(args.seed_file)
     folder = Path(args.dir) / f"{assignment.name}-autograder"
-    folder.mkdir(parents=True, exist_ok=True)
-    setup = SETUP_SH.format(spec=shlex.quote(args.spec))
-    for name, text in (("setup.sh", setup), ("run_autograder", RUN_AUTOGRADER.format(name=assignment.name))):
-        path = folder / name
-        path.write_text(text)
-        path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    (folder / "seed.txt").write_text(args.seed + "\n")
-    print(f"wrote {folder}/ (setup.sh, run_autograder, seed.txt): zip its contents and upload the zip as the "
-          f"autograder of `{assignment.name}`; setup.sh installs {args.spec!r} (change it with --spec)")
+    try:
+        wheel = write_bundle(assignment.name, folder, secret, overwrite=args.overwrite, wheel=args.wheel)
+    except FileExistsError as e:
+        raise FileExistsError_(str(e)) from None
+    print(f"wrote {folder}/ (setup.sh, run_autograder, seed, requirements.txt, wheels/{wheel.name}): zip its contents "
+          f"and upload the zip as the autograder of `{assignment.name}` (docs/TEACHING.md, \"The autograder bundle\"); "
+          "the seed in it is your secret: keep the zip private")
     return 0
 
 

@@ -1,10 +1,18 @@
-"""What a grader is made of: tests, the student's functions called under guard, comparisons that explain.
+"""What a grader is made of: tests, the student's functions called across the boundary, comparisons that explain.
 
 A grader module defines `GRADER = Grader(...)`, registers its tests with `@GRADER.test(...)` in the
 order they run (shape checks, a worked example, hypothesis properties, edge cases: partial work
 earns partial credit), and lists its known mistakes in `MISTAKES`. A test receives a `Context`:
 
-    ctx.call(name, *args)   the student's function, with the honour-code guard armed
+    ctx.call(name, *args)   the student's function, run in the worker (`runner.py`, `worker.py`) on
+                            a copy of the arguments; what comes back is plain data (tensors, arrays,
+                            numbers, strings, and lists, tuples and dicts of them) the grading side
+                            has checked, or a `RemoteObject` standing for an object that stays in
+                            the worker; every way the call can go wrong is a `Fail`
+    ctx.remote(obj)         an object of a kind the grader ships (`Grader.shipped`), rebuilt in the
+                            worker; the `RemoteObject` returned can be passed to `ctx.call`
+    with ctx.memory_limit(n): calls in the block run in a fresh worker that may map at most n more
+                            bytes than Python and torch do: a property of *how* the student computes
     ctx.inputs = {...}      the current inputs, quoted by every failure message
     ctx.compare(got, expected, what, atol=, rtol=, variants=, hints=)
                             close enough, or a `Fail` naming the inputs, the first mismatching
@@ -13,18 +21,21 @@ earns partial credit), and lists its known mistakes in `MISTAKES`. A test receiv
                             a hypothesis property, derandomised by the grading seed, no database;
                             a failure is reported on the shrunk counterexample
 
-The tests run only inside the grading process (`runner.py`); the command's own process reads the
-test list and limits, and never calls the student's code.
+The tests run in the trusted grading process: hypothesis, the seed, the references, the
+comparisons, the hints and the scores never meet the student's code, which sees only the
+arguments of its own calls.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
+
+from ast_min.assignments import worker as wire
 
 
 class Fail(AssertionError):
@@ -37,6 +48,18 @@ class NotWritten(Fail):
 
 class HonourCode(Fail):
     """The student's function called a library entry point it was meant to write itself."""
+
+
+class OutOfMemory(Fail):
+    """The student's function needed more memory than the worker may map."""
+
+
+class Stopped(BaseException):
+    """The test cannot go on (time is up, the worker died or sent garbage): not shrunk, not retried.
+
+    A BaseException, so that hypothesis lets it through at once instead of calling the student's
+    code again to shrink it.
+    """
 
 
 @dataclass(frozen=True)
@@ -64,15 +87,26 @@ class TestCase:
 
 @dataclass
 class Grader:
-    """One assignment's tests. `forbidden`: dotted names of library entry points a graded function must not call."""
+    """One assignment's tests.
+
+    forbidden: dotted names of library entry points a graded function must not call (ast-min's own
+    are absent from the worker altogether; torch's are watched there). time_limit: seconds of the
+    student's code per test for `check` (`grade` derives its limits from the instructor's solution).
+    memory_limit: bytes of address space a worker may map beyond Python, torch and a warm-up; None:
+    no cap. env: the worker's environment. shipped: {class: function(obj) -> (builder, plain data)}
+    for objects `ctx.remote` sends; worker_modules: dotted names of self-contained modules (standard
+    library, numpy and torch only) run in the worker before the student's file, whose BUILDERS dict
+    rebuilds shipped objects.
+    """
 
     assignment: str
     forbidden: tuple[str, ...]
-    time_limit: float = 20.0  # seconds per test, unless the test says otherwise
-    memory_limit: int | None = 3 << 30  # bytes of address space the grading process may add; None: no cap
+    time_limit: float = 20.0
+    memory_limit: int | None = 3 << 30
     tests: list[TestCase] = field(default_factory=list)
-    setup: Callable[[], None] | None = None  # runs in the grading process before the student's file loads
-    env: dict[str, str] = field(default_factory=dict)  # environment of the grading process
+    env: dict[str, str] = field(default_factory=dict)
+    shipped: dict[type, Callable[[Any], tuple[str, Any]]] = field(default_factory=dict)
+    worker_modules: tuple[str, ...] = ()
 
     def test(self, name: str, points: int = 1, time_limit: float | None = None):
         def register(function):
@@ -80,62 +114,6 @@ class Grader:
             return function
 
         return register
-
-
-# ---- the honour-code guard ------------------------------------------------------------------------
-
-
-class Guard:
-    """Records calls into forbidden entry points while a graded function runs.
-
-    `arm` replaces each forbidden module attribute (a function, or a class's __init__ and forward)
-    by a wrapper that notes the call when the guard is active, before the student's file is
-    imported, so `from ast_min.features import mel_filterbank` binds the wrapper too. Outside a
-    graded call (the grader computing its expected values) the wrappers only pass through.
-    """
-
-    def __init__(self):
-        self.active = False
-        self.calls: list[str] = []
-
-    def _wrap(self, function, name: str):
-        guard = self
-
-        def wrapper(*args, **kwargs):
-            if guard.active:
-                guard.calls.append(name)
-            return function(*args, **kwargs)
-
-        wrapper.__wrapped__ = function
-        wrapper.__name__ = getattr(function, "__name__", name)
-        wrapper.__doc__ = getattr(function, "__doc__", None)
-        return wrapper
-
-    def arm(self, forbidden: tuple[str, ...]) -> None:
-        from importlib import import_module
-
-        for dotted in forbidden:
-            module_name, _, attribute = dotted.rpartition(".")
-            try:  # a whole module: every function and class it defines
-                module = import_module(dotted)
-                names = [
-                    n for n, v in vars(module).items()
-                    if callable(v) and getattr(v, "__module__", "").startswith(dotted) and not n.startswith("__")
-                ]
-            except ImportError:
-                module, names = import_module(module_name), [attribute]
-            for name in names:
-                value = getattr(module, name)
-                label = f"{module.__name__}.{name}"
-                if isinstance(value, type):
-                    for method in ("__init__", "forward"):
-                        if method in vars(value):
-                            setattr(value, method, self._wrap(vars(value)[method], f"{label}.{method}"))
-                elif callable(value):
-                    setattr(module, name, self._wrap(value, label))
-
-
-GUARD = Guard()
 
 
 # ---- formatting --------------------------------------------------------------------------------------
@@ -161,62 +139,129 @@ def describe_inputs(inputs: dict) -> str:
     return ", ".join(f"{k}={describe(v)}" for k, v in inputs.items())
 
 
-def _student_frame(exc: BaseException, submission: str | None) -> str:
-    """' (line N of your file: code)' for the deepest traceback frame in the file `submission`, if any."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == submission]
-    if not frames:
-        return ""
-    f = frames[-1]
-    return f" (line {f.lineno} of your file: {f.line})"
+def failure(name: str, error: dict) -> Fail:
+    """The `Fail` for a graded call that went wrong, from the worker's report (plain data, checked here)."""
+    kind = error.get("kind") if isinstance(error, dict) else None
+
+    def text(key: str, limit: int = 2000) -> str:
+        value = str(error.get(key, ""))
+        return value if len(value) <= limit else value[:limit] + f"... [{len(value) - limit} more characters]"
+
+    if kind == "no_function":
+        return Fail(f"your file defines no function `{name}`: keep the starter's `def {name}(...)` line")
+    if kind == "not_written":
+        return NotWritten(f"`{name}` is not written yet: {text('message') or 'it raises NotImplementedError'}")
+    if kind == "exit":
+        return Fail(f"`{name}` called sys.exit({text('message', 100)}); return a value instead")
+    if kind == "memory":
+        return OutOfMemory(f"`{name}` ran out of memory (the grader's limit): {text('message', 300)}")
+    if kind == "honour":
+        calls = error.get("calls") if isinstance(error.get("calls"), list) else []
+        used = ", ".join(str(c)[:120] for c in calls[:20])
+        return HonourCode(
+            f"honour code: `{name}` called {used}. ast-min's own implementation is public, so a graded "
+            "function that calls it earns no points for this test: write the computation yourself."
+        )
+    if kind == "unsendable":
+        return Fail(f"`{name}` returned something that cannot be sent back for grading ({text('message', 300)}): "
+                    "return tensors, numbers, or tuples and lists of them")
+    if kind == "exception":
+        return Fail(f"`{name}` raised {text('type', 80)}: {text('message')}{text('where', 600)}")
+    return Fail(f"`{name}` failed in a way the grader does not know ({str(kind)[:80]})")
+
+
+class RemoteObject:
+    """An object that stays in the worker (the student's model, say): attributes and calls are requests to it.
+
+    Reading an attribute or calling it runs the student's code in the worker, within the current
+    test's time limits, and returns plain data or another RemoteObject.
+    """
+
+    def __init__(self, student, handle: int, type_name: str, label: str):
+        object.__setattr__(self, "_student", student)
+        object.__setattr__(self, "_handle", handle)
+        object.__setattr__(self, "_type", type_name)
+        object.__setattr__(self, "_label", label)
+
+    def __getattr__(self, attribute: str):
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+        return self._student.request({"handle": self._handle}, (), {}, f"{self._label}.{attribute}", attribute=attribute)
+
+    def __setattr__(self, attribute, value):
+        raise AttributeError(f"{self._label} lives in the student's process: it cannot be changed from the grader")
+
+    def __call__(self, *args, **kwargs):
+        return self._student.request({"handle": self._handle}, args, kwargs, f"{self._label}(...)")
+
+    def __repr__(self) -> str:
+        return f"<{self._type} in the student's process>"
+
+
+def type_name(value) -> str:
+    return value._type if isinstance(value, RemoteObject) else type(value).__name__
+
+
+class InProcess:
+    """Calls a student module in this very process: only for the graders' own unit tests, never for grading.
+
+    Results and errors take the same forms (a Fail with the same message) as across the boundary.
+    """
+
+    def __init__(self, module):
+        self.module = module
+
+    def call(self, name: str, args, kwargs):
+        function = getattr(self.module, name, None)
+        if not callable(function):
+            raise failure(name, {"kind": "no_function"})
+        try:
+            return function(*args, **kwargs)
+        except BaseException as e:
+            raise failure(name, wire.error_report(e, [], getattr(self.module, "__file__", None))) from None
+
+    def remote(self, value):
+        return value
+
+    @contextlib.contextmanager
+    def memory_limit(self, extra_bytes: int):
+        yield
 
 
 # ---- the context a test receives -------------------------------------------------------------------
 
 
 class Context:
-    """What a test can use: the student's module, the seed and example budget, checked calls and comparisons."""
+    """What a test can use: the student's functions (across the boundary), the seed and example budget, comparisons.
+
+    `student` is the runner's view of a submission (calls go to its worker) or, in the graders' own
+    unit tests, a module (called in this process).
+    """
 
     def __init__(self, student, seed: int, max_examples: int):
-        self.student = student
+        self.student = student if hasattr(student, "call") and hasattr(student, "remote") else InProcess(student)
         self.seed = seed
         self.max_examples = max_examples
         self.inputs: dict = {}  # the current example's inputs, for messages
         self.notes: list[str] = []  # lines a passing test reports (timings, measured values)
+        self.last_failure: str | None = None  # the latest Fail, reported if a property is stopped mid-shrink
 
     def call(self, name: str, *args, **kwargs):
-        """Call the student's `name` with the guard armed; turn every way it can go wrong into a `Fail`."""
-        function = getattr(self.student, name, None)
-        if not callable(function):
-            raise Fail(f"your file defines no function `{name}`: keep the starter's `def {name}(...)` line")
-        GUARD.calls.clear()
-        GUARD.active = True
-        try:
-            result = function(*args, **kwargs)
-        except NotImplementedError as e:
-            raise NotWritten(f"`{name}` is not written yet: {e or 'it raises NotImplementedError'}") from None
-        except (Fail, MemoryError):
-            raise
-        except SystemExit as e:
-            raise Fail(f"`{name}` called sys.exit({e.code}); return a value instead") from None
-        except Exception as e:  # the student's bug: say which, and where
-            if isinstance(e, RuntimeError) and "can't allocate memory" in str(e):
-                raise Fail(f"`{name}` ran out of memory (the grader's limit): {str(e).splitlines()[0]}") from None
-            where = _student_frame(e, getattr(self.student, "__file__", None))
-            raise Fail(f"`{name}` raised {type(e).__name__}: {e}{where}") from None
-        finally:
-            GUARD.active = False
-        if GUARD.calls:
-            used = ", ".join(sorted(set(GUARD.calls)))
-            raise HonourCode(
-                f"honour code: `{name}` called {used}. ast-min's own implementation is public, so a graded "
-                "function that calls it earns no points for this test: write the computation yourself."
-            )
-        return result
+        """Call the student's `name` in the worker; turn every way it can go wrong into a `Fail`."""
+        return self.student.call(name, args, kwargs)
+
+    def remote(self, value) -> RemoteObject:
+        """Send `value` (of a class in `Grader.shipped`) to the worker; the result stands for the copy there."""
+        return self.student.remote(value)
+
+    def memory_limit(self, extra_bytes: int):
+        """`with ctx.memory_limit(n):` calls inside run in a fresh worker capped at n bytes above its start."""
+        return self.student.memory_limit(extra_bytes)
 
     def expect_tensor(self, got, what: str, shape: tuple | None = None) -> torch.Tensor:
         """`got` must be a tensor (of `shape`, when given)."""
         if not isinstance(got, torch.Tensor):
-            raise Fail(f"{what} should be a torch.Tensor, got {type(got).__name__}{self.on_inputs()}")
+            raise Fail(f"{what} should be a torch.Tensor, got {type_name(got)}{self.on_inputs()}")
         if shape is not None and tuple(got.shape) != tuple(shape):
             raise Fail(f"{what} should have shape {tuple(shape)}, got {tuple(got.shape)}{self.on_inputs()}")
         return got
@@ -276,7 +321,7 @@ class Context:
         `check` sets `ctx.inputs` and raises `Fail`; hypothesis shrinks a failure to a small
         counterexample and replays it last, so the `Fail` that propagates describes the shrunk inputs.
         """
-        from hypothesis import HealthCheck, Phase, given, seed, settings
+        from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
 
         @settings(
             max_examples=max_examples or self.max_examples,
@@ -287,12 +332,17 @@ class Context:
             suppress_health_check=list(HealthCheck),
             report_multiple_bugs=False,
             print_blob=False,
+            verbosity=Verbosity.quiet,  # hypothesis would print the seed on the instructor's terminal
         )
         @seed(self.seed)
         @given(strategy)
         def run(example):
             self.inputs = {}
-            check(example)
+            try:
+                check(example)
+            except Fail as e:
+                self.last_failure = str(e)
+                raise
 
         try:
             run()

@@ -4,7 +4,10 @@ a fresh head for a new label set, and a hand-written training loop judged by hel
 Everything starts from ast-min's embedded default model; its own labels and patch grid are read from
 its config (never assumed), the new label set groups the synthetic sound classes into four kinds, and
 the clips are 64 frames long. Budget: `train` gets TRAIN_SECONDS on one CPU thread (the grading
-process's), the whole test TRAIN_SECONDS + 60 s for features and evaluation. Pass mark: 85 %
+worker's), the whole test TRAIN_SECONDS + 60 s for features and evaluation. The model lives in the
+student's process: it crosses as settings and weights (`worker_model.py` rebuilds it there), and the
+grader reads back what it asks for (the labels, the logits on clips whose labels the student's
+process never sees). Pass mark: 85 %
 held-out accuracy on EVAL_CLIPS clips; the embedded model's features separate these kinds
 almost perfectly, so a working loop clears it with room to spare, while a broken one (no learning:
 25 % by chance) cannot.
@@ -29,7 +32,7 @@ from hypothesis import strategies as st
 
 from ast_min import ASTConfig, ASTFeatureExtractor
 from ast_min import model as ast_model
-from ast_min.assignments.grading import Fail, Grader, Mistake
+from ast_min.assignments.grading import Fail, Grader, Mistake, RemoteObject
 
 DEFAULT_MODEL = Path(ast_model.__file__).resolve().parent / "default_model"
 LABELS = ("tonal", "sweep", "noise", "harmonic")
@@ -44,10 +47,15 @@ TRAIN_CLIPS, EVAL_CLIPS = 200, 100
 TRAIN_SECONDS = 60.0
 PASS_ACCURACY = 0.85
 
-GRADER = Grader("finetune", forbidden=(
-    "ast_min.train", "ast_min.model.adapt_position_embeddings", "ast_min.checkpoint.load_pretrained",
-    "ast_min.data.augment.spec_augment",
-))
+GRADER = Grader(
+    "finetune",
+    forbidden=("ast_min.train", "ast_min.model.adapt_position_embeddings", "ast_min.checkpoint.load_pretrained",
+               "ast_min.data.augment.spec_augment"),
+    # the model crosses to the student's process as settings and weights, rebuilt there by worker_model.py
+    shipped={ast_model.ASTForAudioClassification: lambda m: (
+        "ast_classifier", {"config": m.config.to_dict(), "state": dict(m.state_dict()), "training": m.training})},
+    worker_modules=("ast_min.assignments.worker_model",),
+)
 T_FILL, T_MASKS, T_POS_WORKED, T_POS, T_HEAD, T_TRAIN = (
     "fill_value: the normalised log-mel zero",
     "apply_masks: bands and frames set to the value, input untouched",
@@ -155,13 +163,17 @@ def adapted_model(ctx):
 
 
 def with_new_head(ctx):
-    model = adapted_model(ctx)
-    torch.manual_seed(ctx.seed % 2**63)  # the fresh head's draws: the same for the same grading seed
+    """The adapted model in the student's process, after their `new_head` (its draws follow the grading seed)."""
+    model = ctx.remote(adapted_model(ctx))
     returned = ctx.call("new_head", model, LABELS)
+    if returned is not None and not isinstance(returned, RemoteObject):
+        raise Fail(f"new_head should return the model (or change it in place and return None), got "
+                   f"{type(returned).__name__}")
     model = returned if returned is not None else model
-    if dict(model.config.id2label) != dict(enumerate(LABELS)):
+    labels = model.config.id2label
+    if not isinstance(labels, dict) or labels != dict(enumerate(LABELS)):
         raise Fail(f"after new_head, model.config.id2label should be {dict(enumerate(LABELS))}, got "
-                   f"{dict(model.config.id2label)}: set model.config = model.config.replace(id2label=...)")
+                   f"{labels!r:.200}: set model.config = model.config.replace(id2label=...)")
     return model
 
 
@@ -250,12 +262,15 @@ def training(ctx):
     started = time.monotonic()
     returned = ctx.call("train", model, x.clone(), y.clone(), -mean / (2 * std), TRAIN_SECONDS)
     seconds = time.monotonic() - started
+    if returned is not None and not isinstance(returned, RemoteObject):
+        raise Fail(f"train should return the model (or None), got {type(returned).__name__}")
     model = returned if returned is not None else model
     if seconds > TRAIN_SECONDS:
         raise Fail(f"train took {seconds:.0f} s, over its {TRAIN_SECONDS:.0f} s budget: stop when time is up")
     model.eval()
     with torch.no_grad():
-        accuracy = (model(x_eval).logits.argmax(-1) == y_eval).float().mean().item()
+        logits = ctx.expect_tensor(model(x_eval).logits, "the logits after train", (EVAL_CLIPS, len(LABELS)))
+    accuracy = (logits.argmax(-1) == y_eval).float().mean().item()
     if accuracy < PASS_ACCURACY:
         raise Fail(f"held-out accuracy {accuracy:.1%} is under the {PASS_ACCURACY:.0%} pass mark "
                    f"(train took {seconds:.0f} s): is the loss going down? (learning rate, zero_grad, labels)")

@@ -5,10 +5,12 @@ through it, in float64. Tolerance 1e-10 (gradients 1e-9): the blockwise sums reg
 N <= 70 keys, whose float64 rounding stays ~1e-14; every mistake below is off by far more at the
 inputs drawn (scores of order 1).
 
-The memory claim is checked, not trusted: a `TorchDispatchMode` records the shape of every tensor
-the student's functions create (factory calls, matmuls, masks, views), and any with two dimensions
-of size >= N fails the test (with N larger than the block sizes and the head dim, so that no
-legitimate tile qualifies).
+The memory claim is checked by what the student's code cannot switch off: the forward and the
+backward each run, for N = 8192, in a fresh worker whose address space may grow by MEMORY_CAP
+(48 MB) at most (a hard limit the kernel enforces). One 256 x 256 tile of float64 scores is 0.5 MB
+and the inputs and outputs about 3 MB, so the blockwise algorithm fits several times over, while an
+N x N matrix cannot: 512 MB in float64, 256 MB in float32, 64 MB even as booleans (a full causal
+mask). Its answers are checked too, against references built a slab of rows at a time.
 
 Shape legend: B batch, H heads, N tokens, Dh head dim, R rows.
 """
@@ -19,17 +21,17 @@ import math
 
 import torch
 from hypothesis import strategies as st
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
 from ast_min.kernels.reference import attention_math
-from ast_min.assignments.grading import Fail, Grader, Mistake
+from ast_min.assignments.grading import Fail, Grader, Mistake, OutOfMemory
 
 GRADER = Grader("flash", forbidden=(
     "ast_min.kernels", "ast_min.kernels.reference", "torch.nn.functional.scaled_dot_product_attention", "ast_min.model",
 ))
 TOL = dict(atol=1e-10, rtol=1e-10)
 GRAD_TOL = dict(atol=1e-9, rtol=1e-9)
+MEMORY_N, MEMORY_DH, MEMORY_BLOCK = 8192, 8, 256
+MEMORY_CAP = 48 << 20  # bytes of address space beyond Python, torch and the arguments (module docstring)
 T_ONLINE, T_WORKED, T_FWD, T_BWD, T_MEMORY = (
     "online_softmax: running max and sum for any block size",
     "blockwise_attention: N = 50, Dh = 16, 16 x 16 blocks",
@@ -63,21 +65,6 @@ MISTAKES = [
             ("lse[:, :, rows] = m + torch.log(l)", "lse[:, :, rows] = torch.log(l)"), T_WORKED),
 ]
 HINTS = {m.name: m.hint for m in MISTAKES}
-
-
-class TensorShapes(TorchDispatchMode):
-    """Records (op, shape) of every tensor any torch operation returns while active."""
-
-    def __init__(self):
-        super().__init__()
-        self.shapes: list[tuple[str, tuple[int, ...]]] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in tree_leaves(out):
-            if isinstance(t, torch.Tensor):
-                self.shapes.append((str(func), tuple(t.shape)))
-        return out
 
 
 def qkv(seed, B, H, N, Dh, count=3):
@@ -208,21 +195,65 @@ def backward_property(ctx):
     ctx.prove(cases, lambda a: check_backward(ctx, *a), max_examples=max(ctx.max_examples // 2, 4))
 
 
+def slab_reference(q, k, v, causal, rows=None, slab=512):
+    """O and LSE (for `rows`, default all) a slab of query rows at a time: never an N x N matrix."""
+    N, scale = q.shape[-2], 1 / math.sqrt(q.shape[-1])
+    rows = torch.arange(N) if rows is None else rows
+    outs, lses = [], []
+    for part in rows.split(slab):
+        s = q[:, :, part] @ k.transpose(-2, -1) * scale  # (B, H, slab, N)
+        if causal:
+            s = s.masked_fill(torch.arange(N)[None, :] > part[:, None], float("-inf"))
+        lse = torch.logsumexp(s, -1)
+        outs.append(torch.exp(s - lse[..., None]) @ v)
+        lses.append(lse)
+    return torch.cat(outs, dim=-2), torch.cat(lses, dim=-1)
+
+
+def sampled_gradients(do, q, k, v, o, lse, causal, rows, cols):
+    """dq at `rows` and dk, dv at `cols` from the definitions, with (rows x N) and (N x cols) slabs only."""
+    N, scale = q.shape[-2], 1 / math.sqrt(q.shape[-1])
+    delta = (do * o).sum(-1)  # (B, H, N)
+    s = q[:, :, rows] @ k.transpose(-2, -1) * scale  # (B, H, r, N)
+    keys = torch.arange(N)
+    p = torch.exp(s - lse[:, :, rows, None]).masked_fill(causal & (keys[None, :] > rows[:, None]), 0.0)
+    dq = scale * (p * (do[:, :, rows] @ v.transpose(-2, -1) - delta[:, :, rows, None])) @ k
+    s = q @ k[:, :, cols].transpose(-2, -1) * scale  # (B, H, N, c)
+    p = torch.exp(s - lse[..., None]).masked_fill(causal & (cols[None, :] > keys[:, None]), 0.0)
+    ds = p * (do @ v[:, :, cols].transpose(-2, -1) - delta[..., None])
+    return dq, scale * ds.transpose(-2, -1) @ q, p.transpose(-2, -1) @ do
+
+
 @GRADER.test(T_MEMORY, points=2)
 def memory(ctx):
-    N, blocks = 96, dict(block_m=32, block_n=16)
-    q, k, v, do = qkv(5, 1, 2, N, 16, count=4)
-    o, lse = attention_math(q, k, v, True)
+    N, blocks = MEMORY_N, dict(block_m=MEMORY_BLOCK, block_n=MEMORY_BLOCK)
+    q, k, v, do = qkv(5, 1, 1, N, MEMORY_DH, count=4)
+    o, lse = slab_reference(q, k, v, True)
+    sample = torch.randperm(N, generator=torch.Generator().manual_seed(6))[:32]
     for name, args in (("blockwise_attention", (q, k, v)), ("blockwise_attention_backward", (do, q, k, v, o, lse))):
-        ctx.inputs = dict(N=N, Dh=16, causal=True, **blocks)
-        with TensorShapes() as recorder:
-            ctx.call(name, *args, causal=True, **blocks)
-        big = [(op, shape) for op, shape in recorder.shapes if sum(d >= N for d in shape) >= 2]
-        if big:
-            op, shape = big[0]
-            raise Fail(f"`{name}` created a tensor of shape {shape} (by {op}) for N = {N}: FlashAttention holds "
-                       f"one ({blocks['block_m']}, {blocks['block_n']}) tile of scores at a time, never an N x N "
-                       "matrix (a full causal mask counts: build the mask per tile from row and column indices)")
+        ctx.inputs = dict(N=N, Dh=MEMORY_DH, causal=True, **blocks)
+        with ctx.memory_limit(MEMORY_CAP):
+            try:
+                got = ctx.call(name, *args, causal=True, **blocks)
+            except OutOfMemory:
+                raise Fail(f"`{name}` needed more than {MEMORY_CAP >> 20} MB of memory for N = {N}: FlashAttention "
+                           f"holds one ({blocks['block_m']}, {blocks['block_n']}) tile of scores at a time "
+                           f"({blocks['block_m'] * blocks['block_n'] * 8 >> 10} KB in float64), never an N x N "
+                           f"matrix ({N * N * 8 >> 20} MB in float64, {N * N >> 20} MB even as booleans: a full "
+                           "causal mask counts; build the mask per tile from row and column indices)") from None
+        if name == "blockwise_attention":
+            if not isinstance(got, (tuple, list)) or len(got) != 2:
+                raise Fail(f"blockwise_attention should return (O, LSE), got {type(got).__name__}")
+            ctx.compare(got[0], o, "O", **TOL)
+            ctx.compare(got[1], lse, "LSE", **TOL)
+        else:
+            if not isinstance(got, (tuple, list)) or len(got) != 3:
+                raise Fail(f"blockwise_attention_backward should return (dq, dk, dv), got {type(got).__name__}")
+            dq, dk, dv = (ctx.expect_tensor(g, n, (1, 1, N, MEMORY_DH)) for g, n in zip(got, ("dq", "dk", "dv")))
+            expected = sampled_gradients(do, q, k, v, o, lse, True, sample, sample)
+            for what, g, e in (("dq", dq[:, :, sample], expected[0]), ("dk", dk[:, :, sample], expected[1]),
+                               ("dv", dv[:, :, sample], expected[2])):
+                ctx.compare(g, e, f"{what} (at 32 sampled positions)", **GRAD_TOL)
 
 
 # ---- 4. edge cases ------------------------------------------------------------------------------------------------------
