@@ -485,7 +485,7 @@ def _craft(tmp_path, **changes):
     """A copy of the default model whose config.json is changed by `changes`, as a hostile download could be."""
     import shutil
 
-    from ast_min.classify import DEFAULT_MODEL_DIR
+    from ast_min.inference import DEFAULT_MODEL_DIR
 
     crafted = tmp_path / "crafted"
     shutil.copytree(DEFAULT_MODEL_DIR, crafted)
