@@ -121,7 +121,7 @@ def check_norm_stats(mean: float | None, std: float | None) -> None:
         raise ValueError(f"--norm-std must be a positive, finite number, got {std}: it divides the features")
 
 
-def options() -> list:
+def option_fields() -> list:
     """The Recipe fields that are `ast-min train` options: those with a help text, in the order declared."""
     return [f for f in fields(Recipe) if "help" in f.metadata]
 

@@ -20,7 +20,7 @@ from ast_min.backends import ATTN_IMPLEMENTATIONS
 from ast_min.commands.options import check_max_length, checked
 from ast_min.data import ClipDataset, SyntheticDataset
 from ast_min.device import Distributed
-from ast_min.recipes import RECIPES, check_norm_stats, get_recipe, options
+from ast_min.recipes import RECIPES, check_norm_stats, get_recipe, option_fields
 from ast_min.train import RunOptions, train
 
 # The model's size when training from scratch: ASTConfig fields, not the recipe's (they go to recipe.model).
@@ -73,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            help="recompute each block's activations during backward instead of storing them: less memory "
                            "for longer clips or larger batches, at the cost of about one more forward pass")
     hyper = parser.add_argument_group("hyper-parameters (default: the recipe's)")
-    for field in options():
+    for field in option_fields():
         flag, default = f"--{field.name.replace('_', '-')}", field.default
         if isinstance(default, bool):
             hyper.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=field.metadata["help"])
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     recipe = get_recipe(args.recipe)
-    overrides = {f.name: getattr(args, f.name) for f in options() if getattr(args, f.name) is not None}
+    overrides = {f.name: getattr(args, f.name) for f in option_fields() if getattr(args, f.name) is not None}
     model_overrides = {name: getattr(args, name) for name in MODEL_OPTIONS if getattr(args, name) is not None}
     if (args.norm_mean is None) != (args.norm_std is None):  # one of them, with the recipe's other: refused
         check_norm_stats(args.norm_mean, args.norm_std)
