@@ -8,12 +8,17 @@ Data flows through one module per step (see README):
                     ASTFeatureExtractor, the batched entry points, compute_norm_stats
     model.py        input_values -> patches -> transformer -> logits (B, num_labels)
     checkpoint.py   Hugging Face and original-repository weights <-> ast-min names
-    train.py        fine-tuning (data/ datasets and augmentation, metrics.py scores)
-    cli.py          the `ast-min` command
+    train.py        fine-tuning (recipes.py hyper-parameters, data/ datasets and augmentation,
+                    metrics.py scores, run_folder.py checkpoints and resuming)
+
+Using a trained model: classify.py, embed.py, listen.py and export.py, sharing inference.py (which
+checkpoint, its features, the windows of a long recording). The `ast-min` command is cli.py, which
+dispatches to one module per sub-command in commands/; the library never imports them.
 
 Around them: config.py (ASTConfig), pretrained.py (loading, saving and options shared by the
-models), backends.py (attention backends), compat.py (transformers-style outputs, settings files)
-and files.py (JSON, hub ids, all-or-nothing writes).
+models), backends.py (attention backends), device.py (the device and the torchrun rank),
+compat.py (transformers-style outputs, settings files) and files.py (JSON, hub ids, all-or-nothing
+writes).
 
 Public names are imported lazily, so `import ast_min` stays cheap and a missing optional piece
 (triton, for instance) only matters when it is used.

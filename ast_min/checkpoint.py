@@ -110,15 +110,8 @@ def spell_out_names(table: dict, num_layers: int) -> dict:
     return out
 
 
-expand = spell_out_names  # the name it had first
-
 
 # ---- finding and reading files ------------------------------------------------------------------
-
-
-def resolve(path_or_hub_id: str | os.PathLike, subfolder: str = "", **hub_options) -> Path:
-    """A local checkpoint directory or `.pth` file; a hub id is downloaded (config, weights, preprocessor)."""
-    return files.resolve(path_or_hub_id, subfolder, **hub_options)
 
 
 def read_hf_directory(directory: Path, config: ASTConfig | None = None) -> tuple[ASTConfig, dict[str, torch.Tensor]]:
@@ -414,7 +407,7 @@ def load_pretrained(
     """Build `cls` (ASTModel or ASTForAudioClassification) from a checkpoint; see `PreTrainedAST.from_pretrained`."""
     hub_options, config_overrides = compat.split_hub_options(kwargs)
     with_head = getattr(cls, "has_classifier", False)
-    path = resolve(path_or_hub_id, **hub_options)
+    path = files.resolve(path_or_hub_id, **hub_options)
     if path.is_dir():
         file_config, weights, config_source = _hf_config_and_weights(path, config)
         checkpoint_config = config or file_config
@@ -565,17 +558,23 @@ def save_pretrained(model, directory: str | os.PathLike, state_dict: dict | None
     (which describes the old model's input) go; other files stay. A preprocessor_config.json in a
     directory with no model yet was saved for this one and stays.
     """
-    state = model.state_dict() if state_dict is None else state_dict
-    tensors = ast_min_to_hf(state, model.config.num_hidden_layers)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    config = {**model.config.to_dict(), "architectures": [type(model).__name__]}
     directory = Path(directory)
     owned = {CONFIG_FILE, *HF_WEIGHT_FILES}
     if (directory / CONFIG_FILE).exists():
         owned.add(PREPROCESSOR_FILE)
+    return files.replace_directory(directory, lambda tmp: write_pretrained(model, tmp, state_dict), owned)
 
-    def write(tmp: Path) -> list[str]:
-        save_file(tensors, tmp / "model.safetensors", metadata={"format": "pt"})
-        return [files.write_json(tmp / CONFIG_FILE, config), os.fspath(tmp / "model.safetensors")]
 
-    return files.replace_directory(directory, write, owned)
+def write_pretrained(model, directory: str | os.PathLike, state_dict: dict | None = None) -> list[str]:
+    """Write `config.json` and `model.safetensors` into the existing `directory`, as they are; returns their paths.
+
+    The files of one checkpoint, for a writer that makes the directory all-or-nothing itself
+    (`save_pretrained` above, the trainer's checkpoints).
+    """
+    state = model.state_dict() if state_dict is None else state_dict
+    tensors = ast_min_to_hf(state, model.config.num_hidden_layers)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    config = {**model.config.to_dict(), "architectures": [type(model).__name__]}
+    weights = os.path.join(os.fspath(directory), "model.safetensors")
+    save_file(tensors, weights, metadata={"format": "pt"})
+    return [files.write_json(os.path.join(os.fspath(directory), CONFIG_FILE), config), weights]

@@ -8,10 +8,11 @@
     ast-min listen ...         classify live audio every hop (microphone, file, stdin)
     ast-min assignment ...     self-grading assignments: list, start, check, grade
 
-Each sub-command lives in the module that does the work, which provides `add_arguments(parser)`
-and `run(args) -> int`; this file dispatches, and holds what several commands declare or check the
-same way (`add_checkpoint_argument`, `add_device_argument`, `resolve_device`). Only the chosen
-command's module is imported, so `ast-min classify` does not pay for the training code's imports.
+Each sub-command is a module of `ast_min/commands/` (the assignments keep theirs in
+`ast_min/assignments/cli.py`), which provides `add_arguments(parser)` and `run(args) -> int`: it
+parses its options, calls the library, and prints. This file only dispatches: adding a sub-command
+is one entry in COMMANDS. Only the chosen command's module is imported, so `ast-min classify` does
+not pay for the training code's imports.
 
 Errors ast-min raises on purpose (ValueError, FileNotFoundError, RuntimeError and their
 subclasses) say what went wrong and how to fix it: they are printed as one line, exit status 2, as
@@ -20,39 +21,28 @@ and the parser's (an unknown option, a value out of range: `Parser`). Ctrl-C exi
 and one line (`ast-min train` says what was saved and how to resume). With the environment variable
 AST_MIN_DEBUG=1 those errors are raised instead, with their full traceback: a bug inside torch or
 numpy is otherwise one line like any refusal.
-
-Option values are checked where they are parsed (`checked`): a duration, a size or a rate outside
-what it can mean is refused before anything is loaded, with the message the Python API gives.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import warnings
-from collections.abc import Callable
 from importlib import import_module
+
+from ast_min.commands import debugging
 
 # sub-command -> (module, one-line help)
 COMMANDS = {
-    "features": ("ast_min.features_cli", "compute the log-mel features of audio files"),
-    "classify": ("ast_min.classify", "print the top-k labels of audio files"),
-    "train": ("ast_min.train", "fine-tune an AST on a folder, a manifest or a recipe"),
-    "embed": ("ast_min.embed", "save AST embeddings of audio files (any layer, pooled or per patch)"),
-    "export": ("ast_min.export", "export a classifier to ONNX, checked against torch with onnxruntime"),
-    "listen": ("ast_min.listen", "classify live audio (microphone, a file as if live, or PCM on stdin) every hop"),
+    "features": ("ast_min.commands.features", "compute the log-mel features of audio files"),
+    "classify": ("ast_min.commands.classify", "print the top-k labels of audio files"),
+    "train": ("ast_min.commands.train", "fine-tune an AST on a folder, a manifest or a recipe"),
+    "embed": ("ast_min.commands.embed", "save AST embeddings of audio files (any layer, pooled or per patch)"),
+    "export": ("ast_min.commands.export", "export a classifier to ONNX, checked against torch with onnxruntime"),
+    "listen": ("ast_min.commands.listen", "classify live audio (microphone, a file as if live, or PCM on stdin) every hop"),
     "assignment": ("ast_min.assignments.cli", "self-grading assignments: list, start, check; grade (instructors)"),
 }
-
-
-DEBUG_VARIABLE = "AST_MIN_DEBUG"
-
-
-def debugging() -> bool:
-    """Whether AST_MIN_DEBUG=1 asks for errors with their traceback instead of one line."""
-    return os.environ.get(DEBUG_VARIABLE, "") == "1"
 
 
 class Parser(argparse.ArgumentParser):
@@ -74,29 +64,6 @@ class Parser(argparse.ArgumentParser):
         return known
 
 
-def checked(convert: Callable[[str], object], check: Callable[[object], None]) -> Callable[[str], object]:
-    """An argparse `type=`: `convert` the text (int, float), then `check` the value.
-
-    `check` is the function the Python API calls on the same value; it raises a ValueError whose
-    message names the option and its bounds, which becomes the parser's one-line error, so the
-    option is refused while it is parsed, before any file or model is loaded.
-    """
-
-    def parse(text: str):
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if convert is int else 'a number'}, got {text!r}") from None
-        try:
-            check(value)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-        return value
-
-    parse.__name__ = convert.__name__  # argparse names the type in its own messages
-    return parse
-
-
 def build_parser(commands: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser, with the options of `commands` (default: every sub-command) filled in."""
     parser = Parser(
@@ -111,47 +78,6 @@ def build_parser(commands: list[str] | None = None) -> argparse.ArgumentParser:
         if commands is None or name in commands:
             import_module(module).add_arguments(command)
     return parser
-
-
-def add_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
-    """`--checkpoint`, as every command that loads a trained model takes it (resolved by
-    `ast_min.classify.resolve_checkpoint`)."""
-    parser.add_argument(
-        "--checkpoint", metavar="DIR|HUB_ID|FILE.pth",
-        help="a Hugging Face checkpoint directory, a hub id (online), or an original-repository .pth "
-        "(default: the model shipped in ast_min/default_model)",
-    )  # fmt: skip
-
-
-def add_device_argument(parser: argparse.ArgumentParser) -> None:
-    """`--device`, as every inference command takes it (resolved by `resolve_device`)."""
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1... (default: cuda when available)")
-
-
-def resolve_device(name: str, option: str = "--device"):
-    """A torch.device from a device option: "auto" (CUDA when available, else the CPU), "cpu", "cuda",
-    "cuda:N" or "mps", refused with a message naming `option` when this machine does not have it."""
-    import torch  # here, not at the top: `ast-min --help` and the parser need no torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"{option} {name!r} is not a device ({e}): use cpu, cuda, cuda:N or auto") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"{option} {name}: this machine has no CUDA device (or torch was built without CUDA): "
-                             "use --device cpu, or auto")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"{option} {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                             f"numbered from 0: use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
-    elif device.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise ValueError(f"{option} mps: this machine has no Apple GPU (MPS): use --device cpu, or auto")
-    elif device.type != "cpu":
-        raise ValueError(f"{option} {name}: ast-min runs on cpu, cuda or mps, not {device.type}")
-    return device
 
 
 def main(argv: list[str] | None = None) -> int:

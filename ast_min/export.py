@@ -1,4 +1,4 @@
-"""`ast-min export --format onnx`: an AST classifier as an ONNX file, checked against torch before it is kept.
+"""ONNX export: an AST classifier as an ONNX file, checked against torch before it is kept (`ast-min export`).
 
     ASTForAudioClassification  input_values (batch, T, F) float32 -> logits (batch, C) float32
 
@@ -34,7 +34,6 @@ Shape legend: B batch, T frames, F mel bins, C labels.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
@@ -47,7 +46,6 @@ import torch
 
 from ast_min import files
 from ast_min.backends import TRACEABLE
-from ast_min.cli import add_checkpoint_argument
 from ast_min.features import SAMPLING_RATE, samples_for_frames
 
 FORMATS = ("onnx",)
@@ -56,43 +54,6 @@ SAFETY = 10.0
 UNIT_ROUNDOFF = 2.0**-24  # float32
 CHECK_BATCHES = (1, 3)
 ONNX_EXTRA_HINT = 'install the onnx extra: pip install "ast-min[onnx]" (onnx, onnxruntime, onnxscript)'
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=FORMATS, default="onnx", help="output format (onnx)")
-    parser.add_argument("--out", required=True, metavar="MODEL.onnx", help="where to write the model")
-    add_checkpoint_argument(parser)
-    parser.add_argument("--attention", choices=EXPORT_ATTENTION, default="sdpa",
-                        help="attention to trace: sdpa (default) or eager; both become MatMul + Softmax")  # fmt: skip
-    parser.add_argument("--audio", nargs="+", metavar="FILE",
-                        help="audio files whose features the parity check also runs "
-                        "(default: three synthetic sounds of the embedded model's classes)")  # fmt: skip
-
-
-def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if out.suffix != ".onnx":
-        raise ValueError(f"--out must name a .onnx file, got {args.out!r}")
-    files.check_output_file(out, "--out", "model.onnx")
-    require_onnx()  # before loading anything: the missing extra is the first thing to fix
-    audio = None
-    if args.audio:  # before the model: a bad file is refused at once, by name, as classify and embed refuse it
-        from ast_min.audio import load_audio
-        from ast_min.features_cli import require_one_frame
-
-        audio = [load_audio(f, sampling_rate=SAMPLING_RATE) for f in args.audio]
-        for f, waveform in zip(args.audio, audio):
-            require_one_frame(f, waveform)
-    model, extractor, name = load_classifier(args.checkpoint, args.attention)
-    report = export_onnx(model, out, audio=audio, extractor=extractor)
-    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB) from {name}: input_values (batch, "
-          f"{model.config.max_length}, {model.config.num_mel_bins}) -> logits (batch, {model.config.num_labels}), "
-          f"{args.attention} attention")  # fmt: skip
-    print(report.to_text())
-    return 0
-
-
-# ---- the export ---------------------------------------------------------------------------------
 
 
 class ExportError(RuntimeError):
@@ -210,7 +171,7 @@ def trace(model, path: Path) -> None:
 def check_inputs(config, audio=None, extractor=None) -> dict[str, np.ndarray]:
     """Named (B, T, F) float32 batches at every batch size in CHECK_BATCHES: random, and real features."""
     if extractor is None:
-        from ast_min.features import ASTFeatureExtractor
+        from ast_min.extractor import ASTFeatureExtractor
 
         extractor = ASTFeatureExtractor(num_mel_bins=config.num_mel_bins, max_length=config.max_length)
     if not audio:

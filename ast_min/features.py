@@ -19,8 +19,8 @@ rounding: a constant offset is part of every frame's mean, which step 2 removes.
 
 `log_mel_spectrogram` composes them: the readable reference. This module is only the steps; the
 batched entry points (`fbank`, `extract_input_values`), input checking, `ASTFeatureExtractor` and
-`compute_norm_stats` live in `ast_min.extractor` and can be imported from here too. On the CPU they
-run `ast_min.features_fast`, the same numbers in fewer passes (tested equal to the reference).
+`compute_norm_stats` live in `ast_min.extractor`. On the CPU they run `ast_min.features_fast`, the
+same numbers in fewer passes (tested equal to the reference).
 
 Shape legend: B batch, N samples, T frames, F mel bins (num_mel_bins), K FFT bins (257).
 """
@@ -28,7 +28,6 @@ Shape legend: B batch, N samples, T frames, F mel bins (num_mel_bins), K FFT bin
 from __future__ import annotations
 
 import math
-from importlib import import_module
 
 import numpy as np
 import torch
@@ -188,16 +187,3 @@ def log_mel_spectrogram(
     filterbank = mel_filterbank(num_mel_bins, sampling_rate=sampling_rate, dtype=frames.dtype).to(frames.device)
     return log_mel(power, filterbank)  # (..., T, F)
 
-
-# ---- names that live in ast_min.extractor, importable from here as before ---------------------------------------------
-_EXTRACTOR_NAMES = (
-    "ASTFeatureExtractor", "BatchFeature", "PREPROCESSOR_CONFIG", "check_finite", "compute_norm_stats",
-    "extract_input_values", "fbank",
-)  # fmt: skip
-
-
-def __getattr__(name: str):
-    # Looked up on first use, so this module imports nothing from ast_min (the extractor imports it).
-    if name in _EXTRACTOR_NAMES:
-        return getattr(import_module("ast_min.extractor"), name)
-    raise AttributeError(f"module 'ast_min.features' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""`ast-min listen`: live classification of a stream of audio, one line per hop.
+"""Live classification of a stream of audio, one result per hop (`ast-min listen`).
 
     source (microphone | file read chunk by chunk | raw 16-bit PCM on stdin)
       -> mono float32 chunks, resampled to 16 kHz on the fly (soxr's streaming resampler)
@@ -20,21 +20,17 @@ Shape legend: N samples, W window samples, C labels.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import queue
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from ast_min.audio import MAX_SAMPLING_RATE, MIN_SAMPLING_RATE, check_samples
-from ast_min.classify import Classifier, add_hop_argument, check_hop, hop_samples
-from ast_min.cli import add_checkpoint_argument, add_device_argument, checked
+from ast_min.audio import check_samples
 from ast_min.features import FRAME_LENGTH, SAMPLING_RATE
+from ast_min.inference import hop_samples
 
 CHUNK_SECONDS = 0.1  # how much audio each read returns: small against any window, cheap per call
 PCM16_SCALE = 2.0**15  # int16 -> [-1, 1), as soundfile and ast_min.audio scale PCM
@@ -42,59 +38,6 @@ NO_MICROPHONE_HELP = (
     "classify a file as if it were live: ast-min listen --input clip.wav; "
     "or pipe raw 16-bit mono PCM at 16 kHz: ffmpeg -i IN -f s16le -ac 1 -ar 16000 - | ast-min listen --input -"
 )
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--input", metavar="FILE|-",
-        help="an audio file read chunk by chunk as if live, or - for raw 16-bit little-endian mono PCM on "
-        "standard input (--rate Hz); default: the microphone (needs the sounddevice package)",
-    )  # fmt: skip
-    parser.add_argument("--rate", type=checked(int, check_rate), default=SAMPLING_RATE,
-                        help=f"rate of the PCM on standard input, {MIN_SAMPLING_RATE} to {MAX_SAMPLING_RATE} Hz "
-                        "(default 16000; others are resampled)")  # fmt: skip
-    add_hop_argument(parser, "seconds between windows (default: half a window, as classify --window)")
-    add_checkpoint_argument(parser)
-    parser.add_argument("--top-k", type=int, default=3, help="labels per line (default 3)")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
-    parser.add_argument("--realtime", action="store_true",
-                        help="with a file, wait between chunks so it plays at its real speed")  # fmt: skip
-    add_device_argument(parser)
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.top_k < 1:
-        raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
-    check_hop(args.hop)
-    check_rate(args.rate)
-    if args.realtime and args.input in (None, "-"):
-        raise ValueError("--realtime paces a file (--input FILE); a microphone or standard input already arrives live")
-    if args.input is None:
-        chunks, source = microphone_chunks(), "the microphone"  # fails with NO_MICROPHONE_HELP before the model loads
-    elif args.input == "-":
-        chunks, source = pcm16_chunks(sys.stdin.buffer, args.rate), "standard input"
-    else:
-        chunks, source = file_chunks(args.input, realtime=args.realtime), repr(args.input)
-    classifier = Classifier.load(args.checkpoint, device=args.device)
-    window, hop = classifier.window_samples, hop_samples(classifier.window_samples, args.hop)
-    print(f"listening with {classifier.model_name}: {window / SAMPLING_RATE:.2f} s windows "
-          f"every {hop / SAMPLING_RATE:.2f} s", file=sys.stderr)  # fmt: skip
-    results = []
-    try:
-        for result in listen(chunks, classifier, hop_seconds=args.hop, top_k=args.top_k, source=source):
-            results.append(result)
-            # strict JSON: listen() refuses non-finite scores, so a bare NaN can never be printed
-            print(json.dumps(result.to_json(), allow_nan=False) if args.json else result.to_text(), flush=True)
-    except KeyboardInterrupt:  # the way to stop the microphone
-        pass
-    if results:
-        mean_ms = 1000 * np.mean([w.seconds for w in results])
-        print(f"{len(results)} windows, {mean_ms:.1f} ms each on average, real-time factor "
-              f"{np.mean([w.rtf for w in results]):.3f}", file=sys.stderr)  # fmt: skip
-    return 0
-
-
-# ---- the ring buffer and the windows ------------------------------------------------------------
 
 
 class RingBuffer:
@@ -147,7 +90,7 @@ def stream_windows(chunks, window: int, hop: int, source: str = "the stream") ->
     """Mono 16 kHz chunks -> (start sample, (<= W,) window) as soon as each window is complete.
 
     Windows start at 0, hop, 2 hop, ... while a full window fits; at the end of the stream one
-    more ends flush with it if the last one did not reach it (classify.window_starts' rule).
+    more ends flush with it if the last one did not reach it (`ast_min.inference.window_starts`' rule).
     source: what the error for a stream shorter than one frame calls it.
     """
     ring = RingBuffer(window)
@@ -309,11 +252,3 @@ def _microphone_chunks(sounddevice, chunk_seconds: float) -> Iterator[np.ndarray
             received += len(chunk)
             yield chunk
 
-
-def check_rate(rate) -> None:
-    """Refuse a --rate that no recording has: the bounds `ast_min.audio` applies to a file's header."""
-    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or not MIN_SAMPLING_RATE <= rate <= MAX_SAMPLING_RATE:
-        raise ValueError(
-            f"--rate must be a positive number of Hz from {MIN_SAMPLING_RATE} to {MAX_SAMPLING_RATE} (the rates "
-            f"ast-min reads from files), got {rate!r}"
-        )

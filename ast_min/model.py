@@ -25,8 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ast_min.backends import ATTENTION_FUNCTIONS, ATTN_IMPLEMENTATIONS, resolve_attn_implementation
-from ast_min.checkpoint import adapt_position_embeddings  # noqa: F401  (public here: fitting positions to a new grid)
+from ast_min.backends import ATTENTION_FUNCTIONS, resolve_attn_implementation
 from ast_min.compat import ASTClassificationOutput, ASTOutput, classification_loss
 from ast_min.config import ASTConfig
 from ast_min.pretrained import PreTrainedAST
@@ -300,13 +299,4 @@ class ASTForAudioClassification(PreTrainedAST):
         return out if return_dict else out.to_tuple()
 
 
-__all__ = [
-    "ATTN_IMPLEMENTATIONS",
-    "ASTOutput",
-    "ASTModel",
-    "ASTForAudioClassification",
-    "adapt_position_embeddings",
-    "classification_loss",
-    "patchify",
-    "resolve_attn_implementation",
-]
+__all__ = ["ASTModel", "ASTForAudioClassification", "patchify"]

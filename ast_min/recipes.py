@@ -2,8 +2,9 @@
 
 Each `Recipe` holds the hyper-parameters of one published run, so a user with the data and the GPUs
 knows what to type and what to expect (`expected` quotes the paper: Gong, Chung & Glass,
-Interspeech 2021, tables 1-3). Command-line options override any field
-(`ast-min train --recipe esc50 --data esc50.json --lr 1e-4`).
+Interspeech 2021, tables 1-3). Command-line options override any field that has a help text
+(`ast-min train --recipe esc50 --data esc50.json --lr 1e-4`); `Recipe.validate` refuses values no
+run can use.
 
     recipe             lr      epochs batch freqm timem mixup frames  decay (start, every, x)  paper
     audioset-full      1e-5    5      12    48    192   0.5   1024    2, 1, 0.5                0.459 mAP
@@ -18,7 +19,8 @@ ImageNet-only start the original uses 1e-4 (88.7 %).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from ast_min.features import AUDIOSET_MEAN, AUDIOSET_STD
 
@@ -26,46 +28,56 @@ from ast_min.features import AUDIOSET_MEAN, AUDIOSET_STD
 AUDIOSET_STATS = (AUDIOSET_MEAN, AUDIOSET_STD)
 ESC50_STATS = (-6.6268077, 5.358466)
 SPEECHCOMMANDS_STATS = (-6.845978, 5.5654526)
+LOSSES = ("auto", "ce", "bce")
+
+
+def option(default, help: str, **kwargs):
+    """A Recipe field that is also an `ast-min train` option (`--name-with-dashes`), with its help text."""
+    return field(default=default, metadata={"help": help}, **kwargs)
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """Hyper-parameters of a fine-tuning run (every field is also an `ast-min train` option)."""
+    """Hyper-parameters of a fine-tuning run; every field with a help text is also an `ast-min train` option."""
 
     name: str = "custom"
     description: str = ""
     expected: str = ""  # the published result this recipe reproduces
     # data and front end
-    max_length: int = 1024  # frames (10 ms each)
-    num_mel_bins: int = 128
-    norm_mean: float | None = None  # None: compute the training set's statistics
-    norm_std: float | None = None
+    max_length: int = option(1024, "frames per clip (10 ms each); longer clips are cut, shorter ones padded")
+    num_mel_bins: int = option(128, "mel bins of the log-mel front end (the model's input height)")
+    norm_mean: float | None = option(
+        None, "mean of the dataset's log-mel features (default: the recipe's, else computed on the training set)")
+    norm_std: float | None = option(None, "standard deviation of the dataset's log-mel features (as --norm-mean)")
     multi_label: bool | None = None  # None: decided by the data (any file with two labels)
-    loss: str = "auto"  # "ce" (softmax cross-entropy), "bce" (sigmoid per class), "auto": bce iff multi-label
+    loss: str = option("auto", "ce (softmax cross-entropy), bce (sigmoid per class) or auto (bce for multi-label data)")
     # optimisation (Adam, as the original)
-    lr: float = 1e-5
-    epochs: int = 25
-    batch_size: int = 12
-    weight_decay: float = 5e-7
+    lr: float = option(1e-5, "peak learning rate of Adam")
+    epochs: int = option(25, "number of passes over the training set")
+    batch_size: int = option(
+        12, "global batch size (split across torchrun processes; times --grad-accum per optimiser step)")
+    weight_decay: float = option(5e-7, "Adam's (L2) weight decay")
     betas: tuple[float, float] = (0.95, 0.999)
-    warmup_steps: int = 0  # linear warm-up over this many optimiser steps
-    lr_decay_start: int = 5  # MultiStepLR: multiply by lr_decay every lr_decay_every epochs after this epoch
-    lr_decay_every: int = 1
-    lr_decay: float = 0.85
+    warmup_steps: int = option(0, "optimiser steps of linear learning-rate warm-up (0: none)")
+    lr_decay_start: int = option(5, "MultiStepLR: the first epoch after which the learning rate decays")
+    lr_decay_every: int = option(1, "MultiStepLR: decay again every this many epochs")
+    lr_decay: float = option(0.85, "MultiStepLR: the factor applied at each decay")
     # augmentation
-    freqm: int = 0
-    timem: int = 0
-    mixup: float = 0.0  # probability that a clip is mixed with another
-    balanced: bool = False  # draw clips with class-balancing weights (AudioSet full), with replacement
-    noise: bool = False  # noise + time roll (Speech Commands)
+    freqm: int = option(0, "SpecAugment: largest frequency-mask width in mel bins (0: off)")
+    timem: int = option(0, "SpecAugment: largest time-mask width in frames (0: off)")
+    mixup: float = option(
+        0.0, "probability that a training clip is mixed with another (waveform mixup, lambda ~ Beta(10, 10))")
+    balanced: bool = option(
+        False, "draw training clips with class-balancing weights, with replacement (the AudioSet-full recipe)")
+    noise: bool = option(False, "add noise and roll the frames by up to 10 (the Speech Commands recipe)")
     # averaging of the weights of epochs wa_start..wa_end (1-based, inclusive); 0 disables
-    wa_start: int = 0
-    wa_end: int = 0
+    wa_start: int = option(0, "weight averaging: first epoch (1-based) whose weights are averaged (0: off)")
+    wa_end: int = option(0, "weight averaging: last epoch averaged")
     # the model when starting from scratch (ignored with --init)
     model: dict = field(default_factory=dict)
     # the synthetic recipe's data sizes, and the synthetic set's options (SyntheticDataset keywords)
-    train_size: int = 0
-    eval_size: int = 0
+    train_size: int = option(0, "synthetic data only: number of training clips")
+    eval_size: int = option(0, "synthetic data only: number of evaluation clips")
     synthetic: dict = field(default_factory=dict)
 
     def replace(self, **changes) -> "Recipe":
@@ -73,6 +85,45 @@ class Recipe:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def validate(self, processes: int = 1) -> None:
+        """Refuse hyper-parameters no run can use, naming the field; `processes`: torchrun's world size."""
+        if self.batch_size < 1 or self.epochs < 1 or not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"batch_size ({self.batch_size}), epochs ({self.epochs}) and lr ({self.lr}) must be "
+                             "positive (and lr finite)")
+        if not (math.isfinite(self.lr_decay) and self.lr_decay > 0) or not (
+                math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"lr_decay ({self.lr_decay}) must be positive and weight_decay ({self.weight_decay}) "
+                             "non-negative, both finite")
+        if self.batch_size % processes:
+            raise ValueError(f"the global batch_size {self.batch_size} does not split evenly over {processes} "
+                             f"processes: use a multiple of {processes}")
+        if self.lr_decay_every < 1:
+            raise ValueError(f"lr_decay_every must be at least 1 epoch, got {self.lr_decay_every}")
+        if self.wa_start and not 1 <= self.wa_start <= self.wa_end:
+            raise ValueError(f"weight averaging needs 1 <= wa_start ({self.wa_start}) <= wa_end ({self.wa_end})")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be 'auto', 'ce' or 'bce', got {self.loss!r}")
+        check_norm_stats(self.norm_mean, self.norm_std)
+
+
+def check_norm_stats(mean: float | None, std: float | None) -> None:
+    """The front end's statistics: both given (finite, std > 0) or both None (computed on the training set)."""
+    if (mean is None) != (std is None):
+        given, missing = ("norm_std", "norm_mean") if mean is None else ("norm_mean", "norm_std")
+        raise ValueError(
+            f"--{given.replace('_', '-')} needs --{missing.replace('_', '-')}: the features are normalised with "
+            "both; give the dataset's log-mel mean and std together, or neither to compute both on the training set"
+        )
+    if mean is not None and not math.isfinite(mean):
+        raise ValueError(f"--norm-mean must be a finite number, got {mean}")
+    if std is not None and not (math.isfinite(std) and std > 0):
+        raise ValueError(f"--norm-std must be a positive, finite number, got {std}: it divides the features")
+
+
+def option_fields() -> list:
+    """The Recipe fields that are `ast-min train` options: those with a help text, in the order declared."""
+    return [f for f in fields(Recipe) if "help" in f.metadata]
 
 
 RECIPES: dict[str, Recipe] = {

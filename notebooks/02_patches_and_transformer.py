@@ -46,7 +46,8 @@ from matplotlib.patches import Rectangle
 
 import ast_min
 from ast_min import kernels
-from ast_min.model import adapt_position_embeddings, patchify
+from ast_min.checkpoint import adapt_position_embeddings
+from ast_min.model import patchify
 
 torch.manual_seed(0)
 torch.set_grad_enabled(False)  # inference only in this chapter

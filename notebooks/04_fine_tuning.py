@@ -49,8 +49,8 @@ import torch.nn.functional as F
 
 import ast_min
 from ast_min import metrics
+from ast_min.checkpoint import adapt_position_embeddings
 from ast_min.data import Collator, SyntheticDataset, mixup, spec_augment
-from ast_min.model import adapt_position_embeddings
 from ast_min.recipes import get_recipe
 from ast_min.train import RunOptions, learning_rate, train
 

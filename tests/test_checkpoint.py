@@ -446,6 +446,33 @@ def test_saving_and_loading_leave_a_users_look_alike_directories_alone(tmp_path)
         assert (directory / "keep.txt").read_text() == "mine", f"{directory.name} was touched"
 
 
+def test_a_folder_in_the_place_a_save_writes_first_is_refused_never_deleted(tmp_path):
+    """Saving writes `<dir>.tmp` first and replaces a leftover of its own there; a user's folder of that
+    name, or a link to another place holding the save's marker, is refused by name and left as it was."""
+    from ast_min.files import SAVE_MARKER
+
+    model = _labelled_model("ab", seed=0)
+    model.save_pretrained(tmp_path / "ckpt")
+    (tmp_path / "ckpt.tmp").mkdir()
+    (tmp_path / "ckpt.tmp" / "keep.txt").write_text("mine")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / SAVE_MARKER).write_text("incomplete\n")  # looks like a save's leftover, behind a link
+    (elsewhere / "keep.txt").write_text("mine too")
+    for attempt in ("folder", "link"):
+        if attempt == "link":
+            import shutil
+
+            shutil.rmtree(tmp_path / "ckpt.tmp")
+            (tmp_path / "ckpt.tmp").symlink_to(elsewhere, target_is_directory=True)
+        with pytest.raises(ValueError, match=r"ckpt\.tmp' is in the way: .*no ast-min save made it"):
+            model.save_pretrained(tmp_path / "ckpt")
+        if attempt == "folder":
+            assert (tmp_path / "ckpt.tmp" / "keep.txt").read_text() == "mine"
+    assert sorted(os.listdir(elsewhere)) == sorted([SAVE_MARKER, "keep.txt"]) and (tmp_path / "ckpt.tmp").is_symlink()
+    assert ASTForAudioClassification.from_pretrained(tmp_path / "ckpt").config.id2label == {0: "a", 1: "b"}
+
+
 @pytest.mark.parametrize("dtype", [torch.int8, "int8", "float", "half16"])
 def test_a_dtype_that_is_not_a_floating_torch_dtype_is_refused_by_name(tmp_path, dtype):
     # "float" is torch.float32 and loads; the others are refused the same way, given as dtype or string
@@ -485,7 +512,7 @@ def _craft(tmp_path, **changes):
     """A copy of the default model whose config.json is changed by `changes`, as a hostile download could be."""
     import shutil
 
-    from ast_min.classify import DEFAULT_MODEL_DIR
+    from ast_min.inference import DEFAULT_MODEL_DIR
 
     crafted = tmp_path / "crafted"
     shutil.copytree(DEFAULT_MODEL_DIR, crafted)

@@ -22,9 +22,9 @@ import transformers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ast_min import classify
+from ast_min import classify, inference
 from ast_min.cli import main as cli_main
-from ast_min.classify import window_starts
+from ast_min.inference import window_starts
 from hf_reference import save_random_hf_checkpoint, tiny_config
 
 TOL = dict(atol=2e-3, rtol=0)
@@ -209,14 +209,14 @@ def test_window_starts_cover_the_file_with_full_windows(n, window, hop):
 
 
 def test_default_model_is_used_and_named_when_installed(tmp_path, capsys, checkpoints, monkeypatch):
-    monkeypatch.setattr(classify, "DEFAULT_MODEL_DIR", checkpoints["multi"])
+    monkeypatch.setattr(inference, "DEFAULT_MODEL_DIR", checkpoints["multi"])
     path = write(tmp_path / "a.wav", 0.3)
     code, out, _ = run_json(capsys, path)
     assert code == 0 and "default model" in out[0]["model"]
 
 
 def test_no_checkpoint_and_no_default_model_says_how_to_get_one(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(classify, "DEFAULT_MODEL_DIR", tmp_path / "absent")
+    monkeypatch.setattr(inference, "DEFAULT_MODEL_DIR", tmp_path / "absent")
     path = write(tmp_path / "a.wav", 0.3)
     code, _, err = run_json(capsys, path)
     assert code == 2 and "no default model" in err and "--checkpoint" in err and "ast-min train" in err

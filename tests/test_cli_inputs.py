@@ -24,7 +24,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
-from ast_min.classify import hop_samples
+from ast_min.inference import hop_samples
 from ast_min.cli import build_parser
 from ast_min.cli import main as cli_main
 from ast_min.data import ClipDataset
@@ -131,6 +131,7 @@ DURATION_OPTIONS = [
     ("embed", ["a.wav", "--out", "e.npy", "--window"], "--hop", "hop", HOP_BOUNDS, float),
     ("listen", ["--input", "-"], "--hop", "hop", HOP_BOUNDS, float),
     ("features", ["a.wav"], "--max-length", "max_length", (1, MAX_FRAMES), int),
+    ("train", [], "--max-length", "max_length", (1, MAX_FRAMES), int),
     ("listen", ["--input", "-"], "--rate", "rate", (1000, 1_000_000), int),
 ]
 extremes = st.one_of(
@@ -188,6 +189,9 @@ def test_the_bound_messages_say_what_the_option_can_mean(capsys):
     code, _, err = run(["features", "a.wav", "--max-length", str(10**12)], capsys)
     assert code == 2 and err.startswith(f"ast-min features: error: --max-length must be a number of frames from 1 to "
                                         f"{MAX_FRAMES} ")
+    code, out, err = run(["train", "--max-length", str(10**12)], capsys)  # refused while parsed: nothing trains
+    assert code == 2 and out == "" and err.count("\n") == 1 and err.startswith(
+        f"ast-min train: error: --max-length must be a number of frames from 1 to {MAX_FRAMES} "), err
     code, _, err = run(["listen", "--input", "-", "--rate", "1"], capsys)
     assert code == 2 and err.startswith("ast-min listen: error: --rate must be a positive number of Hz from 1000 to "
                                         "1000000 (the rates ast-min reads from files), got 1")

@@ -350,3 +350,30 @@ def test_update_constraints_pins_what_pip_sees_installed(tmp_path):
     direct = {canonicalize_name(r.name) for r in installed_requirements()}
     assert direct <= set(pins), f"direct requirements missing from the generated file: {direct - set(pins)}"
     assert "ast-min" not in pins, "the project itself must not be pinned"
+
+
+def test_contributings_sub_command_is_one_module_and_one_entry(tmp_path, capsys, monkeypatch):
+    """The "Add a sub-command" example of CONTRIBUTING.md, as written there, works once its COMMANDS entry is added."""
+    import numpy as np
+    import soundfile
+    import transformers
+
+    from ast_min import cli
+
+    section = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8").split("## Add a sub-command")[1].split("\n## ")[0]
+    module, entry = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    name, target, help_text = re.search(r'"(\w+)": \("(ast_min\.commands\.\w+)", "(.*?)"\)', entry).groups()
+    assert module.splitlines()[0].endswith(f"ast_min/commands/: {target.rsplit('.', 1)[1]}.py"), "module and entry differ"
+    (tmp_path / "example_command.py").write_text(module, encoding="utf-8")  # where the test can import it from
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(cli.COMMANDS, name, ("example_command", help_text))
+    clip = (0.1 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)
+    soundfile.write(tmp_path / "a.wav", clip, 16000, subtype="FLOAT")
+    assert cli.main([name, str(tmp_path / "a.wav")]) == 0
+    printed = np.array(capsys.readouterr().out.split(), dtype=float)
+    # transformers' extractor without normalisation: the same log-mel frames, then padding after the clip's 98
+    theirs = transformers.ASTFeatureExtractor(do_normalize=False)(clip, sampling_rate=16000, return_tensors="np")
+    expected = theirs["input_values"][0][: 1 + (16000 - 400) // 160].mean(axis=0)
+    np.testing.assert_allclose(printed, expected, atol=0.01)  # printed to 2 decimals; float32 rounding is far below
+    assert cli.main([name, str(tmp_path / "missing.wav")]) == 2  # its errors are one line, like every command's
+    assert capsys.readouterr().err.startswith(f"ast-min {name}: error: ")

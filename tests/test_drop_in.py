@@ -405,10 +405,59 @@ def test_transformers_pipeline_serves_an_ast_min_checkpoint_with_ast_min_scores(
         assert abs(ours[label] - theirs[label]) < 1e-5, (label, ours[label], theirs[label])
 
 
-def test_moved_names_stay_importable_where_they_were():
-    from ast_min import features
-    from ast_min.checkpoint import resolve
-    from ast_min.model import adapt_position_embeddings
+def _top_level_names(tree) -> tuple[set[str], set[str]]:
+    """(names a module defines: def, class, assignment; names it imports), at its top level."""
+    import ast
 
-    assert ast_min.BatchFeature is features.BatchFeature and features.fbank is ast_min.extractor.fbank
-    assert callable(resolve) and callable(adapt_position_embeddings)
+    defined, imported = set(), set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            defined.update(t.id for t in targets if isinstance(t, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            imported.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return defined, imported
+
+
+def test_each_public_name_is_defined_where_it_is_listed_and_no_old_place_serves_it():
+    """Callers import a name from the module that defines it: a module's __all__ lists only its own
+    names (a package's __init__ is its public face and may gather its modules' names), and the
+    places names were once re-exported from no longer serve them."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    root = Path(ast_min.__file__).parent
+    checked = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        listed = [n for n in tree.body if isinstance(n, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in n.targets)]
+        if path.name == "__init__.py" or not listed:
+            continue
+        defined, imported = _top_level_names(tree)
+        names = ast.literal_eval(listed[0].value)
+        foreign = sorted(set(names) - defined)
+        assert not foreign, f"{path.relative_to(root)} lists names it does not define in __all__: {foreign}"
+        assert not set(names) & imported, f"{path.relative_to(root)} re-exports {sorted(set(names) & imported)}"
+        checked.append(path.name)
+    assert {"model.py", "config.py"} <= set(checked), checked  # the rule was applied, not skipped
+
+    # where the names live
+    from ast_min.checkpoint import adapt_position_embeddings
+    from ast_min.extractor import BatchFeature, fbank
+    from ast_min.files import resolve
+
+    assert ast_min.BatchFeature is BatchFeature and callable(fbank) and callable(resolve)
+    assert callable(adapt_position_embeddings)
+    # and not where they were re-exported from
+    features, model, checkpoint = (importlib.import_module(f"ast_min.{m}") for m in ("features", "model", "checkpoint"))
+    for module, name in [(features, "fbank"), (features, "BatchFeature"), (features, "ASTFeatureExtractor"),
+                         (features, "compute_norm_stats"), (features, "extract_input_values"),
+                         (model, "adapt_position_embeddings"), (checkpoint, "resolve"), (checkpoint, "expand")]:
+        assert not hasattr(module, name), f"{module.__name__}.{name} still re-exports a name defined elsewhere"
+    for gone in ("ast_min.features_cli",):  # moved to ast_min.commands
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(gone)

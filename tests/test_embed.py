@@ -205,7 +205,7 @@ def test_embed_loads_checkpoints_as_classify_does(tmp_path, checkpoint, monkeypa
     reading the same preprocessor_config.json) and say the same thing when no default model exists."""
     import shutil
 
-    from ast_min import classify
+    from ast_min import inference
     from ast_min.classify import Classifier
 
     own = shutil.copytree(checkpoint, tmp_path / "own")
@@ -224,7 +224,7 @@ def test_embed_loads_checkpoints_as_classify_does(tmp_path, checkpoint, monkeypa
         # the two front ends differ by float32 FFT/log rounding only (see test_classify.py)
         np.testing.assert_allclose(features(loaded.extractor), reference, atol=1e-4, rtol=0)
 
-    monkeypatch.setattr(classify, "DEFAULT_MODEL_DIR", tmp_path / "absent")
+    monkeypatch.setattr(inference, "DEFAULT_MODEL_DIR", tmp_path / "absent")
     with pytest.raises(FileNotFoundError) as from_embed:
         Embedder.load()
     with pytest.raises(FileNotFoundError) as from_classify:

@@ -20,7 +20,7 @@ import torch
 import transformers
 
 from ast_min import export as export_mod
-from ast_min.classify import DEFAULT_MODEL_DIR
+from ast_min.inference import DEFAULT_MODEL_DIR
 from ast_min.cli import main as cli_main
 from ast_min.export import ExportError, check_parity, logits_tolerance
 from hf_reference import save_random_hf_checkpoint, tiny_config

@@ -10,6 +10,7 @@ from test_features import assert_energy_close
 
 from ast_min import features as F
 from ast_min.cli import main
+from ast_min.extractor import ASTFeatureExtractor
 
 
 def test_features_command_writes_the_batch_and_summarises_it(tmp_path, capsys):
@@ -35,7 +36,7 @@ def test_features_command_writes_the_batch_and_summarises_it(tmp_path, capsys):
 
 
 def test_features_command_reads_a_preprocessor_config_and_reports_bad_files(tmp_path, capsys):
-    F.ASTFeatureExtractor(num_mel_bins=64, max_length=100, do_normalize=False).save_pretrained(tmp_path)
+    ASTFeatureExtractor(num_mel_bins=64, max_length=100, do_normalize=False).save_pretrained(tmp_path)
     soundfile.write(tmp_path / "a.wav", np.zeros(4000, np.float32), 16000)
     assert main(["features", str(tmp_path / "a.wav"), "--preprocessor", str(tmp_path), "--out", str(tmp_path / "o.npy")]) == 0
     saved = np.load(tmp_path / "o.npy")
@@ -71,7 +72,7 @@ def test_an_unusable_out_is_refused_before_any_file_is_read(tmp_path, capsys, mo
     if where == "directory":
         (tmp_path / "d.npy").mkdir()
 
-    import ast_min.features_cli as cli_module
+    import ast_min.commands.features as cli_module
 
     def no_loading(*args, **kwargs):
         raise AssertionError("a file was read before --out was checked")

@@ -27,7 +27,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ast_min import listen as listen_mod
-from ast_min.classify import window_starts
+from ast_min.inference import window_starts
 from ast_min.cli import main as cli_main
 from ast_min.listen import RingBuffer, pcm16_chunks, stream_windows
 from hf_reference import save_random_hf_checkpoint, tiny_config

@@ -24,8 +24,11 @@ from hypothesis import strategies as st
 import ast_min
 from ast_min import ASTConfig, ASTForAudioClassification, ASTModel
 from ast_min import backends
+from ast_min.backends import resolve_attn_implementation
 from ast_min.bench.model import forward_flops
-from ast_min.model import adapt_position_embeddings, classification_loss, patchify, resolve_attn_implementation
+from ast_min.checkpoint import adapt_position_embeddings
+from ast_min.compat import classification_loss
+from ast_min.model import patchify
 from hf_reference import random_hf_model, save_random_hf_checkpoint, tiny_config
 
 F64 = dict(atol=1e-9, rtol=1e-9)

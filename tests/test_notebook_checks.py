@@ -165,7 +165,7 @@ def _adaptation_namespace(model_class):
     import ast_min
     import torch
 
-    from ast_min.model import adapt_position_embeddings
+    from ast_min.checkpoint import adapt_position_embeddings
 
     default = Path(ast_min.__file__).parent / "default_model"
     pretrained = ast_min.ASTForAudioClassification.from_pretrained(default)

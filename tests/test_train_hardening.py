@@ -15,12 +15,13 @@ import pytest
 import torch
 
 import ast_min.train as train_module
-from ast_min import ASTForAudioClassification
+from ast_min import ASTForAudioClassification, run_folder
 from ast_min.cli import main as cli_main
 from ast_min.data import ClipDataset, SyntheticDataset
 from ast_min.data.synthetic import write_class_folders
 from ast_min.recipes import get_recipe
-from ast_min.train import INFO_FILE, STATE_FILE, RunOptions, train
+from ast_min.run_folder import INFO_FILE, STATE_FILE
+from ast_min.train import RunOptions, train
 
 TINY = get_recipe("synthetic").replace(
     model=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64),
@@ -161,11 +162,13 @@ def test_a_non_empty_output_dir_needs_resume_or_overwrite(tmp_path, no_training)
         with pytest.raises(ValueError, match=r"best' was not written by ast-min train"):
             _run(run, **flags)
     assert (run / "best" / "config.json").read_text() == "{}" and (run / "notes.txt").read_text() == "mine"
-    # A last/ with a trainer state but no training_info.json: an earlier version's run, named as such.
+    # A last/ with a trainer state but no training_info.json is not the trainer's either: never resumed or replaced.
     (run / "last").mkdir()
     (run / "last" / STATE_FILE).write_bytes(b"")
-    with pytest.raises(ValueError, match=r"last' comes from an earlier version of ast-min train"):
-        _run(run, resume=True)
+    for flags in (dict(overwrite=True), dict(resume=True)):
+        with pytest.raises(ValueError, match=r"last' was not written by ast-min train"):
+            _run(run, **flags)
+    assert (run / "last" / STATE_FILE).read_bytes() == b""
 
 
 def test_overwrite_replaces_only_the_trainers_own_checkpoints(tmp_path):
@@ -327,7 +330,7 @@ def test_an_output_dir_that_is_a_file_or_unwritable_is_refused_before_training(t
         def refuse(*args, **kwargs):
             raise PermissionError(13, "Permission denied")
 
-        monkeypatch.setattr(train_module.tempfile, "mkstemp", refuse)
+        monkeypatch.setattr(run_folder.tempfile, "mkstemp", refuse)
     with pytest.raises(ValueError, match=r"cannot write to --output-dir '.*locked' \(Permission denied\)"):
         _run(locked)
 

@@ -91,7 +91,7 @@ def build(layers: int, device: torch.device, attn: str):
     """The same random AST-Base weights in transformers and in ast-min."""
     import transformers
 
-    from ast_min import ASTForAudioClassification
+    from ast_min.model import ASTForAudioClassification
 
     torch.manual_seed(0)
     config = transformers.ASTConfig(num_hidden_layers=layers, num_labels=527)

@@ -10,11 +10,16 @@ Shape legend: B clips, N samples, T frames (`max_length`), F mel bins, C classes
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from ast_min.data.augment import draw_mixup_weight, mixup, noise_and_roll, spec_augment
 from ast_min.features import samples_for_frames
+
+if TYPE_CHECKING:  # for the annotations only
+    from ast_min.recipes import Recipe
 
 # The `stage` part of a clip's generator seed, one per random step, so adding a step never shifts another's draws.
 _MIXUP, _MASKS, _NOISE = 0, 1, 2
@@ -147,3 +152,32 @@ class WeightedDistributedSampler(torch.utils.data.Sampler):
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         draws = torch.multinomial(self.weights, self.num_samples * self.num_replicas, replacement=True, generator=generator)
         return iter(draws[self.rank :: self.num_replicas].tolist())
+
+
+def loaders(recipe: Recipe, train_set, eval_set, feature_extractor, *, seed: int = 0, num_workers: int = 0,
+            rank: int = 0, world_size: int = 1):
+    """The training and evaluation DataLoaders of one process, and the training pieces whose draws
+    change each epoch (call their `set_epoch` at the start of every epoch).
+
+    Each of `world_size` processes takes a `batch_size / world_size` share of every global batch.
+    DistributedSampler(num_replicas=1) is a plain seeded shuffle, so a single-process run sees the
+    same global batches as a multi-process one.
+    """
+    per_rank_batch = recipe.batch_size // world_size
+    train_data = MixupDataset(train_set, recipe.mixup, seed=seed)
+    if recipe.balanced:
+        if not hasattr(train_set, "targets"):
+            raise ValueError("balanced sampling needs a dataset that lists its labels per clip (ClipDataset)")
+        weights = balanced_weights(train_set.targets, len(train_set.labels))
+        sampler = WeightedDistributedSampler(weights, num_replicas=world_size, rank=rank, seed=seed)
+    else:
+        sampler = torch.utils.data.DistributedSampler(train_data, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+    train_collate = Collator(feature_extractor, train=True, freqm=recipe.freqm, timem=recipe.timem, noise=recipe.noise, seed=seed)
+    train_loader = torch.utils.data.DataLoader(
+        train_data, batch_size=per_rank_batch, sampler=sampler, collate_fn=train_collate, num_workers=num_workers
+    )
+    eval_loader = torch.utils.data.DataLoader(
+        eval_set, batch_size=max(per_rank_batch, 1) * 2, shuffle=False, collate_fn=Collator(feature_extractor),
+        num_workers=num_workers,
+    )
+    return train_loader, eval_loader, (sampler, train_data, train_collate)

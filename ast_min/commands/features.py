@@ -17,22 +17,10 @@ import os
 import numpy as np
 
 from ast_min import files
-from ast_min.audio import MAX_SECONDS, load_audio
-from ast_min.cli import checked
+from ast_min.audio import load_audio
+from ast_min.commands.options import MAX_FRAMES, check_max_length, checked
 from ast_min.extractor import ASTFeatureExtractor, check_normalization, require_one_frame
 from ast_min.features import AUDIOSET_MEAN, AUDIOSET_STD, FRAME_SHIFT, MAX_LENGTH, NUM_MEL_BINS, SAMPLING_RATE, num_frames
-
-# The frames of the longest audio ast-min loads (audio.MAX_SECONDS): more could only ever be padding.
-MAX_FRAMES = num_frames(MAX_SECONDS * SAMPLING_RATE)
-
-
-def check_max_length(max_length) -> None:
-    """Refuse a --max-length that is not a whole number of frames from 1 to MAX_FRAMES."""
-    if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or not 1 <= max_length <= MAX_FRAMES:
-        raise ValueError(
-            f"--max-length must be a number of frames from 1 to {MAX_FRAMES} (10 ms each; {MAX_SECONDS // 3600} h, "
-            f"the longest audio ast-min reads), got {max_length!r}"
-        )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         if frames > extractor.max_length:
             print(f"  note: {name} is truncated to the first {extractor.max_length * FRAME_SHIFT / extractor.sampling_rate:.2f} s")
     if out:
-        save_npy(out, features)  # already float32: the extractor computes in float32
+        files.save_npy(out, features)  # already float32: the extractor computes in float32
         print(f"saved {features.shape} float32 to {out}")
     return 0
 
@@ -116,21 +104,3 @@ def output_path(out: str) -> str:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"--out {out!r}: the folder {folder!r} is not writable: choose another --out")
     return out
-
-
-def save_npy(out: str, array: np.ndarray) -> None:
-    """numpy.save into a temporary file beside `out`, renamed over it once complete.
-
-    The result has the permissions numpy.save's own file would have: those of the file it
-    replaces, or the user's umask for a new one.
-    """
-    tmp = files.new_file_beside(out, ".partial")
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-        files.keep_mode(tmp, out)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
