@@ -15,6 +15,7 @@ Shape legend: B batch, H heads, N tokens, Dh head dim.
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 from dataclasses import dataclass, field
 from typing import Callable
@@ -105,11 +106,10 @@ def discover() -> None:
     global _DISCOVERED
     if _DISCOVERED:
         return
-    from ast_min import kernels
-
-    for module in pkgutil.iter_modules(kernels.__path__):
+    # The files beside this one (importing the package for its __path__ would import this module's importers)
+    for module in pkgutil.iter_modules([os.path.dirname(os.path.abspath(__file__))]):
         if module.name.startswith("variant_"):
-            importlib.import_module(f"ast_min.kernels.{module.name}")
+            importlib.import_module(f"{__package__}.{module.name}")
     _DISCOVERED = True  # only now: a module that failed to import is tried again, not silently missing
 
 

@@ -8,7 +8,6 @@ then `import kernels` must fail as it would anywhere else, never find ast-min's 
 """
 
 import importlib.metadata
-import importlib.util
 import os
 import subprocess
 import sys
@@ -19,7 +18,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-HF_KERNELS = importlib.util.find_spec("kernels") is not None and "ast_min" not in str(importlib.util.find_spec("kernels").origin)
+
+
+def _hugging_face_kernels() -> str | None:
+    """Where the installed distribution `kernels` (Hugging Face's) has its package, if it is installed."""
+    try:
+        dist = importlib.metadata.distribution("kernels")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return os.path.realpath(dist.locate_file("kernels/__init__.py"))
+
+
+HF_KERNELS = _hugging_face_kernels()  # read from the metadata: an import here could find the repository's folder
 
 # Builds transformers' AST model (which imports Hugging Face's `kernels` where transformers needs it),
 # runs it, then reports where `import kernels` and `ast_min.kernels` come from.
@@ -65,7 +75,7 @@ def test_import_kernels_is_hugging_faces_package_from_every_working_directory(wh
     assert found["logits"] == [1, 3]  # transformers built and ran its AST model
     assert found["ours"] == str((ROOT / "kernels" / "__init__.py").resolve()) and found["flash"]
     if HF_KERNELS:
-        assert found["kernels"] == os.path.realpath(importlib.util.find_spec("kernels").origin), found
+        assert found["kernels"] == HF_KERNELS, found
         assert not found["kernels"].startswith(str(ROOT / "kernels")), found
     else:
         assert found["kernels"].startswith("ImportError"), found

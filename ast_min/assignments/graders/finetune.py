@@ -12,7 +12,7 @@ held-out accuracy on EVAL_CLIPS clips; the embedded model's features separate th
 almost perfectly, so a working loop clears it with room to spare, while a broken one (no learning:
 25 % by chance) cannot.
 
-Unit checks: `adapt_positions` equals `ast_min.model.adapt_position_embeddings` exactly up to float
+Unit checks: `adapt_positions` equals `ast_min.checkpoint.adapt_position_embeddings` exactly up to float
 rounding of the interpolation (1e-6); the loss of the fresh head at initialisation must be within
 0.25 of ln C: a head whose logits have standard deviation s adds about s^2 / 2 to ln C, so 0.25
 allows torch's default Linear initialisation (weights uniform in +-1/sqrt(D), variance 1/(3D), on
@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from hypothesis import strategies as st
 
-from ast_min import ASTConfig, ASTFeatureExtractor
+from ast_min import ASTConfig, ASTFeatureExtractor, checkpoint
 from ast_min import model as ast_model
 from ast_min.assignments.grading import Fail, Grader, Mistake, RemoteObject
 
@@ -49,7 +49,7 @@ PASS_ACCURACY = 0.85
 
 GRADER = Grader(
     "finetune",
-    forbidden=("ast_min.train", "ast_min.model.adapt_position_embeddings", "ast_min.checkpoint.load_pretrained",
+    forbidden=("ast_min.train", "ast_min.checkpoint.adapt_position_embeddings", "ast_min.checkpoint.load_pretrained",
                "ast_min.data.augment.spec_augment"),
     # the model crosses to the student's process as settings and weights, rebuilt there by worker_model.py
     shipped={ast_model.ASTForAudioClassification: lambda m: (
@@ -107,7 +107,8 @@ def norm_stats() -> tuple[float, float]:
 def dataset(seed: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """`size` clips of FRAMES frames with a new label each: normalised features (N, T, F) and labels (N,)."""
     from ast_min.data import synthetic
-    from ast_min.features import extract_input_values, samples_for_frames
+    from ast_min.extractor import extract_input_values
+    from ast_min.features import samples_for_frames
 
     config = ASTConfig.from_pretrained(DEFAULT_MODEL)  # the settings only: the weights are not needed here
     mean, std = norm_stats()
@@ -145,7 +146,7 @@ def check_positions(ctx, pe, old, new):
     got = ctx.call("adapt_positions", pe.clone(), old, new)
     variants = {"crop_from_start": rule(pe, old, new, crop="start"),
                 "interpolate_when_shorter": rule(pe, old, new, crop="interpolate")}
-    ctx.compare(got, ast_model.adapt_position_embeddings(pe, old, new), "adapt_positions' output",
+    ctx.compare(got, checkpoint.adapt_position_embeddings(pe, old, new), "adapt_positions' output",
                 atol=1e-6, rtol=1e-6, variants=variants, hints=HINTS)
 
 
