@@ -421,7 +421,7 @@ def check_inputs(q, k, v, causal, sm_scale, input_precision) -> None:
         if not INTERPRETER:
             raise RuntimeError(
                 "flash_attention: the tensors are on the CPU, where Triton kernels run only through its "
-                "interpreter; set the environment variable TRITON_INTERPRET=1 before `kernels` is first used "
+                "interpreter; set the environment variable TRITON_INTERPRET=1 before `ast_min.kernels` is first used "
                 "(e.g. `TRITON_INTERPRET=1 python ...`, or os.environ['TRITON_INTERPRET'] = '1' at the top of "
                 "your script), or move the tensors to a CUDA device")
         if q.dtype == torch.bfloat16:

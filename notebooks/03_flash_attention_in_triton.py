@@ -39,7 +39,7 @@
 import os
 
 # Triton kernels run on the CPU only through Triton's interpreter, which must be chosen before triton
-# decorates any kernel, so before `import triton` and before `kernels` first imports its Triton module.
+# decorates any kernel, so before `import triton` and before `ast_min.kernels` first imports its Triton module.
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import inspect

@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     grade.add_argument("--seed-file", metavar="FILE",
                        help="a file (readable by you only) holding the secret that draws property-test cases "
                             "students never ran")
-    grade.add_argument("--seed", help=argparse.SUPPRESS)  # refused with the reason (_refuse_gone)
+    grade.add_argument("--seed", nargs="?", action=_Gone, help=argparse.SUPPRESS, message=SEED_GONE)
     grade.add_argument("--csv", help="write one row per submission and test to this file")
     grade.add_argument("--gradescope", help="write Gradescope's results.json (one submission) to this file")
     grade.add_argument("--json", action="store_true", help="print one JSON object per submission")
@@ -52,8 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bundle.add_argument("--dir", default=".", help="folder to write NAME-autograder/ in (default: the current folder)")
     bundle.add_argument("--seed-file", metavar="FILE", help="the file holding the secret for hidden cases (copied into "
                                                             "the bundle, readable by root only once set up)")
-    bundle.add_argument("--seed", help=argparse.SUPPRESS)
-    bundle.add_argument("--spec", help=argparse.SUPPRESS)  # gone: the bundle ships a wheel
+    bundle.add_argument("--seed", nargs="?", action=_Gone, help=argparse.SUPPRESS, message=SEED_GONE)
+    bundle.add_argument("--spec", nargs="?", action=_Gone, help=argparse.SUPPRESS, message=SPEC_GONE)
     bundle.add_argument("--overwrite", action="store_true", help="replace an existing NAME-autograder/")
     bundle.add_argument("--wheel", metavar="FILE", help="the ast-min wheel to ship (default: built from the folder "
                                                         "this ast-min was installed from)")
@@ -81,13 +81,22 @@ def read_secret(path: str | os.PathLike) -> str:
     return secret
 
 
-def _refuse_gone(args) -> None:
-    if getattr(args, "seed", None) is not None:
-        raise ValueError("--seed is gone: a secret on the command line can be read by every process on the machine "
-                         "(/proc/PID/cmdline); write it to a file only you can read (chmod 600) and give --seed-file FILE")
-    if getattr(args, "spec", None) is not None:
-        raise ValueError("--spec is gone: the bundle carries a wheel of the ast-min installed here (give another with "
-                         "--wheel FILE)")
+SEED_GONE = ("is gone: a secret on the command line can be read by every process on the machine "
+             "(/proc/PID/cmdline); write it to a file only you can read (chmod 600) and give --seed-file FILE")
+SPEC_GONE = "is gone: the bundle carries a wheel of the ast-min installed here (give another with --wheel FILE)"
+
+
+class _Gone(argparse.Action):
+    """An option that was removed: refused as it is parsed, with the reason and what replaces it.
+
+    nargs="?" so that a value that looks like an option (`--seed -x`) still reaches this message."""
+
+    def __init__(self, *args, message: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.message = message
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        raise argparse.ArgumentError(self, self.message)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -173,7 +182,6 @@ def _check(args) -> int:
 def _grade(args) -> int:
     from ast_min.assignments import runner, sandbox
 
-    _refuse_gone(args)
     assignment = get(args.name)
     if args.gradescope and len(args.submissions) != 1:
         raise ValueError("--gradescope writes one results.json: give exactly one SUBMISSION")
@@ -303,7 +311,6 @@ def _write_atomically(path: Path, text: str) -> None:
 def _autograder(args) -> int:
     from ast_min.assignments.autograder import write_bundle
 
-    _refuse_gone(args)
     assignment = get(args.name)
     if not args.seed_file:
         raise ValueError("give --seed-file FILE: the secret that draws the hidden cases (a file readable by you only)")
