@@ -6,9 +6,10 @@ earns partial credit), and lists its known mistakes in `MISTAKES`. A test receiv
 
     ctx.call(name, *args)   the student's function, with the honour-code guard armed
     ctx.inputs = {...}      the current inputs, quoted by every failure message
-    ctx.compare(got, expected, what, atol=, rtol=, variants=, hints=)
+    ctx.compare(got, expected, what, atol=, rtol=, variants=, hints=, derive=)
                             close enough, or a `Fail` naming the inputs, the first mismatching
-                            index, expected and got, and a hint when `got` equals a known mistake
+                            index, expected and got, and a hint when a known mistake, or a wrong
+                            answer derived from the solution (`diagnosis`), reproduces `got`
     ctx.prove(strategy, check)
                             a hypothesis property, derandomised by the grading seed, no database;
                             a failure is reported on the shrunk counterexample
@@ -232,25 +233,31 @@ class Context:
         *,
         atol: float = 1e-6,
         rtol: float = 1e-6,
-        variants: dict[str, torch.Tensor] | None = None,
+        variants: dict[str, torch.Tensor] | Callable[..., dict[str, torch.Tensor]] | None = None,
         hints: dict[str, str] | None = None,
+        derive: "diagnosis.Call | None" = None,
     ) -> None:
         """Pass when got ~ expected elementwise (|got - expected| <= atol + rtol |expected|, NaNs equal).
 
-        On a failure the message names the inputs, the first mismatching index, expected and got;
-        when `got` equals one of `variants` (the outputs of known mistakes, computed by the grader)
-        it adds that mistake's hint from `hints`.
+        On a failure the message names the inputs, the first mismatching index, expected and got,
+        and a hint when a mistake reproduces `got`. With `derive` (how `got` was produced: the
+        student's function and its arguments, `diagnosis.Call`), `variants` is a function of those
+        arguments returning the known mistakes' outputs, and a mistake is named only when it
+        reproduces the student's output here *and* on a second input; known mistakes come first,
+        then the wrong answers `diagnosis` derives from the solution itself. Without `derive`,
+        `variants` is a dict of outputs on these inputs only.
         """
         got = self.expect_tensor(got, what)
         got_cpu, exp_cpu = got.detach().cpu().to(torch.float64), expected.detach().cpu().to(torch.float64)
-        hint = self._hint(got_cpu, variants or {}, hints or {}, atol, rtol)
+        if got_cpu.shape == exp_cpu.shape:
+            close = _close(got_cpu, exp_cpu, atol, rtol)
+            if bool(close.all()):
+                return
+        hint = self._hint(got_cpu, exp_cpu, variants, hints or {}, atol, rtol, derive)
         if got_cpu.shape != exp_cpu.shape:
             raise Fail(
                 f"{what} should have shape {tuple(exp_cpu.shape)}, got {tuple(got_cpu.shape)}{self.on_inputs()}{hint}"
             )
-        close = _close(got_cpu, exp_cpu, atol, rtol)
-        if bool(close.all()):
-            return
         flat = int((~close).flatten().nonzero()[0])
         index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), exp_cpu.shape)) if exp_cpu.dim() else ()
         error = (got_cpu - exp_cpu).abs().nan_to_num(math.inf)
@@ -261,14 +268,27 @@ class Context:
             f"(tolerance {atol:g} + {rtol:g} |expected|){hint}"
         )
 
-    @staticmethod
-    def _hint(got, variants, hints, atol, rtol) -> str:
-        for name, variant in variants.items():
-            variant = variant.detach().cpu().to(torch.float64)
-            if variant.shape == got.shape and bool(_close(got, variant, atol, rtol).all()):
-                name = name.split("#")[0]  # "mistake#2": a second form of the same mistake
-                return f"\n  hint ({name}): {hints[name]}"
-        return ""
+    def _hint(self, got, expected, variants, hints, atol, rtol, derive) -> str:
+        if derive is None:  # outputs of known mistakes on these inputs only
+            for name, variant in (variants or {}).items():
+                variant = variant.detach().cpu().to(torch.float64)
+                if variant.shape == got.shape and bool(_close(got, variant, atol, rtol).all()):
+                    name = name.split("#")[0]  # "mistake#2": a second form of the same mistake
+                    return f"\n  hint ({name}): {hints[name]}"
+            return ""
+        if not _reported_example():  # hypothesis is still shrinking: only the reported counterexample is diagnosed
+            return ""
+        from ast_min.assignments import diagnosis
+
+        try:
+            finding = diagnosis.find(
+                derive, got, expected, atol, rtol,
+                student=lambda args, kwargs: self.call(derive.function, *args, **kwargs),
+                known=variants, hints=hints, seed=self.seed,
+            )
+        except Exception:  # a diagnosis that cannot finish leaves the verdict without a hint, never without a verdict
+            return ""
+        return diagnosis.describe(finding) if finding is not None else ""
 
     def prove(self, strategy, check: Callable[[Any], None], max_examples: int | None = None) -> None:
         """Run `check` on examples drawn from `strategy` (hypothesis), seeded by the grading seed, no database.
@@ -302,6 +322,13 @@ class Context:
             raise Fail(f"property failed on the smallest counterexample found: {e}") from None
         except Exception as e:  # hypothesis's own complaints (flaky results, unsatisfiable draws)
             raise Fail(f"property check could not finish: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+
+
+def _reported_example() -> bool:
+    """False while hypothesis explores or shrinks; True on the example it reports, and outside hypothesis."""
+    from hypothesis.control import current_build_context, currently_in_test_context
+
+    return not currently_in_test_context() or current_build_context().is_final
 
 
 def _close(got: torch.Tensor, expected: torch.Tensor, atol: float, rtol: float) -> torch.Tensor:

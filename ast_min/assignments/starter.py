@@ -57,6 +57,11 @@ def make_starter(source: str, assignment: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def solution_ranges(source: str) -> list[tuple[int, int]]:
+    """(begin, end) line indices (0-based) of each solution block's marker lines."""
+    return [(begin, end) for begin, end, _ in _blocks(source)]
+
+
 def solution_lines(source: str) -> list[str]:
     """Every non-blank line inside a solution block, stripped: what a starter must never contain."""
     lines = source.splitlines()

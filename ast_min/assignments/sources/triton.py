@@ -92,7 +92,7 @@ def attention_kernel(Q, K, V, O, N, sm_scale, HEAD_DIM: tl.constexpr, BLOCK_M: t
         k = tl.load(K + head + cols[:, None] * HEAD_DIM + dims[None, :], mask=cols[:, None] < N, other=0.0)
         v = tl.load(V + head + cols[:, None] * HEAD_DIM + dims[None, :], mask=cols[:, None] < N, other=0.0)
         s = tl.dot(q, tl.trans(k)) * sm_scale  # (BLOCK_M, BLOCK_N)
-        s = tl.where(cols[None, :] < N, s, float("-inf"))
+        s = tl.where(cols[None, :] < N, s, -1.0e30)
         m_new = tl.maximum(m_i, tl.max(s, 1))
         p = tl.exp(s - m_new[:, None])
         alpha = tl.exp(m_i - m_new)
