@@ -4,15 +4,17 @@ Each assignment has one instructor source, `sources/<name>.py` (a jupytext py:pe
 solutions sit between `### BEGIN SOLUTION` and `### END SOLUTION` lines), from which the student's
 starter is generated (`starter.py`), and one grader, `graders/<name>.py`, whose tests run the
 student's file in a separate, limited process (`runner.py`). docs/TEACHING.md describes the design
-and lists every known mistake the graders recognise.
+and lists every known mistake the graders recognise; `diagnosis.py` names the wrong answers nobody
+listed, and `similarity.py` is the instructors' copy check.
 
-    framing    chapter 01  frame_signal, remove_dc, pre_emphasis, hanning_window, prepare_frames
-    mel        chapter 01  mel_filterbank, log_mel
-    patches    chapter 02  grid_size, patchify, patch_embed
-    attention  chapter 02  split_heads, merge_heads, self_attention, block
-    flash      chapter 03  online_softmax, blockwise_attention, blockwise_attention_backward
-    triton     chapter 03  softmax, flash_attention_forward (Triton kernels, CPU interpreter)
-    finetune   chapter 04  fill_value, apply_masks, adapt_positions, new_head, train
+    framing          chapter 01  frame_signal, remove_dc, pre_emphasis, hanning_window, prepare_frames
+    mel              chapter 01  mel_filterbank, log_mel
+    patches          chapter 02  grid_size, patchify, patch_embed
+    attention        chapter 02  split_heads, merge_heads, self_attention, block
+    flash            chapter 03  online_softmax, blockwise_attention, blockwise_attention_backward
+    triton           chapter 03  softmax, flash_attention_forward (Triton kernels, CPU interpreter)
+    triton_backward  chapter 03  attention_delta, flash_attention_backward (delta, dK/dV and dQ kernels)
+    finetune         chapter 04  fill_value, apply_masks, adapt_positions, new_head, train
 """
 
 from __future__ import annotations
@@ -88,6 +90,12 @@ ASSIGNMENTS: dict[str, Assignment] = {
             "a row-softmax kernel and the fused-attention forward kernel in Triton (runs on the CPU)",
             # not triton.py: a file of that name would shadow the triton package it imports
             filename="triton_kernels.py",
+        ),
+        Assignment(
+            "triton_backward",
+            "notebooks/03_flash_attention_in_triton.py",
+            ("attention_delta", "flash_attention_backward"),
+            "FlashAttention-2's backward in Triton: the delta, dK/dV and dQ kernels (runs on the CPU)",
         ),
         Assignment(
             "finetune",

@@ -71,6 +71,10 @@ KINDS = {
     "wrong_variable": "one variable used where another belongs",
 }
 
+# The order in which a source's variants are tried (the first that reproduces is named): single,
+# local slips before edits that rewire the computation, which coincide with more wrong answers.
+ORDER = ("reduction_axis", "axes", "scale", "off_by_one", "precision", "log_eps", "flatten_order", "left_out",
+         "swapped_arguments", "wrong_variable")
 DEFAULT_SECONDS = 10.0  # time for deriving variants after a failure; graders of slow code give more
 
 
@@ -206,6 +210,29 @@ def second_input(call: Call, seed: int) -> tuple[tuple, dict]:
 # ---- variants of the output and of the call -------------------------------------------------------------------------
 
 
+LEADING = (0, 1, 2)  # entries a flattened grid may follow ([CLS] and [DIST] before the patch tokens)
+
+
+def _factorisations(size: int):
+    """(lead, a, b): the last size - lead entries of a dimension seen as an a x b grid, a, b >= 2."""
+    for lead in LEADING:
+        n = size - lead
+        for a in range(2, n):
+            if n % a == 0 and n // a >= 2:
+                yield lead, a, n // a
+
+
+def _after(lead: int) -> str:
+    return f" after the first {lead}" if lead else ""
+
+
+def _reflatten(t: torch.Tensor, d: int, lead: int, a: int) -> torch.Tensor:
+    """Entries lead.. of dim d, read as (a, b) row-major, rewritten column-major."""
+    head, grid = t.narrow(d, 0, lead), t.narrow(d, lead, t.shape[d] - lead)
+    b = grid.shape[d] // a
+    return torch.cat([head, grid.unflatten(d, (a, b)).transpose(d, d + 1).flatten(d, d + 1)], dim=d)
+
+
 def _axis(i: int, names) -> str:
     return f"{names[i]} (dim {i})" if names and i < len(names) else f"dim {i}"
 
@@ -219,12 +246,10 @@ def output_variants(shape: tuple[int, ...], names=None) -> list[Variant]:
             out.append(Variant("axes", f"your output is the expected one with {_axis(i, names)} and {_axis(j, names)} "
                                "swapped (a transpose)", ("output", "swap", i, j)))
     for d in range(n):
-        size = shape[d]
-        for a in range(2, size):
-            if size % a == 0 and size // a >= 2:
-                out.append(Variant("flatten_order", f"along {_axis(d, names)} your values are the expected ones read as "
-                                   f"a {a} x {size // a} block in the other order (row- vs column-major flattening)",
-                                   ("output", "flatten", d, a)))
+        for lead, a, b in _factorisations(shape[d]):
+            out.append(Variant("flatten_order", f"along {_axis(d, names)} your values{_after(lead)} are the expected ones "
+                               f"read as a {a} x {b} block in the other order (row- vs column-major)",
+                               ("output", "flatten", d, lead, a)))
     out.append(Variant("scale", "your output is twice the expected one", ("output", "times", 2.0)))
     out.append(Variant("scale", "your output is half the expected one", ("output", "times", 0.5)))
     return out
@@ -247,9 +272,7 @@ def apply_output(op: tuple, reference: torch.Tensor) -> torch.Tensor:
     if kind == "swap":
         return reference.transpose(op[2], op[3])
     if kind == "flatten":
-        d, a = op[2], op[3]
-        b = reference.shape[d] // a
-        return reference.unflatten(d, (a, b)).transpose(d, d + 1).flatten(d, d + 1)
+        return _reflatten(reference, op[2], op[3], op[4])
     if kind == "times":
         return reference * op[2]
     if kind == "short":
@@ -287,6 +310,14 @@ def boundary_variants(function: Callable, args: tuple, kwargs: dict) -> list[Var
             out.append(Variant("swapped_arguments", f"`{function.__name__}` behaves as if `{a}` and `{b}` were swapped",
                                ("boundary", "swap", a, b)))
     for name in names:
+        value = given[name]
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            for d in range(value.dim()):
+                for lead, a, b in _factorisations(value.shape[d]):
+                    out.append(Variant("flatten_order", f"`{function.__name__}` reads `{name}` along dim {d}"
+                                       f"{_after(lead)} as a {a} x {b} block in the other order (row- vs column-major)",
+                                       ("boundary", "reflatten", name, d, lead, a)))
+    for name in names:
         value, default = given[name], signature.parameters[name].default
         if isinstance(value, bool):
             out.append(Variant("left_out" if value else "swapped_arguments",
@@ -307,6 +338,8 @@ def apply_boundary(op: tuple, function: Callable, args: tuple, kwargs: dict):
         given[op[2]] = not given[op[2]]
     elif op[1] == "default":
         given[op[2]] = None
+    elif op[1] == "reflatten":
+        given[op[2]] = _reflatten(given[op[2]], op[3], op[4], op[5])
     return function(*bound.args, **bound.kwargs)
 
 
@@ -450,6 +483,9 @@ def source_variants(source: str, function: str) -> list[Variant]:
                 if ast.dump(positional[a]) != ast.dump(positional[b]):
                     add("swapped_arguments", fn, f"arguments `{_short(positional[a], 30)}` and "
                         f"`{_short(positional[b], 30)}` of `{name}` are swapped", i, ("swap_args", a, b), node)
+            if len(positional) >= 3 and len(positional) == len(node.args):
+                add("left_out", fn, f"the last argument `{_short(positional[-1], 30)}` of `{name}` is left out (its "
+                    "default is used)", i, ("drop_last_arg",), node)
             for k, keyword in enumerate(node.keywords):
                 if keyword.arg is not None and keyword.arg not in ("dim", "axis", "keepdim", "dtype", "device",
                                                                    "generator", "mask", "other"):
@@ -469,11 +505,17 @@ def source_variants(source: str, function: str) -> list[Variant]:
                 for factor, word in ((2.0, "doubled"), (0.5, "halved")):
                     add("scale", fn, f"`{_short(node)}` is {word}", i, ("times", factor), node)
             elif isinstance(node.op, (ast.Add, ast.Sub)):
+                sign = "+" if isinstance(node.op, ast.Add) else "-"
                 for side, other in (("right", node.right), ("left", node.left)):
+                    if side == "left" and isinstance(node.op, ast.Sub):
+                        continue  # dropping the left operand of a - b leaves b, not -b: no student writes that
+                    kept = ("left",) if side == "right" else ("right",)
                     if _int_constant(other) is not None:
-                        sign = "+" if isinstance(node.op, ast.Add) else "-"
                         add("off_by_one", fn, f"the `{sign} {_short(other)}` in `{_short(node)}` is left out", i,
-                            ("left",) if side == "right" else ("right",), node)
+                            kept, node)
+                    elif not isinstance(other, ast.Constant):
+                        add("left_out", fn, f"the term `{_short(other, 40)}` of `{_short(node)}` is left out", i,
+                            kept, node)
             elif isinstance(node.op, ast.FloorDiv):
                 for delta in (1, -1):
                     add("off_by_one", fn, f"`{_short(node)}` is one {'more' if delta > 0 else 'less'}", i,
@@ -522,7 +564,7 @@ def source_variants(source: str, function: str) -> list[Variant]:
                         if _defined_before(fn, other, node.lineno):
                             add("wrong_variable", fn, f"`{other}` is used where `{operand.id}` belongs in "
                                 f"`{_short(node)}`", i, ("rename_operand", side, other), node)
-    return sorted(out, key=lambda v: v.kind == "wrong_variable")  # stable: source order within each group
+    return sorted(out, key=lambda v: (ORDER.index(v.kind), v.line))
 
 
 def _op(op) -> str:
@@ -608,6 +650,9 @@ def _edit(node, edit):
     if op == "swap_args":
         a, b = edit[1], edit[2]
         node.args[a], node.args[b] = node.args[b], node.args[a]
+        return node
+    if op == "drop_last_arg":
+        del node.args[-1]
         return node
     if op == "drop_keyword":
         del node.keywords[edit[1]]

@@ -69,6 +69,11 @@ def signal(seed: int, n: int) -> torch.Tensor:
     return torch.randn(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
+def longer(x: torch.Tensor, S: int) -> torch.Tensor:
+    """A second input for a diagnosis: three more frames' worth of other samples, with x's offset."""
+    return signal(x.shape[-1] + 1, x.shape[-1] + 3 * S) + float(x.mean()) if x.numel() else signal(1, 3 * S)
+
+
 def periodic_hann(length: int) -> torch.Tensor:
     return 0.5 - 0.5 * torch.cos(2 * math.pi * torch.arange(length, dtype=torch.float64) / length)
 
@@ -109,7 +114,8 @@ def window_variants(L) -> dict[str, torch.Tensor]:
 def check_frames(ctx, x, L, S):
     ctx.inputs = dict(waveform=x, frame_length=L, frame_shift=S)
     ctx.compare(ctx.call("frame_signal", x, L, S), features.frame_signal(x, L, S), "frame_signal's output", **TOL,
-                variants=frame_variants, hints=HINTS, derive=Call("framing", "frame_signal", (x, L, S), axes=("T", "L")))
+                variants=frame_variants, hints=HINTS,
+                derive=Call("framing", "frame_signal", (x, L, S), second=((longer(x, S), L, S), {}), axes=("T", "L")))
 
 
 def check_prepared(ctx, x, L, S, coeff=None):
@@ -117,7 +123,7 @@ def check_prepared(ctx, x, L, S, coeff=None):
     args = (x, L, S) if coeff is None else (x, L, S, coeff)
     ctx.compare(ctx.call("prepare_frames", *args), prepared(x, L, S, 0.97 if coeff is None else coeff),
                 "prepare_frames' output", **TOL, variants=prepare_variants, hints=HINTS,
-                derive=Call("framing", "prepare_frames", args, axes=("T", "L")))
+                derive=Call("framing", "prepare_frames", args, second=((longer(x, S), *args[1:]), {}), axes=("T", "L")))
 
 
 def prepare_variants(x, L, S, coeff=0.97) -> dict[str, torch.Tensor]:
@@ -180,7 +186,8 @@ def dc_property(ctx):
         frames = signal(seed, T * L).reshape(T, L) + seed % 7  # (T, L), with an offset to remove
         ctx.inputs = dict(frames=frames)
         ctx.compare(ctx.call("remove_dc", frames.clone()), features.remove_dc(frames), "remove_dc's output", **TOL,
-                    derive=Call("framing", "remove_dc", (frames,), axes=("T", "L")))
+                    derive=Call("framing", "remove_dc", (frames,), second=((signal(seed + 1, (T + 2) * (L + 3))
+                                .reshape(T + 2, L + 3) + 1.5,), {}), axes=("T", "L")))
 
     ctx.prove(st.tuples(st.integers(1, 6), st.integers(1, 30), st.integers(0, 2**16)), check)
 
@@ -193,7 +200,8 @@ def emphasis_property(ctx):
         ctx.inputs = dict(frames=frames, coeff=coeff)
         ctx.compare(ctx.call("pre_emphasis", frames.clone(), coeff), features.pre_emphasis(frames, coeff),
                     "pre_emphasis' output", **TOL, variants=emphasis_variants, hints=HINTS,
-                    derive=Call("framing", "pre_emphasis", (frames, coeff), axes=("T", "L")))
+                    derive=Call("framing", "pre_emphasis", (frames, coeff), axes=("T", "L"),
+                                second=((signal(seed + 1, (T + 2) * (L + 3)).reshape(T + 2, L + 3), coeff), {})))
 
     coeffs = st.sampled_from([0.97, 0.5, 1.0, 0.0, 0.25])
     ctx.prove(st.tuples(st.integers(1, 5), st.integers(1, 30), coeffs, st.integers(0, 2**16)), check)

@@ -64,6 +64,12 @@ def spectrograms(seed: int, B: int, T: int, F: int) -> torch.Tensor:
     return torch.randn(B, T, F, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
+def larger(x: torch.Tensor) -> torch.Tensor:
+    """A second input for a diagnosis: more frames and bins than a shrunk counterexample has, other values."""
+    B, T, F = x.shape
+    return spectrograms(T * 31 + F, B, T + 11, F + 7)
+
+
 def grid_variants(T, F, p, sf, st_) -> dict[str, torch.Tensor]:
     return {"grid_missing_plus_one": torch.tensor([(F - p) // sf, (T - p) // st_]),
             "grid_missing_plus_one#2": torch.tensor([(F - p) // sf, (T - p) // st_ + 1])}
@@ -91,7 +97,8 @@ def check_patchify(ctx, x, p, sf, st_):
     ctx.inputs = dict(input_values=x, patch_size=p, frequency_stride=sf, time_stride=st_)
     ctx.compare(ctx.call("patchify", x.clone(), p, sf, st_), model.patchify(x, p, sf, st_), "patchify's output",
                 **EXACT, variants=patch_variants, hints=HINTS,
-                derive=Call("patches", "patchify", (x, p, sf, st_), axes=("B", "P", "p*p")))
+                derive=Call("patches", "patchify", (x, p, sf, st_), second=((larger(x), p, sf, st_), {}),
+                            axes=("B", "P", "p*p")))
 
 
 def check_embed(ctx, x, weight, bias, sf, st_):
@@ -100,7 +107,8 @@ def check_embed(ctx, x, weight, bias, sf, st_):
     expected = conv.flatten(2).transpose(1, 2)  # (B, P, D), frequency-major
     ctx.compare(ctx.call("patch_embed", x.clone(), weight, bias, sf, st_), expected, "patch_embed's output", **TOL,
                 variants=embed_variants, hints=HINTS,
-                derive=Call("patches", "patch_embed", (x, weight, bias, sf, st_), axes=("B", "P", "D")))
+                derive=Call("patches", "patch_embed", (x, weight, bias, sf, st_),
+                            second=((larger(x), weight, bias, sf, st_), {}), axes=("B", "P", "D")))
 
 
 # (patch size, frequency stride, time stride, extra frames, extra bins, batch, seed); strides may exceed p (gaps)
