@@ -180,6 +180,22 @@ def attention_edges(ctx):
     check_attention(ctx, 2, 1, 19, 16, 16, 16, 4, sm_scale=0.3)
 
 
+@GRADER.test("softmax and flash_attention_forward compute with their kernels (no torch matmul, exp or sum)")
+def kernels_do_the_work(ctx):
+    from ast_min.assignments.graders.triton_backward import COMPUTATIONS, Recorder
+
+    x = rows(5, 3, 10)
+    q, k, v = (torch.randn(1, 1, 20, 16, generator=torch.Generator().manual_seed(6)).to(DEVICE) for _ in range(3))
+    for name, args in (("softmax", (x.to(DEVICE),)), ("flash_attention_forward", (q, k, v))):
+        ctx.inputs = dict(zip(("x",) if name == "softmax" else ("q", "k", "v"), args))
+        with Recorder() as recorder:
+            ctx.call(name, *args)
+        computed = sorted(set(recorder.ops) & COMPUTATIONS)
+        if computed:
+            raise Fail(f"`{name}` ran torch's {', '.join(computed)}: the assignment is the kernel, so the "
+                       "computation must happen inside it (the launcher only allocates and launches)")
+
+
 # ---- 3. timing on a GPU: reported, not graded ----------------------------------------------------------------------------
 
 
