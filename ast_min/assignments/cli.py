@@ -3,7 +3,8 @@
     ast-min assignment list
     ast-min assignment start NAME [--dir DIR]
     ast-min assignment check NAME [--dir DIR] [--json]
-    ast-min assignment grade NAME SUBMISSION... [--seed SECRET] [--csv FILE] [--gradescope FILE]
+    ast-min assignment grade NAME SUBMISSION... [--seed SECRET] [--csv FILE] [--gradescope FILE] [--similarity]
+    ast-min assignment similar NAME SUBMISSION... [--json] [--threshold T]   (instructors: the copy check)
     ast-min assignment autograder NAME [--dir DIR] [--seed SECRET]
     ast-min assignment solution NAME [--dir DIR]      (instructors: the source, solutions included)
 """
@@ -42,6 +43,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     grade.add_argument("--csv", help="write one row per submission and test to this file")
     grade.add_argument("--gradescope", help="write Gradescope's results.json (one submission) to this file")
     grade.add_argument("--json", action="store_true", help="print one JSON object per submission")
+    grade.add_argument("--similarity", action="store_true",
+                       help="then run the copy check on the submissions, as `similar` does (default threshold)")
+    similar = sub.add_parser("similar", help="the copy check: pairs of submissions, and each against ast-min's own "
+                             "code and the instructor source, that share code after renaming and reformatting")
+    similar.add_argument("name", metavar="NAME")
+    similar.add_argument("submissions", metavar="SUBMISSION", nargs="+",
+                         help="a student's NAME.py (triton: triton_kernels.py), or a folder holding it")
+    similar.add_argument("--threshold", type=float, default=None,
+                         help="report pairs scoring above this, in [0, 1] (default: similarity.THRESHOLD, 0.5)")
+    similar.add_argument("--json", action="store_true",
+                         help='print {"pairs": [{"a", "b", "score", "matches": [[a_first, a_last, b_first, b_last]]}]}')
     bundle = sub.add_parser("autograder", help="write a Gradescope autograder bundle (setup.sh, run_autograder)")
     bundle.add_argument("name", metavar="NAME")
     bundle.add_argument("--dir", default=".", help="folder to write the bundle in (default: the current folder)")
@@ -61,7 +73,7 @@ def seed_of(secret: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     return {"list": _list, "start": _start, "check": _check, "grade": _grade,
-            "autograder": _autograder, "solution": _solution}[args.action](args)
+            "autograder": _autograder, "solution": _solution, "similar": _similar}[args.action](args)
 
 
 def _list(args) -> int:
@@ -164,6 +176,8 @@ def _grade(args) -> int:
             for given, report in reports:
                 for t in report.tests:
                     writer.writerow([given, assignment.name, t.name, t.score, t.max_score, t.output])
+    if args.similarity:
+        _print_similarity(assignment.name, submissions, None, args.json)
     if args.gradescope:
         report = reports[0][1]
         results = {
@@ -175,6 +189,31 @@ def _grade(args) -> int:
         Path(args.gradescope).parent.mkdir(parents=True, exist_ok=True)
         Path(args.gradescope).write_text(json.dumps(results, indent=1))
     return 0
+
+
+def _similar(args) -> int:
+    assignment = get(args.name)
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise ValueError(f"--threshold {args.threshold:g}: a similarity score is in [0, 1]; give a value in that range")
+    submissions = [(given, _submission(assignment.name, given)) for given in args.submissions]
+    _print_similarity(assignment.name, submissions, args.threshold, args.json)
+    return 0
+
+
+def _print_similarity(name: str, submissions, threshold: float | None, as_json: bool) -> None:
+    from ast_min.assignments import similarity
+
+    threshold = similarity.THRESHOLD if threshold is None else threshold
+    sources = [(str(given), Path(path).read_text(errors="replace")) for given, path in submissions]
+    pairs, problems = similarity.check(name, sources, threshold)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if as_json:
+        print(json.dumps({"pairs": [p.to_dict() for p in pairs]}))
+    else:
+        print(f"copy check of {len(sources)} submission(s), with ast-min and the instructor source "
+              f"(pairs scoring above {threshold:g}; lines a~b):")
+        print(similarity.format_pairs(pairs))
 
 
 SETUP_SH = """#!/usr/bin/env bash
