@@ -112,6 +112,7 @@ class Variant:
     text: str
     how: tuple
     line: int = 0
+    function: str = ""  # the solution's function it changes ("" for output and call variants)
 
 
 @dataclass(frozen=True)
@@ -425,8 +426,14 @@ def source_variants(source: str, function: str) -> list[Variant]:
     out: list[Variant] = []
 
     def add(kind, fn, text, i, edit, node):
-        out.append(Variant(kind, f"in `{fn.name}`, {text}", ("source", i, edit), node.lineno))
+        if kind in VALUE_KINDS and id(node) in index:
+            return  # a factor, a term or a variable of index arithmetic: its slips are the off-by-one edits
+        out.append(Variant(kind, f"in `{fn.name}`, {text}", ("source", i, edit), node.lineno, fn.name))
 
+    index = set()
+    for fn in _reachable(tree, function):
+        if _is_kernel(fn):
+            index |= _index_arithmetic(fn)
     for i, node, fn in _sites(tree, function, ranges):
         if isinstance(node, ast.Call):
             name = _callee(node)
@@ -480,7 +487,7 @@ def source_variants(source: str, function: str) -> list[Variant]:
                                 "is off by one)", i, ("dim", slot, d), node)
             positional = [a for a in node.args if not isinstance(a, ast.Starred)]
             for a, b in itertools.combinations(range(len(positional)), 2):
-                if ast.dump(positional[a]) != ast.dump(positional[b]):
+                if _same_kind(positional[a], positional[b]):
                     add("swapped_arguments", fn, f"arguments `{_short(positional[a], 30)}` and "
                         f"`{_short(positional[b], 30)}` of `{name}` are swapped", i, ("swap_args", a, b), node)
             if len(positional) >= 3 and len(positional) == len(node.args):
@@ -534,7 +541,7 @@ def source_variants(source: str, function: str) -> list[Variant]:
                             f"{'more' if delta > 0 else 'less'}", i, ("slice", bound, delta), node)
         elif isinstance(node, ast.Tuple) and isinstance(node.ctx, ast.Load) and 2 <= len(node.elts) <= 5:
             for a, b in itertools.combinations(range(len(node.elts)), 2):
-                if ast.dump(node.elts[a]) != ast.dump(node.elts[b]):
+                if _same_kind(node.elts[a], node.elts[b]):
                     add("swapped_arguments", fn, f"the entries `{_short(node.elts[a], 30)}` and `{_short(node.elts[b], 30)}`"
                         f" of `{_short(node)}` are swapped", i, ("swap_elts", a, b), node)
         elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.attr in LOWER \
@@ -565,6 +572,71 @@ def source_variants(source: str, function: str) -> list[Variant]:
                             add("wrong_variable", fn, f"`{other}` is used where `{operand.id}` belongs in "
                                 f"`{_short(node)}`", i, ("rename_operand", side, other), node)
     return sorted(out, key=lambda v: (ORDER.index(v.kind), v.line))
+
+
+VALUE_KINDS = ("scale", "left_out", "wrong_variable")  # edits of values, not of indices
+INDEX_CALLS = {"arange", "program_id", "num_programs", "cdiv"}
+POINTER_CALLS = {"load", "store", "atomic_add", "atomic_max", "atomic_min", "atomic_xchg", "atomic_cas"}
+
+
+def _is_kernel(fn: ast.FunctionDef) -> bool:
+    """A @triton.jit function: its integer arithmetic is mostly pointer offsets."""
+    return any(ast.unparse(d).split("(")[0].endswith("jit") for d in fn.decorator_list)
+
+
+def _index_arithmetic(fn: ast.FunctionDef) -> set[int]:
+    """ids of the nodes that compute indices: from arange/program_id results, or inside a load's or store's pointer and mask."""
+    names: set[str] = set()
+    changed = True
+    while changed:  # names assigned from index expressions, to a fixpoint
+        changed = False
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Assign) and _mentions_index(node.value, names):
+                for target in node.targets:  # names only: a subscript store writes values
+                    for n in ([target] if isinstance(target, ast.Name) else getattr(target, "elts", [])):
+                        if isinstance(n, ast.Name) and n.id not in names:
+                            names.add(n.id)
+                            changed = True
+            elif isinstance(node, ast.For) and isinstance(node.target, ast.Name) and node.target.id not in names:
+                names.add(node.target.id)  # a loop counter
+                changed = True
+    out = set()
+    for node in ast.walk(fn):
+        if isinstance(node, ast.BinOp) and _mentions_index(node, names):
+            out.add(id(node))
+        if isinstance(node, ast.Call) and _callee(node) in POINTER_CALLS:
+            for part in node.args[:1] + [k.value for k in node.keywords if k.arg in ("mask", "other")]:
+                out |= {id(n) for n in ast.walk(part)}
+    return out
+
+
+def _mentions_index(node, names: set[str]) -> bool:
+    """Does `node` compute with indices? What a subscript selects and what a load reads are values, not indices."""
+    if isinstance(node, ast.Name):
+        return node.id in names
+    if isinstance(node, ast.Subscript):
+        return _mentions_index(node.value, names)
+    if isinstance(node, ast.Call):  # index functions, arithmetic on their results, or else a value
+        if _callee(node) in INDEX_CALLS:
+            return True
+        if _callee(node) == "to" and isinstance(node.func, ast.Attribute):  # an index cast (to int64) stays one
+            return _mentions_index(node.func.value, names)
+        if _callee(node) not in ("min", "max", "minimum", "maximum", "int", "abs", "len"):
+            return False
+        return any(_mentions_index(a, names) for a in node.args)
+    return any(_mentions_index(child, names) for child in ast.iter_child_nodes(node))
+
+
+def _same_kind(a, b) -> bool:
+    """Two expressions a student could swap: different, and both constants, both containers or both computed."""
+    def kind(node):
+        if isinstance(node, ast.Constant) or _int_constant(node) is not None:
+            return "constant"
+        if isinstance(node, (ast.Tuple, ast.List, ast.Dict, ast.Set, ast.Starred, ast.Lambda)):
+            return type(node).__name__
+        return "computed"
+
+    return kind(a) == kind(b) and ast.dump(a) != ast.dump(b)
 
 
 def _op(op) -> str:
@@ -806,8 +878,12 @@ def _search(call, variants, got, expected, first, second, atol, rtol, send):
     send("base", ok, None)
     if not ok:
         return
+    inert = _inert_functions(call, variants, reference, first)
     reference2 = None
     for k, variant in enumerate(variants):
+        if variant.function in inert:
+            send(k, None, None)
+            continue
         try:
             out = run_variant(variant, call, *first, reference)
             if not reproduces(got, out, atol, rtol):
@@ -818,6 +894,36 @@ def _search(call, variants, got, expected, first, second, atol, rtol, send):
             send(k, max_error(got, out), run_variant(variant, call, *second, reference2))
         except Exception:  # a variant that cannot run on these inputs is no candidate
             send(k, None, None)
+
+
+def _inert_functions(call: Call, variants, reference, first) -> set[str]:
+    """The solution's functions whose changes cannot reach the compared output: emptied, they leave it as it was.
+
+    (Nothing in the dK/dV kernel can change dQ.) One run per function; a function whose emptying
+    fails or changes the output is kept.
+    """
+    source = instructor_source(call.assignment)
+    tree = ast.parse(source)
+    inert = set()
+    for name in sorted({v.function for v in variants if v.function and v.function != call.function}):
+        emptied = copy.deepcopy(tree)
+        for node in emptied.body:
+            if isinstance(node, ast.FunctionDef) and node.name == name:
+                node.body = [node.body[0], ast.Pass()] if _is_docstring(node.body[0]) else [ast.Pass()]
+        try:
+            function = getattr(load_module(ast.unparse(ast.fix_missing_locations(emptied)), call.assignment),
+                               call.function)
+            out = as_tensor(function(*clone(first[0]), **clone(first[1])), call.pick)
+        except Exception:
+            continue
+        if out is not None and out.shape == reference.shape and bool(
+                ((out == reference) | (out.isnan() & reference.isnan())).all()):
+            inert.add(name)
+    return inert
+
+
+def _is_docstring(node) -> bool:
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
 
 
 def _forked(search_args, start: int, deadline: float):
