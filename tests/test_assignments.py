@@ -349,3 +349,20 @@ def test_train_must_leave_the_model_in_eval_mode():
     )
     with pytest.raises(Fail, match="leave it in eval mode"):
         finetune.training(Context(student, 0, EXAMPLES))
+
+
+# head_large_init is judged by its measured effect (the loss at initialisation), not by a variant of an output
+REPRODUCED = [(name, m) for name, m in MISTAKES if m.name != "head_large_init"]
+
+
+@pytest.mark.parametrize("name, mistake", REPRODUCED, ids=[f"{n}-{m.name}" for n, m in REPRODUCED])
+def test_every_known_mistakes_hint_reproduces_it_on_a_second_input(name, mistake, tmp_path):
+    """A hint is shown only with the evidence that its variant equals the student's output twice."""
+    submission = write(tmp_path, name, mutated(name, *mistake.mutation))
+    (result,) = grade(name, submission, max_examples=EXAMPLES, only=[mistake.test]).tests
+    lines = result.output.splitlines()
+    (at,) = [i for i, line in enumerate(lines) if line.strip().startswith(f"hint ({mistake.name})")]
+    evidence = re.match(r"\s*\(this mistake reproduces your output here and on a second input: max differences "
+                        r"(\S+) and (\S+)\)$", lines[at + 1])
+    assert evidence, result.output
+    assert all(float(x) < 1e-3 for x in evidence.groups()), result.output

@@ -87,7 +87,8 @@ def load_default():
 
 
 def fill_variants(mean, std) -> dict[str, torch.Tensor]:
-    return {"fill_zero": torch.tensor([0.0]), "fill_one_std": torch.tensor([-mean / std])}
+    return {"fill_zero": torch.tensor([0.0], dtype=torch.float64),
+            "fill_one_std": torch.tensor([-mean / std], dtype=torch.float64)}
 
 
 def grid_of(config) -> tuple[int, int]:
@@ -163,11 +164,17 @@ def adapted_model(ctx):
     return model
 
 
+def returned_model(returned, name: str):
+    """The model `name` returned, as the task asks; anything else is a `Fail` saying so."""
+    if not isinstance(returned, torch.nn.Module):
+        raise Fail(f"`{name}` should return the model, as the task says; it returned {type(returned).__name__}")
+    return returned
+
+
 def with_new_head(ctx):
     model = adapted_model(ctx)
     torch.manual_seed(ctx.seed % 2**63)  # the fresh head's draws: the same for the same grading seed
-    returned = ctx.call("new_head", model, LABELS)
-    model = returned if returned is not None else model
+    model = returned_model(ctx.call("new_head", model, LABELS), "new_head")
     if dict(model.config.id2label) != dict(enumerate(LABELS)):
         raise Fail(f"after new_head, model.config.id2label should be {dict(enumerate(LABELS))}, got "
                    f"{dict(model.config.id2label)}: set model.config = model.config.replace(id2label=...)")
@@ -187,9 +194,9 @@ def fill(ctx):
             raise Fail(f"fill_value should return a number, got {type(got).__name__}")
         # the second input that confirms a hint: other statistics
         second = ((mean - 1.3, std + 0.7), {})
-        ctx.compare(torch.tensor([float(got)]), torch.tensor([-mean / (2 * std)]), "the fill value", atol=1e-9,
-                    rtol=1e-9, variants=fill_variants, hints=HINTS,
-                    derive=Call("finetune", "fill_value", (mean, std), second=second))
+        expected = torch.tensor([-mean / (2 * std)], dtype=torch.float64)
+        ctx.compare(torch.tensor([float(got)], dtype=torch.float64), expected, "the fill value", atol=1e-9, rtol=1e-9,
+                    variants=fill_variants, hints=HINTS, derive=Call("finetune", "fill_value", (mean, std), second=second))
 
     ctx.prove(st.tuples(st.floats(-10, -0.5), st.floats(0.5, 8)), check)
 
@@ -262,7 +269,7 @@ def training(ctx):
     started = time.monotonic()
     returned = ctx.call("train", model, x.clone(), y.clone(), -mean / (2 * std), TRAIN_SECONDS)
     seconds = time.monotonic() - started
-    model = returned if returned is not None else model
+    model = returned_model(returned, "train")
     if seconds > TRAIN_SECONDS:
         raise Fail(f"train took {seconds:.0f} s, over its {TRAIN_SECONDS:.0f} s budget: stop when time is up")
     if model.training:

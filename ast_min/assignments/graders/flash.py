@@ -104,16 +104,16 @@ def qkv(seed, B, H, N, Dh, count=3):
     return [torch.randn(B, H, N, Dh, generator=g, dtype=torch.float64) for _ in range(count)]
 
 
-def _scores(q, k, causal, scale, offset=0):
+def _scores(q, k, causal, scale):
     s = q @ k.transpose(-2, -1) * scale  # (B, H, N, N): the grader may, the student may not
     if causal:
         n = q.shape[-2]
-        s = s.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1 + offset), float("-inf"))
+        s = s.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
     return s
 
 
-def forward_variants(q, k, v, causal, scale, block_n) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """(O, LSE) of each forward mistake, computed from the full score matrix."""
+def forward_variants(q, k, v, causal, scale, block_n, block_m=None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """(O, LSE) of each forward mistake, computed from the full score matrix (the causal one needs block_m)."""
     s = _scores(q, k, causal, scale)
     N = s.shape[-1]
     nb = -(-N // block_n)
@@ -128,8 +128,15 @@ def forward_variants(q, k, v, causal, scale, block_n) -> dict[str, tuple[torch.T
         "no_scale": attention_math(q, k, v, causal, 1.0),
         "lse_without_max": (o_ref, lse_ref - s.amax(-1)),
     }
-    if causal:
-        s1 = _scores(q, k, True, scale, offset=1)
+    if causal and block_m is not None:
+        # query i sees keys j <= i + 1, among the keys its block's loop visits: the key blocks that start
+        # before the block's last row + 1, so key i + 1 is out of reach where a key block ends at i
+        rows = torch.arange(N)
+        last_key = torch.clamp((rows // block_m + 1) * block_m, max=N)  # each row's block's last row + 1
+        reach = torch.clamp(-(-last_key // block_n) * block_n, max=N)  # past the last key the loop visits
+        cols = torch.arange(N)
+        hidden = (cols[None, :] > rows[:, None] + 1) | (cols[None, :] >= reach[:, None])
+        s1 = (q @ k.transpose(-2, -1) * scale).masked_fill(hidden, float("-inf"))
         out["causal_off_by_one"] = (s1.softmax(-1) @ v, torch.logsumexp(s1, -1))
     return out
 
@@ -137,7 +144,7 @@ def forward_variants(q, k, v, causal, scale, block_n) -> dict[str, tuple[torch.T
 def forward_call_variants(q, k, v, causal=False, sm_scale=None, block_m=64, block_n=64):
     """forward_variants as a function of blockwise_attention's own arguments, computed in float64."""
     scale = 1 / math.sqrt(q.shape[-1]) if sm_scale is None else sm_scale
-    return forward_variants(q.double(), k.double(), v.double(), causal, scale, block_n)
+    return forward_variants(q.double(), k.double(), v.double(), causal, scale, block_n, block_m)
 
 
 def o_variants(*args, **kwargs):
