@@ -5,33 +5,38 @@ answers from the instructor's solution itself, the same way for every assignment
 the student's output equals. Three sources of derived variants, cheapest first:
 
 - the reference output transformed (`output_variants`): two axes swapped, the flattening order of
-  a dimension changed (row- vs column-major over a factorisation of its size), doubled or halved,
-  one slice short along a dimension;
+  a dimension changed (row- vs column-major over a factorisation of its size, after 0, 1 or 2
+  leading entries such as [CLS] and [DIST]), doubled or halved, one slice short along a dimension;
 - the solution called with changed arguments (`boundary_variants`): two arguments of the same kind
   swapped (two integers, two tensors of one shape), a flag flipped, a given optional argument
-  ignored (its default used);
+  ignored (its default used), a tensor argument read in the other flattening order;
 - the solution's own code changed at one place (`source_variants`), inside its solution blocks
   (the lines a student writes) of the graded function and the functions it reaches: a reduction
   (mean, sum, max, softmax, norm, ...) over another axis; a transpose left out; a multiplication or
   division by a factor left out, applied twice or inverted, or its result doubled or halved; a
-  `+ 1` / `- 1` left out, a slice bound one off, a comparison strict instead of non-strict (or the
-  reverse: the causal diagonal); two arguments of a call or two entries of a tuple swapped (the
-  axes of a launch grid, the size and step of an unfold); a tensor flattened in the other order; a
-  log in another base, an exp in base 2, a floor max(x, eps) written as x + eps or left out; the
-  computation in a lower precision (float16/bfloat16 for float32, float32 for float64, a dtype
-  conversion left out); an accumulation `+=` written as `=`; a step, a branch or an argument left
-  out; a variable used where another belongs.
+  `+ 1` / `- 1` left out, a slice bound or a floor division one off, a comparison strict instead
+  of non-strict (or the reverse: the causal diagonal); two arguments of a call or two entries of a
+  tuple swapped (the axes of a launch grid, the size and step of an unfold); a tensor flattened in
+  the other order; a log in another base, an exp in base 2, a floor max(x, eps) written as x + eps
+  or left out; the computation in a lower precision (float16/bfloat16 for float32, float32 for
+  float64, a dtype conversion left out); an accumulation `+=` written as `=`; a step, a branch, a
+  term or an argument left out; a variable used where one it is computed from (or into) belongs.
+  In a Triton kernel, index arithmetic (pointer offsets, masks) gets the off-by-one and swap edits
+  but no scale, term or variable edits: those are slips of values.
 
 A variant is named only when it reproduces the student's output, within the test's tolerance, on
 the counterexample *and* on a second input (`second`, or the same arguments with every floating
 tensor redrawn), so a coincidence on one small input is never reported. Hand-written known
 mistakes (a grader's `MISTAKES`, given to `compare` as `variants`, a function of the same
-arguments) are confirmed the same way and take precedence.
+arguments) are confirmed the same way and take precedence; derived ones are tried in the order of
+`ORDER`, local slips first.
 
 The solution's variants run in a forked process with a time budget: a changed kernel may read or
 write out of bounds (Triton's interpreter does not check), loop for long or crash, and none of
-that may touch the grading. Only the student's own function is called in the grading process,
-through `ctx.call`, with plain data.
+that may touch the grading; one that does costs only itself. Variants of a function that cannot
+reach the compared output (nothing in the dK/dV kernel changes dQ) are skipped, after one run of
+the solution with that function emptied. Only the student's own function is called in the grading
+process, through `ctx.call`, with plain data.
 """
 
 from __future__ import annotations
