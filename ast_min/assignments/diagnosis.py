@@ -373,7 +373,7 @@ def _int_constant(node) -> int | None:
 
 
 def _callee(node: ast.Call) -> str | None:
-    f = node.func
+    f = node.func.value if isinstance(node.func, ast.Subscript) else node.func  # kernel[grid](...): the kernel
     return f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else None
 
 
