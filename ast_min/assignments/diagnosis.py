@@ -822,7 +822,18 @@ def load_module(source: str, tag: str):
     spec = importlib.util.spec_from_file_location(key, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[key] = module
-    spec.loader.exec_module(module)
+    # Variants run on CPU copies of the inputs, in a forked process: their kernels go through Triton's
+    # interpreter even on a CUDA machine (@triton.jit reads the variable when it decorates), and the
+    # fork never touches the GPU the grading process holds.
+    before = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if before is None:
+            del os.environ["TRITON_INTERPRET"]
+        else:
+            os.environ["TRITON_INTERPRET"] = before
     _MODULES[key] = module
     return module
 
