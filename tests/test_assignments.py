@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -304,3 +305,107 @@ def test_teaching_doc_lists_every_known_mistake():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "TEACHING.md").read_text()
     missing = [f"{name}/{m.name}" for name, m in MISTAKES if f"| `{name}` | `{m.name}` |" not in doc]
     assert not missing, f"docs/TEACHING.md's known-mistake table lacks {missing}"
+
+
+# ---- the eighth assignment, the chapters' sections, the paths the starters promise -----------------------------------
+
+BUDGET["triton_backward"] = 120  # the interpreter runs three kernels per example
+
+
+def test_list_shows_at_least_eight_assignments():
+    listed = cli("list")
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) >= 8, listed.stdout
+    assert any(line.startswith("triton_backward") for line in listed.stdout.splitlines()), listed.stdout
+
+
+def test_every_section_a_starter_cites_exists_in_its_chapter():
+    from ast_min.assignments.starter import REFERENCE, chapter_sections, headings
+
+    for name in NAMES:
+        a = get(name)
+        cited = REFERENCE.findall(a.source.read_text())
+        assert cited, f"{name}'s source cites no section of {a.chapter}"
+        sections = headings((Path(__file__).resolve().parents[1] / a.chapter).read_text())
+        assert chapter_sections(a.chapter) == sections
+        starter = make_starter(a.source.read_text(), name)
+        for title in cited:
+            assert title in sections, f"{name} cites {title!r}, which {a.chapter} does not have: {sections}"
+            assert f'section {sections[title]}, "{title}"' in starter
+        assert "§[" not in starter
+
+
+def test_a_lost_section_title_stops_the_starter_with_the_titles_there_are():
+    source = get("flash").source.read_text().replace("§[The online softmax]", "§[The offline softmax]")
+    with pytest.raises(ValueError, match="cites section 'The offline softmax'.*2 The online softmax"):
+        make_starter(source, "flash")
+
+
+def test_the_installed_copy_of_the_chapters_sections_is_current():
+    tool = Path(__file__).resolve().parents[1] / "tools" / "chapter_sections.py"
+    checked = subprocess.run([sys.executable, str(tool), "--check"], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_starters_state_no_run_times():
+    """How long a check takes depends on the machine: a starter states budgets (limits), never durations."""
+    for name in NAMES:
+        starter = make_starter(get(name).source.read_text(), name)
+        assert not re.search(r"\bminutes?\b|\b(about|takes?|in) (a|\d+) ?(s|seconds?)\b", starter), name
+
+
+def test_triton_starter_masks_with_the_chapters_finite_value():
+    starter = make_starter(get("triton").source.read_text(), "triton")
+    assert "-1.0e30" in starter and "score of -inf" not in starter
+
+
+def test_flash_with_float16_inputs_must_accumulate_and_return_float32(tmp_path):
+    from ast_min.assignments.graders.flash import T_LOW
+
+    wrong = mutated("flash", "acc_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32\n    q, k, v = q.to",
+                    "acc_dtype = q.dtype\n    q, k, v = q.to")
+    (result,) = grade("flash", write(tmp_path, "flash", wrong), max_examples=EXAMPLES, only=[T_LOW]).tests
+    assert result.score == 0, result.output
+    assert re.search(r"O should be torch.float32 for torch.(b?float16) inputs", result.output), result.output
+
+
+def test_triton_with_a_given_sm_scale_is_graded(tmp_path):
+    from ast_min.assignments.graders.triton import T_ATTN
+
+    wrong = mutated("triton", "scale = 1.0 / math.sqrt(Dh) if sm_scale is None else sm_scale",
+                    "scale = 1.0 / math.sqrt(Dh)")
+    (result,) = grade("triton", write(tmp_path, "triton", wrong), max_examples=EXAMPLES, only=[T_ATTN]).tests
+    assert result.score == 0 and "sm_scale=" in result.output, result.output
+
+
+def test_train_must_leave_the_model_in_eval_mode():
+    import types
+
+    from ast_min import model as ast_model
+    from ast_min.assignments.grading import Context, Fail
+    from ast_min.assignments.graders import finetune
+
+    source = types.ModuleType("finetune_solution")
+    exec(compile(get("finetune").source.read_text(), "finetune_solution", "exec"), source.__dict__)
+    student = types.SimpleNamespace(
+        adapt_positions=ast_model.adapt_position_embeddings, new_head=source.new_head,
+        train=lambda model, *args: model.train(),  # no training at all, and the model left in training mode
+    )
+    with pytest.raises(Fail, match="leave it in eval mode"):
+        finetune.training(Context(student, 0, EXAMPLES))
+
+
+# head_large_init is judged by its measured effect (the loss at initialisation), not by a variant of an output
+REPRODUCED = [(name, m) for name, m in MISTAKES if m.name != "head_large_init"]
+
+
+@pytest.mark.parametrize("name, mistake", REPRODUCED, ids=[f"{n}-{m.name}" for n, m in REPRODUCED])
+def test_every_known_mistakes_hint_reproduces_it_on_a_second_input(name, mistake, tmp_path):
+    """A hint is shown only with the evidence that its variant equals the student's output twice."""
+    submission = write(tmp_path, name, mutated(name, *mistake.mutation))
+    (result,) = grade(name, submission, max_examples=EXAMPLES, only=[mistake.test]).tests
+    lines = result.output.splitlines()
+    (at,) = [i for i, line in enumerate(lines) if line.strip().startswith(f"hint ({mistake.name})")]
+    evidence = re.match(r"\s*\(this mistake reproduces your output here and on a second input: max differences "
+                        r"(\S+) and (\S+)\)$", lines[at + 1])
+    assert evidence, result.output
+    assert all(float(x) < 1e-3 for x in evidence.groups()), result.output

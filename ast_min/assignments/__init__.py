@@ -6,15 +6,17 @@ starter is generated (`starter.py`), and one grader, `graders/<name>.py`, whose 
 grading process (`runner.py`) while the student's file runs only in a separate, limited worker
 (`sandbox.py`, `worker.py`) that answers with checked plain data. docs/TEACHING.md describes the
 design, its threat model and the Gradescope bundle (`autograder.py`), and lists every known mistake
-the graders recognise.
+the graders recognise; `diagnosis.py` names the wrong answers nobody listed, and `similarity.py` is
+the instructors' copy check.
 
-    framing    chapter 01  frame_signal, remove_dc, pre_emphasis, hanning_window, prepare_frames
-    mel        chapter 01  mel_filterbank, log_mel
-    patches    chapter 02  grid_size, patchify, patch_embed
-    attention  chapter 02  split_heads, merge_heads, self_attention, block
-    flash      chapter 03  online_softmax, blockwise_attention, blockwise_attention_backward
-    triton     chapter 03  softmax, flash_attention_forward (Triton kernels, CPU interpreter)
-    finetune   chapter 04  fill_value, apply_masks, adapt_positions, new_head, train
+    framing          chapter 01  frame_signal, remove_dc, pre_emphasis, hanning_window, prepare_frames
+    mel              chapter 01  mel_filterbank, log_mel
+    patches          chapter 02  grid_size, patchify, patch_embed
+    attention        chapter 02  split_heads, merge_heads, self_attention, block
+    flash            chapter 03  online_softmax, blockwise_attention, blockwise_attention_backward
+    triton           chapter 03  softmax, flash_attention_forward (Triton kernels, CPU interpreter)
+    triton_backward  chapter 03  attention_delta, flash_attention_backward (delta, dK/dV and dQ kernels)
+    finetune         chapter 04  fill_value, apply_masks, adapt_positions, new_head, train
 """
 
 from __future__ import annotations
@@ -90,6 +92,12 @@ ASSIGNMENTS: dict[str, Assignment] = {
             "a row-softmax kernel and the fused-attention forward kernel in Triton (runs on the CPU)",
             # not triton.py: a file of that name would shadow the triton package it imports
             filename="triton_kernels.py",
+        ),
+        Assignment(
+            "triton_backward",
+            "notebooks/03_flash_attention_in_triton.py",
+            ("attention_delta", "flash_attention_backward"),
+            "FlashAttention-2's backward in Triton: the delta, dK/dV and dQ kernels (runs on the CPU)",
         ),
         Assignment(
             "finetune",

@@ -3,7 +3,8 @@
     ast-min assignment list
     ast-min assignment start NAME [--dir DIR]
     ast-min assignment check NAME [--dir DIR] [--json]
-    ast-min assignment grade NAME SUBMISSION... [--seed-file FILE] [--csv FILE] [--gradescope FILE] [--json]
+    ast-min assignment grade NAME SUBMISSION... [--seed-file FILE] [--csv FILE] [--gradescope FILE] [--json] [--similarity]
+    ast-min assignment similar NAME SUBMISSION... [--json] [--threshold T]   (instructors: the copy check)
     ast-min assignment autograder NAME --seed-file FILE [--dir DIR] [--overwrite] [--wheel FILE]
     ast-min assignment solution NAME [--dir DIR]      (instructors: the source, solutions included)
 """
@@ -46,6 +47,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     grade.add_argument("--csv", help="write one row per submission and test to this file")
     grade.add_argument("--gradescope", help="write Gradescope's results.json (one submission) to this file")
     grade.add_argument("--json", action="store_true", help="print one JSON object per submission")
+    grade.add_argument("--similarity", action="store_true",
+                       help="then run the copy check on the submissions, as `similar` does (default threshold)")
+    similar = sub.add_parser("similar", help="the copy check: pairs of submissions, and each against ast-min's own "
+                             "code and the instructor source, that share code after renaming and reformatting")
+    similar.add_argument("name", metavar="NAME")
+    similar.add_argument("submissions", metavar="SUBMISSION", nargs="+",
+                         help="a student's NAME.py (triton: triton_kernels.py), or a folder holding it")
+    similar.add_argument("--threshold", type=float, default=None,
+                         help="report pairs scoring above this, in [0, 1] (default: similarity.THRESHOLD, 0.5)")
+    similar.add_argument("--json", action="store_true",
+                         help='print {"pairs": [{"a", "b", "score", "matches": [[a_first, a_last, b_first, b_last]]}]}')
     bundle = sub.add_parser("autograder", help="write a Gradescope autograder bundle (setup.sh, run_autograder, "
                                                "a wheel of this ast-min)")
     bundle.add_argument("name", metavar="NAME")
@@ -101,12 +113,13 @@ class _Gone(argparse.Action):
 
 def run(args: argparse.Namespace) -> int:
     return {"list": _list, "start": _start, "check": _check, "grade": _grade,
-            "autograder": _autograder, "solution": _solution}[args.action](args)
+            "autograder": _autograder, "solution": _solution, "similar": _similar}[args.action](args)
 
 
 def _list(args) -> int:
+    width = max(len(a.name) for a in ASSIGNMENTS.values())
     for a in ASSIGNMENTS.values():
-        print(f"{a.name:<10} {Path(a.chapter).stem:<32} {', '.join(a.functions)}")
+        print(f"{a.name:<{width}} {Path(a.chapter).stem:<32} {', '.join(a.functions)}")
     return 0
 
 
@@ -221,10 +234,40 @@ def _grade(args) -> int:
         _write_atomically(Path(args.csv), _csv_text(assignment.name, reports))
     if args.gradescope and reports:
         _write_atomically(Path(args.gradescope), _gradescope_text(reports[0][1]))
+    if args.similarity and not interrupted:
+        _print_similarity(assignment.name, submissions, None, args.json)
     if interrupted:
         print(f"interrupted: {len(reports)} of {len(submissions)} submissions graded and written", file=sys.stderr)
         return 130
     return 0
+
+
+def _similar(args) -> int:
+    assignment = get(args.name)
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise ValueError(f"--threshold {args.threshold:g}: a similarity score is in [0, 1]; give a value in that range")
+    submissions = [(given, _submission(assignment.name, given)) for given in args.submissions]
+    _print_similarity(assignment.name, submissions, args.threshold, args.json)
+    return 0
+
+
+def _print_similarity(name: str, submissions, threshold: float | None, as_json: bool) -> None:
+    from ast_min.assignments import similarity
+
+    threshold = similarity.THRESHOLD if threshold is None else threshold
+    from ast_min.assignments.sandbox import read_submission
+
+    # read as text and tokenized, never run; no link followed, and no file larger than a submission may be
+    sources = [(str(given), read_submission(path).decode("utf-8", errors="replace")) for given, path in submissions]
+    pairs, problems = similarity.check(name, sources, threshold)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if as_json:
+        print(json.dumps({"pairs": [p.to_dict() for p in pairs]}))
+    else:
+        print(f"copy check of {len(sources)} submission(s), with ast-min and the instructor source "
+              f"(pairs scoring above {threshold:g}; lines a~b):")
+        print(similarity.format_pairs(pairs))
 
 
 def _isolation_notes(seed_file: str | None, submissions: list[Path]) -> list[str]:

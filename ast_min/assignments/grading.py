@@ -14,9 +14,10 @@ earns partial credit), and lists its known mistakes in `MISTAKES`. A test receiv
     with ctx.memory_limit(n): calls in the block run in a fresh worker that may map at most n more
                             bytes than Python and torch do: a property of *how* the student computes
     ctx.inputs = {...}      the current inputs, quoted by every failure message
-    ctx.compare(got, expected, what, atol=, rtol=, variants=, hints=)
+    ctx.compare(got, expected, what, atol=, rtol=, variants=, hints=, derive=)
                             close enough, or a `Fail` naming the inputs, the first mismatching
-                            index, expected and got, and a hint when `got` equals a known mistake
+                            index, expected and got, and a hint when a known mistake, or a wrong
+                            answer derived from the solution (`diagnosis`), reproduces `got`
     ctx.prove(strategy, check)
                             a hypothesis property, derandomised by the grading seed, no database;
                             a failure is reported on the shrunk counterexample
@@ -211,14 +212,16 @@ class InProcess:
     def __init__(self, module):
         self.module = module
 
-    def call(self, name: str, args, kwargs):
+    def call(self, name: str, args, kwargs, watch: tuple[str, ...] = ()):
         function = getattr(self.module, name, None)
         if not callable(function):
             raise failure(name, {"kind": "no_function"})
         try:
-            return function(*args, **kwargs)
+            with wire.op_recorder(list(watch)) as seen:
+                result = function(*args, **kwargs)
         except BaseException as e:
             raise failure(name, wire.error_report(e, [], getattr(self.module, "__file__", None))) from None
+        return {"result": result, "ops": sorted(seen.ops)} if watch else result
 
     def remote(self, value):
         return value
@@ -250,6 +253,17 @@ class Context:
         """Call the student's `name` in the worker; turn every way it can go wrong into a `Fail`."""
         return self.student.call(name, args, kwargs)
 
+    def call_watching(self, ops, name: str, *args, **kwargs) -> tuple[Any, list[str]]:
+        """As `call`, and which of the torch operations `ops` (aten names: "mm", "exp", ...) the call ran.
+
+        The operations are noted inside the student's process: evidence for an honest student, not
+        a defence (docs/TEACHING.md, "Threat model")."""
+        reply = self.student.call(name, args, kwargs, watch=tuple(ops))
+        if (not isinstance(reply, dict) or set(reply) != {"result", "ops"} or not isinstance(reply["ops"], list)
+                or not all(isinstance(op, str) and op in ops for op in reply["ops"])):
+            raise Fail(f"`{name}`: the grader could not read which operations it ran")
+        return reply["result"], reply["ops"]
+
     def remote(self, value) -> RemoteObject:
         """Send `value` (of a class in `Grader.shipped`) to the worker; the result stands for the copy there."""
         return self.student.remote(value)
@@ -277,25 +291,31 @@ class Context:
         *,
         atol: float = 1e-6,
         rtol: float = 1e-6,
-        variants: dict[str, torch.Tensor] | None = None,
+        variants: dict[str, torch.Tensor] | Callable[..., dict[str, torch.Tensor]] | None = None,
         hints: dict[str, str] | None = None,
+        derive: "diagnosis.Call | None" = None,
     ) -> None:
         """Pass when got ~ expected elementwise (|got - expected| <= atol + rtol |expected|, NaNs equal).
 
-        On a failure the message names the inputs, the first mismatching index, expected and got;
-        when `got` equals one of `variants` (the outputs of known mistakes, computed by the grader)
-        it adds that mistake's hint from `hints`.
+        On a failure the message names the inputs, the first mismatching index, expected and got,
+        and a hint when a mistake reproduces `got`. With `derive` (how `got` was produced: the
+        student's function and its arguments, `diagnosis.Call`), `variants` is a function of those
+        arguments returning the known mistakes' outputs, and a mistake is named only when it
+        reproduces the student's output here *and* on a second input; known mistakes come first,
+        then the wrong answers `diagnosis` derives from the solution itself. Without `derive`,
+        `variants` is a dict of outputs on these inputs only.
         """
         got = self.expect_tensor(got, what)
         got_cpu, exp_cpu = got.detach().cpu().to(torch.float64), expected.detach().cpu().to(torch.float64)
-        hint = self._hint(got_cpu, variants or {}, hints or {}, atol, rtol)
+        if got_cpu.shape == exp_cpu.shape:
+            close = _close(got_cpu, exp_cpu, atol, rtol)
+            if bool(close.all()):
+                return
+        hint = self._hint(got_cpu, exp_cpu, variants, hints or {}, atol, rtol, derive)
         if got_cpu.shape != exp_cpu.shape:
             raise Fail(
                 f"{what} should have shape {tuple(exp_cpu.shape)}, got {tuple(got_cpu.shape)}{self.on_inputs()}{hint}"
             )
-        close = _close(got_cpu, exp_cpu, atol, rtol)
-        if bool(close.all()):
-            return
         flat = int((~close).flatten().nonzero()[0])
         index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), exp_cpu.shape)) if exp_cpu.dim() else ()
         error = (got_cpu - exp_cpu).abs().nan_to_num(math.inf)
@@ -306,14 +326,27 @@ class Context:
             f"(tolerance {atol:g} + {rtol:g} |expected|){hint}"
         )
 
-    @staticmethod
-    def _hint(got, variants, hints, atol, rtol) -> str:
-        for name, variant in variants.items():
-            variant = variant.detach().cpu().to(torch.float64)
-            if variant.shape == got.shape and bool(_close(got, variant, atol, rtol).all()):
-                name = name.split("#")[0]  # "mistake#2": a second form of the same mistake
-                return f"\n  hint ({name}): {hints[name]}"
-        return ""
+    def _hint(self, got, expected, variants, hints, atol, rtol, derive) -> str:
+        if derive is None:  # outputs of known mistakes on these inputs only
+            for name, variant in (variants or {}).items():
+                variant = variant.detach().cpu().to(torch.float64)
+                if variant.shape == got.shape and bool(_close(got, variant, atol, rtol).all()):
+                    name = name.split("#")[0]  # "mistake#2": a second form of the same mistake
+                    return f"\n  hint ({name}): {hints[name]}"
+            return ""
+        if not _reported_example():  # hypothesis is still shrinking: only the reported counterexample is diagnosed
+            return ""
+        from ast_min.assignments import diagnosis
+
+        try:
+            finding = diagnosis.find(
+                derive, got, expected, atol, rtol,
+                student=lambda args, kwargs: self.call(derive.function, *args, **kwargs),
+                known=variants, hints=hints, seed=self.seed,
+            )
+        except Exception:  # a diagnosis that cannot finish leaves the verdict without a hint, never without a verdict
+            return ""
+        return diagnosis.describe(finding) if finding is not None else ""
 
     def prove(self, strategy, check: Callable[[Any], None], max_examples: int | None = None) -> None:
         """Run `check` on examples drawn from `strategy` (hypothesis), seeded by the grading seed, no database.
@@ -352,6 +385,13 @@ class Context:
             raise Fail(f"property failed on the smallest counterexample found: {e}") from None
         except Exception as e:  # hypothesis's own complaints (flaky results, unsatisfiable draws)
             raise Fail(f"property check could not finish: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+
+
+def _reported_example() -> bool:
+    """False while hypothesis explores or shrinks; True on the example it reports, and outside hypothesis."""
+    from hypothesis.control import current_build_context, currently_in_test_context
+
+    return not currently_in_test_context() or current_build_context().is_final
 
 
 def _close(got: torch.Tensor, expected: torch.Tensor, atol: float, rtol: float) -> torch.Tensor:

@@ -327,8 +327,8 @@ class Submission:
         self.charge_restart = True
 
     # ---- calls
-    def call(self, name: str, args, kwargs):
-        return self.request({"function": name}, args, kwargs, name)
+    def call(self, name: str, args, kwargs, watch: tuple[str, ...] = ()):
+        return self.request({"function": name}, args, kwargs, name, watch=watch)
 
     def remote(self, value) -> RemoteObject:
         return self._exchange({"op": "keep"}, {"value": value}, f"sending a {type(value).__name__}")
@@ -344,10 +344,12 @@ class Submission:
             self.worker, self.saved, self.memory = self.saved, None, self.grader.memory_limit
             self.in_memory_block = False
 
-    def request(self, target: dict, args, kwargs, label: str, attribute: str | None = None):
+    def request(self, target: dict, args, kwargs, label: str, attribute: str | None = None, watch=()):
         header = {"op": "call", "target": target, "grad": torch.is_grad_enabled()}
         if attribute is not None:
             header["attribute"] = attribute
+        if watch:
+            header["watch"] = sorted(watch)
         return self._exchange(header, {"args": tuple(args), "kwargs": dict(kwargs)}, label)
 
     def _exchange(self, header: dict, values: dict, label: str):

@@ -4,14 +4,55 @@ Every block between a `### BEGIN SOLUTION` line and its `### END SOLUTION` line 
 `raise NotImplementedError(...)` at the block's indentation, naming the function to write and the
 command that checks it. Nothing inside a block is copied, so no solution line reaches the student;
 `solution_lines` lists them so the tests can prove it.
+
+A source cites its chapter's sections by title, `§[The backward pass]`, and the starter gets the
+section's current number from the chapter's headings (`section 5, "The backward pass"`), so a
+renumbered chapter never leaves a stale reference; a title the chapter no longer has stops the
+build. The headings are read from `notebooks/` in a checkout, and from `sections.py` (generated
+from the same headings by tools/chapter_sections.py, tested to be current) where ast-min is
+installed without the notebooks.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 _DEF = re.compile(r"^(\s*)def\s+(\w+)\s*\(")
+REFERENCE = re.compile(r"§\[([^\]\n]+)\]")
+# "# ## 5 · The backward pass", "# ### 1.2 A fused row softmax", "# ## 1. Predict, on paper"
+HEADING = re.compile(r"^# #{2,4} (\d+(?:\.\d+)*)\.? (?:· )?(.+?)\s*$")
+ROOT = Path(__file__).resolve().parents[2]  # the checkout, when ast-min runs from one
+
+
+def headings(text: str) -> dict[str, str]:
+    """{title: number} of a chapter's numbered section headings (its jupytext markdown lines)."""
+    return {m.group(2): m.group(1) for m in map(HEADING.match, text.splitlines()) if m}
+
+
+def chapter_sections(chapter: str) -> dict[str, str]:
+    """{title: number} for `chapter` (a path such as notebooks/03_flash_attention_in_triton.py)."""
+    path = ROOT / chapter
+    if path.is_file():
+        return headings(path.read_text())
+    from ast_min.assignments.sections import SECTIONS
+
+    return SECTIONS[chapter]
+
+
+def resolve_references(source: str, chapter: str) -> str:
+    """Every `§[Title]` in `source` as `section N, "Title"`, N from `chapter`'s headings; ValueError for a lost title."""
+    sections = chapter_sections(chapter)
+
+    def number(match):
+        title = match.group(1)
+        if title not in sections:
+            raise ValueError(f"the source cites section {title!r}, which {chapter} does not have; its sections are "
+                             + "; ".join(f"{n} {t}" for t, n in sections.items()))
+        return f'section {sections[title]}, "{title}"'
+
+    return REFERENCE.sub(number, source)
 
 
 def _enclosing_function(lines: list[str], index: int, indent: int) -> str | None:
@@ -43,10 +84,13 @@ def _blocks(source: str):
 
 
 def make_starter(source: str, assignment: str) -> str:
-    """The student's file: `source` with every solution block replaced by a NotImplementedError stub."""
-    lines = source.splitlines()
+    """The student's file: `source` with every solution block replaced by a NotImplementedError stub, and its
+    section references numbered from the chapter of `assignment`."""
+    from ast_min.assignments import get
+
+    lines = resolve_references(source, get(assignment).chapter).splitlines()
     out, position = [], 0
-    for begin, end, indent in _blocks(source):
+    for begin, end, indent in _blocks("\n".join(lines)):
         out.extend(lines[position:begin])
         function = _enclosing_function(lines, begin, indent)
         what = f"write the body of `{function}`" if function else "write this part"
@@ -55,6 +99,11 @@ def make_starter(source: str, assignment: str) -> str:
         position = end + 1
     out.extend(lines[position:])
     return "\n".join(out) + "\n"
+
+
+def solution_ranges(source: str) -> list[tuple[int, int]]:
+    """(begin, end) line indices (0-based) of each solution block's marker lines."""
+    return [(begin, end) for begin, end, _ in _blocks(source)]
 
 
 def solution_lines(source: str) -> list[str]:

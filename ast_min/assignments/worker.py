@@ -366,6 +366,35 @@ def error_report(e: BaseException, calls: list, filename: str | None) -> dict:
     return {"kind": "exception", "type": type(e).__name__[:80], "message": _text(e), "where": student_frame(e, filename)}
 
 
+def op_recorder(watch):
+    """A context noting which of the torch operations named in `watch` (aten names: "mm", "exp") run inside it.
+
+    Evidence from inside the student's process, which that process could switch off: it tells an
+    honest student that a computation meant for a kernel ran in torch, and is no defence
+    (docs/TEACHING.md, "Threat model"). With nothing to watch it records nothing.
+    """
+    import contextlib
+    import types
+
+    if not watch:
+        return contextlib.nullcontext(types.SimpleNamespace(ops=set()))
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    names = frozenset(watch)
+
+    class OpRecorder(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops: set[str] = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket.__name__ in names:
+                self.ops.add(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    return OpRecorder()
+
+
 class HonourCodeCall(Exception):
     """Raised by ast-min's stand-in: graded code runs without ast-min."""
 
@@ -594,14 +623,20 @@ class Worker:
         self._seed(request.get("seed", 0))
         import torch
 
+        watch = request.get("watch", [])
+        if not (isinstance(watch, list) and all(isinstance(w, str) for w in watch)):
+            self.send({"id": request_id, "error": {"kind": "protocol", "message": "watch: a list of op names"}})
+            return
         self.guard.calls.clear()
         self.guard.active = True
         try:
-            with torch.set_grad_enabled(bool(request.get("grad", True))):
+            with torch.set_grad_enabled(bool(request.get("grad", True))), op_recorder(watch) as seen:
                 if "attribute" in request:
                     result = getattr(function, request["attribute"])
                 else:
                     result = function(*args, **kwargs)
+            if watch:
+                result = {"result": result, "ops": sorted(seen.ops)}
         except BaseException as e:
             self.guard.active = False
             self.send({"id": request_id, "error": error_report(e, self.guard.calls, self.filename)})

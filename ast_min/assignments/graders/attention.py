@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from hypothesis import strategies as st
 
 from ast_min import model
+from ast_min.assignments.diagnosis import Call, clone
 from ast_min.assignments.grading import Grader, Mistake
 from ast_min.config import ASTConfig
 
@@ -30,7 +31,7 @@ T_SPLIT, T_WORKED, T_ATTN, T_BLOCK = (
     "split_heads and merge_heads: heads by view and transpose, any sizes",
     "self_attention: 2 heads over 4 tokens of 8 features",
     "self_attention equals AST's for any B, L, D, H",
-    "block equals AST's pre-norm block for any B, L, D, H",
+    "block equals AST's pre-norm block for any B, L, D, H and eps",
 )
 
 MISTAKES = [
@@ -59,9 +60,32 @@ MISTAKES = [
 HINTS = {m.name: m.hint for m in MISTAKES}
 
 
-def reference_block(D: int, H: int, seed: int) -> tuple[model.Block, dict[str, torch.Tensor]]:
+def _modules(layer: model.Block) -> dict[str, torch.nn.Module]:
+    """The block's modules under their checkpoint names (`audio_spectrogram_transformer.encoder.layer.{i}.`)."""
+    a = layer.attention
+    return {
+        "attention.attention.query": a.query, "attention.attention.key": a.key, "attention.attention.value": a.value,
+        "attention.output.dense": a.output, "layernorm_before": layer.layernorm_before,
+        "intermediate.dense": layer.mlp.fc1, "output.dense": layer.mlp.fc2, "layernorm_after": layer.layernorm_after,
+    }
+
+
+def block_from(weights: dict[str, torch.Tensor], H: int, eps: float = 1e-12) -> model.Block:
+    """A float64 AST block holding these checkpoint-named weights."""
+    D = weights["layernorm_before.weight"].shape[0]
+    config = ASTConfig(hidden_size=D, num_attention_heads=H, intermediate_size=weights["intermediate.dense.bias"].shape[0],
+                       layer_norm_eps=eps)
+    layer = model.Block(config).double()
+    with torch.no_grad():
+        for name, module in _modules(layer).items():
+            for w in ("weight", "bias"):
+                getattr(module, w).copy_(weights[f"{name}.{w}"])
+    return layer
+
+
+def reference_block(D: int, H: int, seed: int, eps: float = 1e-12) -> tuple[model.Block, dict[str, torch.Tensor]]:
     """A float64 AST block with random weights (biases and LayerNorms too), and its checkpoint-named tensors."""
-    config = ASTConfig(hidden_size=D, num_attention_heads=H, intermediate_size=4 * D)
+    config = ASTConfig(hidden_size=D, num_attention_heads=H, intermediate_size=4 * D, layer_norm_eps=eps)
     layer = model.Block(config).double()
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -69,18 +93,12 @@ def reference_block(D: int, H: int, seed: int) -> tuple[model.Block, dict[str, t
             p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64) * (1.0 / math.sqrt(p.shape[-1])))
         for norm in (layer.layernorm_before, layer.layernorm_after):
             norm.weight.add_(1.0)
-    a = layer.attention
-    names = {
-        "attention.attention.query": a.query, "attention.attention.key": a.key, "attention.attention.value": a.value,
-        "attention.output.dense": a.output, "layernorm_before": layer.layernorm_before,
-        "intermediate.dense": layer.mlp.fc1, "output.dense": layer.mlp.fc2, "layernorm_after": layer.layernorm_after,
-    }
-    weights = {f"{n}.{w}": getattr(m, w).detach().clone() for n, m in names.items() for w in ("weight", "bias")}
+    weights = {f"{n}.{w}": getattr(m, w).detach().clone() for n, m in _modules(layer).items() for w in ("weight", "bias")}
     return layer, weights
 
 
-def attention_variants(x, layer, H) -> dict[str, torch.Tensor]:
-    a = layer.attention
+def attention_variants(x, weights, H) -> dict[str, torch.Tensor]:
+    a = block_from(weights, H).attention
     B, L, D = x.shape
 
     def run(scale=True, dim=-1, transpose=True):
@@ -96,7 +114,8 @@ def attention_variants(x, layer, H) -> dict[str, torch.Tensor]:
                 "heads_without_transpose": run(transpose=False)}
 
 
-def block_variants(x, layer, H) -> dict[str, torch.Tensor]:
+def block_variants(x, weights, H, eps=1e-12) -> dict[str, torch.Tensor]:
+    layer = block_from(weights, H, eps)
     with torch.no_grad():
         attn = lambda t: layer.attention(t, "eager")[0]  # noqa: E731
         post = layer.layernorm_before(x + attn(x))
@@ -104,6 +123,11 @@ def block_variants(x, layer, H) -> dict[str, torch.Tensor]:
         tanh = h + layer.mlp.fc2(F.gelu(layer.mlp.fc1(layer.layernorm_after(h)), approximate="tanh"))
         post = post + layer.mlp.fc2(F.gelu(layer.mlp.fc1(layer.layernorm_after(post))))
     return {"post_norm": post, "tanh_gelu": tanh}
+
+
+def split_variants(x, H) -> dict[str, torch.Tensor]:
+    B, L, D = x.shape
+    return {"heads_without_transpose": x.reshape(B, H, L, D // H)}
 
 
 def tokens(seed, B, L, D):
@@ -117,17 +141,20 @@ def check_attention(ctx, B, L, D, H, seed):
     with torch.no_grad():
         expected = layer.attention(x, "eager")[0]
     ctx.compare(ctx.call("self_attention", x.clone(), weights, H), expected, "self_attention's output", **TOL,
-                variants=attention_variants(x, layer, H), hints=HINTS)
+                variants=attention_variants, hints=HINTS,
+                derive=Call("attention", "self_attention", (x, weights, H), axes=("B", "L", "D")))
 
 
-def check_block(ctx, B, L, D, H, seed):
-    layer, weights = reference_block(D, H, seed)
+def check_block(ctx, B, L, D, H, seed, eps=None):
+    """eps None: the default (1e-12), not passed."""
+    layer, weights = reference_block(D, H, seed, 1e-12 if eps is None else eps)
     x = tokens(seed, B, L, D)
-    ctx.inputs = dict(x=x, num_heads=H, weights=f"random (seed {seed})")
+    ctx.inputs = dict(x=x, num_heads=H, weights=f"random (seed {seed})", **({} if eps is None else dict(eps=eps)))
     with torch.no_grad():
         expected = layer(x, "eager")[0]
-    ctx.compare(ctx.call("block", x.clone(), weights, H), expected, "block's output", **TOL,
-                variants=block_variants(x, layer, H), hints=HINTS)
+    args = (x, weights, H) if eps is None else (x, weights, H, eps)
+    ctx.compare(ctx.call("block", *clone(args)), expected, "block's output", **TOL, variants=block_variants,
+                hints=HINTS, derive=Call("attention", "block", args, axes=("B", "L", "D")))
 
 
 # (batch, tokens, heads, head dim, seed)
@@ -145,9 +172,11 @@ def heads(ctx):
         ctx.inputs = dict(x=x, num_heads=H)
         expected = x.view(B, L, H, Dh).transpose(1, 2)
         ctx.compare(ctx.call("split_heads", x.clone(), H), expected, "split_heads' output", atol=0, rtol=0,
-                    variants={"heads_without_transpose": x.reshape(B, H, L, Dh)}, hints=HINTS)
+                    variants=split_variants, hints=HINTS,
+                    derive=Call("attention", "split_heads", (x, H), axes=("B", "H", "L", "Dh")))
         ctx.inputs = dict(x=expected)
-        ctx.compare(ctx.call("merge_heads", expected.clone()), x, "merge_heads' output", atol=0, rtol=0)
+        ctx.compare(ctx.call("merge_heads", expected.clone()), x, "merge_heads' output", atol=0, rtol=0,
+                    derive=Call("attention", "merge_heads", (expected,), axes=("B", "L", "D")))
 
     ctx.prove(sizes, check)
 
@@ -170,7 +199,9 @@ def attention_property(ctx):
 
 @GRADER.test(T_BLOCK, points=3)
 def block_property(ctx):
-    ctx.prove(sizes, lambda a: check_block(ctx, a[0], a[1], a[2] * a[3], a[2], a[4]))
+    # eps: the default (None: not passed), or one given, large enough to change the LayerNorm's output
+    ctx.prove(st.tuples(sizes, st.sampled_from([None, 1e-5, 0.1, 1.0])),
+              lambda a: check_block(ctx, a[0][0], a[0][1], a[0][2] * a[0][3], a[0][2], a[0][4], eps=a[1]))
 
 
 # ---- 4. edge cases ------------------------------------------------------------------------------------------------------

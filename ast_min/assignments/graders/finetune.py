@@ -32,7 +32,8 @@ from hypothesis import strategies as st
 
 from ast_min import ASTConfig, ASTFeatureExtractor, checkpoint
 from ast_min import model as ast_model
-from ast_min.assignments.grading import Fail, Grader, Mistake, RemoteObject
+from ast_min.assignments.diagnosis import Call
+from ast_min.assignments.grading import Fail, Grader, Mistake, RemoteObject, type_name
 
 DEFAULT_MODEL = Path(ast_model.__file__).resolve().parent / "default_model"
 LABELS = ("tonal", "sweep", "noise", "harmonic")
@@ -62,7 +63,7 @@ T_FILL, T_MASKS, T_POS_WORKED, T_POS, T_HEAD, T_TRAIN = (
     "adapt_positions: the default model's grid for 64-frame clips",
     "adapt_positions equals the original rule for any grids",
     "new_head: C outputs, the new labels, loss at initialisation close to ln C",
-    f"train: >= {PASS_ACCURACY:.0%} held-out accuracy within {TRAIN_SECONDS:.0f} s",
+    f"train: >= {PASS_ACCURACY:.0%} held-out accuracy within {TRAIN_SECONDS:.0f} s, the model left in eval mode",
 )
 
 MISTAKES = [
@@ -91,6 +92,11 @@ HINTS = {m.name: m.hint for m in MISTAKES}
 
 def load_default():
     return ast_model.ASTForAudioClassification.from_pretrained(DEFAULT_MODEL, attn_implementation="sdpa")
+
+
+def fill_variants(mean, std) -> dict[str, torch.Tensor]:
+    return {"fill_zero": torch.tensor([0.0], dtype=torch.float64),
+            "fill_one_std": torch.tensor([-mean / std], dtype=torch.float64)}
 
 
 def grid_of(config) -> tuple[int, int]:
@@ -141,13 +147,17 @@ def rule(pe, old, new, *, crop="middle") -> torch.Tensor:
     return torch.cat([pe[:, :2], grid.reshape(1, D, nf * nt).transpose(1, 2)], dim=1)
 
 
+def position_variants(pe, old, new) -> dict[str, torch.Tensor]:
+    return {"crop_from_start": rule(pe, old, new, crop="start"),
+            "interpolate_when_shorter": rule(pe, old, new, crop="interpolate")}
+
+
 def check_positions(ctx, pe, old, new):
     ctx.inputs = dict(position_embeddings=pe, old_grid=old, new_grid=new)
     got = ctx.call("adapt_positions", pe.clone(), old, new)
-    variants = {"crop_from_start": rule(pe, old, new, crop="start"),
-                "interpolate_when_shorter": rule(pe, old, new, crop="interpolate")}
     ctx.compare(got, checkpoint.adapt_position_embeddings(pe, old, new), "adapt_positions' output",
-                atol=1e-6, rtol=1e-6, variants=variants, hints=HINTS)
+                atol=1e-6, rtol=1e-6, variants=position_variants, hints=HINTS,
+                derive=Call("finetune", "adapt_positions", (pe, old, new), axes=("1", "tokens", "D")))
 
 
 def adapted_model(ctx):
@@ -163,14 +173,16 @@ def adapted_model(ctx):
     return model
 
 
+def returned_model(returned, name: str):
+    """The model `name` returned (it stays in the student's process), as the task asks; else a `Fail` saying so."""
+    if not isinstance(returned, RemoteObject):
+        raise Fail(f"`{name}` should return the model, as the task says; it returned {type_name(returned)}")
+    return returned
+
+
 def with_new_head(ctx):
     """The adapted model in the student's process, after their `new_head` (its draws follow the grading seed)."""
-    model = ctx.remote(adapted_model(ctx))
-    returned = ctx.call("new_head", model, LABELS)
-    if returned is not None and not isinstance(returned, RemoteObject):
-        raise Fail(f"new_head should return the model (or change it in place and return None), got "
-                   f"{type(returned).__name__}")
-    model = returned if returned is not None else model
+    model = returned_model(ctx.call("new_head", ctx.remote(adapted_model(ctx)), LABELS), "new_head")
     labels = model.config.id2label
     if not isinstance(labels, dict) or labels != dict(enumerate(LABELS)):
         raise Fail(f"after new_head, model.config.id2label should be {dict(enumerate(LABELS))}, got "
@@ -189,9 +201,11 @@ def fill(ctx):
         got = ctx.call("fill_value", mean, std)
         if not isinstance(got, (float, int)) and not (isinstance(got, torch.Tensor) and got.numel() == 1):
             raise Fail(f"fill_value should return a number, got {type(got).__name__}")
-        ctx.compare(torch.tensor([float(got)]), torch.tensor([-mean / (2 * std)]), "the fill value", atol=1e-9,
-                    rtol=1e-9, variants={"fill_zero": torch.tensor([0.0]), "fill_one_std": torch.tensor([-mean / std])},
-                    hints=HINTS)
+        # the second input that confirms a hint: other statistics
+        second = ((mean - 1.3, std + 0.7), {})
+        expected = torch.tensor([-mean / (2 * std)], dtype=torch.float64)
+        ctx.compare(torch.tensor([float(got)], dtype=torch.float64), expected, "the fill value", atol=1e-9, rtol=1e-9,
+                    variants=fill_variants, hints=HINTS, derive=Call("finetune", "fill_value", (mean, std), second=second))
 
     ctx.prove(st.tuples(st.floats(-10, -0.5), st.floats(0.5, 8)), check)
 
@@ -208,7 +222,8 @@ def masks(ctx):
         expected = before.clone()
         expected[:, fs : fs + fw] = value
         expected[ts : ts + tw, :] = value
-        ctx.compare(got, expected, "apply_masks' output", atol=0, rtol=0)
+        ctx.compare(got, expected, "apply_masks' output", atol=0, rtol=0,
+                    derive=Call("finetune", "apply_masks", (before, fs, fw, ts, tw, value), axes=("T", "F")))
         if not torch.equal(x, before):
             raise Fail("apply_masks changed its input: work on a copy (features.clone())")
 
@@ -263,11 +278,12 @@ def training(ctx):
     started = time.monotonic()
     returned = ctx.call("train", model, x.clone(), y.clone(), -mean / (2 * std), TRAIN_SECONDS)
     seconds = time.monotonic() - started
-    if returned is not None and not isinstance(returned, RemoteObject):
-        raise Fail(f"train should return the model (or None), got {type(returned).__name__}")
-    model = returned if returned is not None else model
+    model = returned_model(returned, "train")
     if seconds > TRAIN_SECONDS:
         raise Fail(f"train took {seconds:.0f} s, over its {TRAIN_SECONDS:.0f} s budget: stop when time is up")
+    if model.training:
+        raise Fail("train returned the model in training mode: leave it in eval mode (return model.eval()), as the "
+                   "task says, so that whoever uses it next gets its inference behaviour")
     model.eval()
     with torch.no_grad():
         logits = ctx.expect_tensor(model(x_eval).logits, "the logits after train", (EVAL_CLIPS, len(LABELS)))

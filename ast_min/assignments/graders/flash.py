@@ -5,6 +5,13 @@ through it, in float64. Tolerance 1e-10 (gradients 1e-9): the blockwise sums reg
 N <= 70 keys, whose float64 rounding stays ~1e-14; every mistake below is off by far more at the
 inputs drawn (scores of order 1).
 
+float16 and bfloat16 inputs (the task asks for float32 accumulation and float32 results) are
+compared with the float64 result on the same (rounded) inputs at 2e-5: converting them to float32
+is exact, a score sums Dh = 16 float32 products (relative error <= 16 * 2^-24 = 1e-6 of scores of
+order 1), and O sums N <= 70 weighted values (<= 70 * 2^-24 = 4e-6 relative, |v| <= ~4). Keeping
+P in float16 instead rounds it by 2^-11 = 5e-4 relative (bfloat16: 2^-8 = 4e-3), errors of order
+1e-4 and more: only float32 accumulation passes.
+
 The memory claim is checked by what the student's code cannot switch off: the forward and the
 backward each run, for N = 8192, in a fresh worker whose address space may grow by MEMORY_CAP
 (48 MB) at most (a hard limit the kernel enforces). One 256 x 256 tile of float64 scores is 0.5 MB
@@ -23,6 +30,7 @@ import torch
 from hypothesis import strategies as st
 
 from ast_min.kernels.reference import attention_math
+from ast_min.assignments.diagnosis import Call
 from ast_min.assignments.grading import Fail, Grader, Mistake, OutOfMemory
 
 GRADER = Grader("flash", forbidden=(
@@ -32,12 +40,15 @@ TOL = dict(atol=1e-10, rtol=1e-10)
 GRAD_TOL = dict(atol=1e-9, rtol=1e-9)
 MEMORY_N, MEMORY_DH, MEMORY_BLOCK = 8192, 8, 256
 MEMORY_CAP = 48 << 20  # bytes of address space beyond Python, torch and the arguments (module docstring)
-T_ONLINE, T_WORKED, T_FWD, T_BWD, T_MEMORY = (
+LOW_TOL = dict(atol=2e-5, rtol=2e-5)  # float16/bfloat16 inputs, float32 accumulation: see the module docstring
+SECOND_EXTRA = 13  # tokens the second input of a diagnosis adds: a shrunk N = 1 hides most mistakes
+T_ONLINE, T_WORKED, T_FWD, T_BWD, T_MEMORY, T_LOW = (
     "online_softmax: running max and sum for any block size",
     "blockwise_attention: N = 50, Dh = 16, 16 x 16 blocks",
     "blockwise_attention equals softmax(S) V for any sizes, blocks, causal or not",
     "blockwise_attention_backward equals autograd for any sizes, blocks, causal or not",
     "no N x N tensor is ever created (forward and backward)",
+    "blockwise_attention: float16 and bfloat16 inputs, float32 accumulation and results",
 )
 
 MISTAKES = [
@@ -67,21 +78,29 @@ MISTAKES = [
 HINTS = {m.name: m.hint for m in MISTAKES}
 
 
+def online_variants(s, block) -> dict[str, torch.Tensor]:
+    N = s.shape[-1]
+    nb = -(-N // block)
+    padded = torch.nn.functional.pad(s, (0, nb * block - N), value=float("-inf")).unflatten(-1, (nb, block))
+    running = padded.amax(-1).cummax(-1).values  # (R, nb)
+    return {"sum_not_rescaled": torch.exp(padded - running[..., None]).sum((-1, -2))}
+
+
 def qkv(seed, B, H, N, Dh, count=3):
     g = torch.Generator().manual_seed(seed)
     return [torch.randn(B, H, N, Dh, generator=g, dtype=torch.float64) for _ in range(count)]
 
 
-def _scores(q, k, causal, scale, offset=0):
+def _scores(q, k, causal, scale):
     s = q @ k.transpose(-2, -1) * scale  # (B, H, N, N): the grader may, the student may not
     if causal:
         n = q.shape[-2]
-        s = s.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1 + offset), float("-inf"))
+        s = s.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
     return s
 
 
-def forward_variants(q, k, v, causal, scale, block_n) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """(O, LSE) of each forward mistake, computed from the full score matrix."""
+def forward_variants(q, k, v, causal, scale, block_n, block_m=None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """(O, LSE) of each forward mistake, computed from the full score matrix (the causal one needs block_m)."""
     s = _scores(q, k, causal, scale)
     N = s.shape[-1]
     nb = -(-N // block_n)
@@ -96,41 +115,91 @@ def forward_variants(q, k, v, causal, scale, block_n) -> dict[str, tuple[torch.T
         "no_scale": attention_math(q, k, v, causal, 1.0),
         "lse_without_max": (o_ref, lse_ref - s.amax(-1)),
     }
-    if causal:
-        s1 = _scores(q, k, True, scale, offset=1)
+    if causal and block_m is not None:
+        # query i sees keys j <= i + 1, among the keys its block's loop visits: the key blocks that start
+        # before the block's last row + 1, so key i + 1 is out of reach where a key block ends at i
+        rows = torch.arange(N)
+        last_key = torch.clamp((rows // block_m + 1) * block_m, max=N)  # each row's block's last row + 1
+        reach = torch.clamp(-(-last_key // block_n) * block_n, max=N)  # past the last key the loop visits
+        cols = torch.arange(N)
+        hidden = (cols[None, :] > rows[:, None] + 1) | (cols[None, :] >= reach[:, None])
+        s1 = (q @ k.transpose(-2, -1) * scale).masked_fill(hidden, float("-inf"))
         out["causal_off_by_one"] = (s1.softmax(-1) @ v, torch.logsumexp(s1, -1))
     return out
 
 
-def check_forward(ctx, B, H, N, Dh, causal, block_m, block_n, seed, sm_scale=None):
-    q, k, v = qkv(seed, B, H, N, Dh)
-    scale = 1 / math.sqrt(Dh) if sm_scale is None else sm_scale
-    ctx.inputs = dict(q=q, k=k, v=v, causal=causal, sm_scale=sm_scale, block_m=block_m, block_n=block_n)
-    got = ctx.call("blockwise_attention", q, k, v, causal=causal, sm_scale=sm_scale, block_m=block_m, block_n=block_n)
-    if not isinstance(got, (tuple, list)) or len(got) != 2:
-        raise Fail(f"blockwise_attention should return (O, LSE), got {type(got).__name__}")
-    o_ref, lse_ref = attention_math(q, k, v, causal, scale)
-    variants = forward_variants(q, k, v, causal, scale, block_n)
-    ctx.compare(got[0], o_ref, "O", **TOL, variants={n: o for n, (o, _) in variants.items()}, hints=HINTS)
-    ctx.compare(got[1], lse_ref, "LSE", **TOL, variants={n: lse for n, (_, lse) in variants.items()}, hints=HINTS)
+def forward_call_variants(q, k, v, causal=False, sm_scale=None, block_m=64, block_n=64):
+    """forward_variants as a function of blockwise_attention's own arguments, computed in float64."""
+    scale = 1 / math.sqrt(q.shape[-1]) if sm_scale is None else sm_scale
+    return forward_variants(q.double(), k.double(), v.double(), causal, scale, block_n, block_m)
 
 
-def check_backward(ctx, B, H, N, Dh, causal, block_m, block_n, seed):
-    q, k, v, do = qkv(seed, B, H, N, Dh, count=4)
-    scale = 1 / math.sqrt(Dh)
-    o, lse = attention_math(q, k, v, causal, scale)
-    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
-    expected = torch.autograd.grad(attention_math(*leaves, causal, scale)[0], leaves, do)
-    ctx.inputs = dict(do=do, q=q, k=k, v=v, causal=causal, block_m=block_m, block_n=block_n)
-    got = ctx.call("blockwise_attention_backward", do, q, k, v, o, lse, causal=causal, block_m=block_m, block_n=block_n)
-    if not isinstance(got, (tuple, list)) or len(got) != 3:
-        raise Fail(f"blockwise_attention_backward should return (dq, dk, dv), got {type(got).__name__}")
+def o_variants(*args, **kwargs):
+    return {name: o for name, (o, _) in forward_call_variants(*args, **kwargs).items()}
+
+
+def lse_variants(*args, **kwargs):
+    return {name: lse for name, (_, lse) in forward_call_variants(*args, **kwargs).items()}
+
+
+def backward_variants(do, q, k, v, o, lse, causal=False, sm_scale=None, block_m=64, block_n=64):
+    """{name: (dq, dk)} of the backward's known mistakes."""
+    scale = 1 / math.sqrt(q.shape[-1]) if sm_scale is None else sm_scale
     p = torch.exp(_scores(q, k, causal, scale) - lse[..., None])  # (B, H, N, N)
     ds = p * (do @ v.transpose(-2, -1))  # the mistake: no delta
-    no_delta = {"dq": scale * ds @ k, "dk": scale * ds.transpose(-2, -1) @ q}
-    for name, g, e in zip(("dq", "dk", "dv"), got, expected):
-        variants = {"no_delta": no_delta[name]} if name in no_delta else {}
-        ctx.compare(g, e, name, **GRAD_TOL, variants=variants, hints=HINTS)
+    return {"no_delta": (scale * ds @ k, scale * ds.transpose(-2, -1) @ q)}
+
+
+def check_forward(ctx, B, H, N, Dh, causal, block_m, block_n, seed, sm_scale=None, dtype=torch.float64):
+    q, k, v = (t.to(dtype) for t in qkv(seed, B, H, N, Dh))
+    scale = 1 / math.sqrt(Dh) if sm_scale is None else sm_scale
+    kwargs = dict(causal=causal, sm_scale=sm_scale, block_m=block_m, block_n=block_n)
+    ctx.inputs = dict(q=q, k=k, v=v, **kwargs)
+    got = ctx.call("blockwise_attention", q.clone(), k.clone(), v.clone(), **kwargs)
+    if not isinstance(got, (tuple, list)) or len(got) != 2:
+        raise Fail(f"blockwise_attention should return (O, LSE), got {type(got).__name__}")
+    acc_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    for name, t in zip(("O", "LSE"), got):
+        t = ctx.expect_tensor(t, name)
+        if t.dtype != acc_dtype:
+            raise Fail(f"{name} should be {acc_dtype} for {dtype} inputs (accumulate in float32, float64 for float64 "
+                       f"inputs, and return that dtype), got {t.dtype}{ctx.on_inputs()}")
+    o_ref, lse_ref = attention_math(q.double(), k.double(), v.double(), causal, scale)
+    tol = TOL if dtype == torch.float64 else LOW_TOL
+    # the second input that confirms a hint: more tokens (shrunk counterexamples have few), other values
+    second = (tuple(t.to(dtype) for t in qkv(seed + 1, B, H, N + SECOND_EXTRA, Dh)), kwargs)
+    call = dict(args=(q, k, v), kwargs=kwargs, second=second)
+    ctx.compare(got[0], o_ref, "O", **tol, variants=o_variants, hints=HINTS,
+                derive=Call("flash", "blockwise_attention", pick=0, axes=("B", "H", "N", "Dh"), **call))
+    ctx.compare(got[1], lse_ref, "LSE", **tol, variants=lse_variants, hints=HINTS,
+                derive=Call("flash", "blockwise_attention", pick=1, axes=("B", "H", "N"), **call))
+
+
+def backward_inputs(seed, B, H, N, Dh, causal, sm_scale):
+    """do, q, k, v and the forward's o, lse (consistent with them), float64."""
+    q, k, v, do = qkv(seed, B, H, N, Dh, count=4)
+    o, lse = attention_math(q, k, v, causal, 1 / math.sqrt(Dh) if sm_scale is None else sm_scale)
+    return do, q, k, v, o, lse
+
+
+def check_backward(ctx, B, H, N, Dh, causal, block_m, block_n, seed, sm_scale=None):
+    args = backward_inputs(seed, B, H, N, Dh, causal, sm_scale)
+    do, q, k, v, o, lse = args
+    scale = 1 / math.sqrt(Dh) if sm_scale is None else sm_scale
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    expected = torch.autograd.grad(attention_math(*leaves, causal, scale)[0], leaves, do)
+    kwargs = dict(causal=causal, sm_scale=sm_scale, block_m=block_m, block_n=block_n)
+    ctx.inputs = dict(do=do, q=q, k=k, v=v, **kwargs)
+    got = ctx.call("blockwise_attention_backward", *(t.clone() for t in args), **kwargs)
+    if not isinstance(got, (tuple, list)) or len(got) != 3:
+        raise Fail(f"blockwise_attention_backward should return (dq, dk, dv), got {type(got).__name__}")
+    # the second input that confirms a hint: more tokens, other values, the o and lse of the forward on them
+    second = (backward_inputs(seed + 1, B, H, N + SECOND_EXTRA, Dh, causal, sm_scale), kwargs)
+    for i, (name, g, e) in enumerate(zip(("dq", "dk", "dv"), got, expected)):
+        known = (lambda *a, i=i, **kw: {n: pair[i] for n, pair in backward_variants(*a, **kw).items()}) if i < 2 else None
+        ctx.compare(g, e, name, **GRAD_TOL, variants=known, hints=HINTS,
+                    derive=Call("flash", "blockwise_attention_backward", args, kwargs, pick=i, second=second,
+                                axes=("B", "H", "N", "Dh")))
 
 
 # (B, H, N, Dh, causal, block_m, block_n, seed)
@@ -166,13 +235,10 @@ def online(ctx):
         if not isinstance(got, (tuple, list)) or len(got) != 2:
             raise Fail(f"online_softmax should return (m, l), got {type(got).__name__}")
         m = s.amax(-1)
-        nb = -(-N // block)
-        padded = torch.nn.functional.pad(s, (0, nb * block - N), value=float("-inf")).unflatten(-1, (nb, block))
-        running = padded.amax(-1).cummax(-1).values  # (R, nb)
-        unscaled = torch.exp(padded - running[..., None]).sum((-1, -2))
-        ctx.compare(got[0], m, "m", **TOL)
-        ctx.compare(got[1], torch.exp(s - m[:, None]).sum(-1), "l", **TOL,
-                    variants={"sum_not_rescaled": unscaled}, hints=HINTS)
+        call = dict(args=(s, block), axes=("R",))
+        ctx.compare(got[0], m, "m", **TOL, derive=Call("flash", "online_softmax", pick=0, **call))
+        ctx.compare(got[1], torch.exp(s - m[:, None]).sum(-1), "l", **TOL, variants=online_variants, hints=HINTS,
+                    derive=Call("flash", "online_softmax", pick=1, **call))
 
     ctx.prove(st.tuples(st.integers(1, 4), st.integers(1, 60), st.integers(1, 20), st.integers(0, 2**16)), check)
 
@@ -256,13 +322,25 @@ def memory(ctx):
                 ctx.compare(g, e, f"{what} (at 32 sampled positions)", **GRAD_TOL)
 
 
+@GRADER.test(T_LOW, points=2)
+def low_precision(ctx):
+    def check(args):
+        dtype, N, causal, seed = args
+        check_forward(ctx, 1, 2, N, 16, causal, 16, 16, seed, dtype=dtype)
+
+    ctx.prove(st.tuples(st.sampled_from([torch.float16, torch.bfloat16]), st.integers(1, 70), st.booleans(),
+                        st.integers(0, 2**16)), check, max_examples=max(ctx.max_examples // 3, 4))
+
+
 # ---- 4. edge cases ------------------------------------------------------------------------------------------------------
 
 
-@GRADER.test("edge: N = 1, a prime N with a ragged last block, causal with N < block, a given sm_scale")
+@GRADER.test("edge: N = 1, a prime N with a ragged last block, causal with N < block, a given sm_scale "
+             "(forward and backward)")
 def edges(ctx):
     check_forward(ctx, 1, 1, 1, 4, True, 16, 16, 1)
     check_forward(ctx, 1, 2, 37, 8, True, 16, 16, 2)
     check_forward(ctx, 2, 1, 5, 8, True, 64, 64, 3)
     check_forward(ctx, 1, 1, 29, 8, False, 7, 5, 4, sm_scale=0.3)
     check_backward(ctx, 1, 1, 37, 8, True, 16, 8, 5)
+    check_backward(ctx, 1, 2, 23, 8, False, 8, 16, 6, sm_scale=0.3)

@@ -16,6 +16,7 @@ import torch
 from hypothesis import strategies as st
 
 from ast_min import features
+from ast_min.assignments.diagnosis import Call
 from ast_min.assignments.grading import Fail, Grader, Mistake
 
 GRADER = Grader("framing", forbidden=("ast_min.features", "ast_min.features_fast", "torch.hann_window"))
@@ -68,6 +69,11 @@ def signal(seed: int, n: int) -> torch.Tensor:
     return torch.randn(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
+def longer(x: torch.Tensor, S: int) -> torch.Tensor:
+    """A second input for a diagnosis: three more frames' worth of other samples, with x's offset."""
+    return signal(x.shape[-1] + 1, x.shape[-1] + 3 * S) + float(x.mean()) if x.numel() else signal(1, 3 * S)
+
+
 def periodic_hann(length: int) -> torch.Tensor:
     return 0.5 - 0.5 * torch.cos(2 * math.pi * torch.arange(length, dtype=torch.float64) / length)
 
@@ -93,7 +99,34 @@ def prepared(x, L, S, coeff, *, window=None, emphasis=None, order="dc_first", fr
     return frames * (window or features.hanning_window)(L)
 
 
-def prepare_variants(x, L, S, coeff) -> dict[str, torch.Tensor]:
+def frame_variants(x, L, S) -> dict[str, torch.Tensor]:
+    return {"partial_last_frame": frames_partial(x, L, S)}
+
+
+def emphasis_variants(frames, coeff) -> dict[str, torch.Tensor]:
+    return {"y0_equals_x0": emphasis_y0_x0(frames, coeff)}
+
+
+def window_variants(L) -> dict[str, torch.Tensor]:
+    return {"periodic_hann": periodic_hann(L)}
+
+
+def check_frames(ctx, x, L, S):
+    ctx.inputs = dict(waveform=x, frame_length=L, frame_shift=S)
+    ctx.compare(ctx.call("frame_signal", x, L, S), features.frame_signal(x, L, S), "frame_signal's output", **TOL,
+                variants=frame_variants, hints=HINTS,
+                derive=Call("framing", "frame_signal", (x, L, S), second=((longer(x, S), L, S), {}), axes=("T", "L")))
+
+
+def check_prepared(ctx, x, L, S, coeff=None):
+    ctx.inputs = dict(waveform=x, frame_length=L, frame_shift=S, **({} if coeff is None else dict(coeff=coeff)))
+    args = (x, L, S) if coeff is None else (x, L, S, coeff)
+    ctx.compare(ctx.call("prepare_frames", *args), prepared(x, L, S, 0.97 if coeff is None else coeff),
+                "prepare_frames' output", **TOL, variants=prepare_variants, hints=HINTS,
+                derive=Call("framing", "prepare_frames", args, second=((longer(x, S), *args[1:]), {}), axes=("T", "L")))
+
+
+def prepare_variants(x, L, S, coeff=0.97) -> dict[str, torch.Tensor]:
     return {
         "periodic_hann": prepared(x, L, S, coeff, window=periodic_hann),
         "emphasis_before_dc": prepared(x, L, S, coeff, order="emphasis_first"),
@@ -103,7 +136,8 @@ def prepare_variants(x, L, S, coeff) -> dict[str, torch.Tensor]:
 
 
 # Frame length, shift and signal length with at least one whole frame; shift may exceed the length (gaps).
-framings = st.tuples(st.integers(2, 40), st.integers(1, 50), st.integers(0, 120), st.integers(0, 2**16))
+FRAMING = (st.integers(2, 40), st.integers(1, 50), st.integers(0, 120), st.integers(0, 2**16))
+framings = st.tuples(*FRAMING)
 
 
 # ---- 1. shapes ------------------------------------------------------------------------------------------
@@ -113,10 +147,7 @@ framings = st.tuples(st.integers(2, 40), st.integers(1, 50), st.integers(0, 120)
 def frame_count(ctx):
     for n, L, S in [(1000, 400, 160), (10, 4, 3), (9, 4, 3), (7, 7, 1), (12, 3, 5)]:
         ctx.inputs = dict(N=n, frame_length=L, frame_shift=S)
-        x = signal(0, n)
-        got = ctx.expect_tensor(ctx.call("frame_signal", x, L, S), "frame_signal's output")
-        ctx.compare(got, features.frame_signal(x, L, S), "frame_signal's output", **TOL,
-                    variants={"partial_last_frame": frames_partial(x, L, S)}, hints=HINTS)
+        check_frames(ctx, signal(0, n), L, S)
 
 
 @GRADER.test("hanning_window: shape and dtype")
@@ -133,11 +164,7 @@ def window_shape(ctx):
 
 @GRADER.test("prepare_frames: AST's 400-sample frames every 160 samples", points=2)
 def worked_example(ctx):
-    x = signal(1, 1000)
-    ctx.inputs = dict(waveform=x, frame_length=400, frame_shift=160)
-    got = ctx.call("prepare_frames", x, 400, 160)
-    ctx.compare(got, prepared(x, 400, 160, 0.97), "prepare_frames' output", **TOL,
-                variants=prepare_variants(x, 400, 160, 0.97), hints=HINTS)
+    check_prepared(ctx, signal(1, 1000), 400, 160)
 
 
 # ---- 3. properties: any frame length, shift and signal ----------------------------------------------------
@@ -147,10 +174,7 @@ def worked_example(ctx):
 def frame_property(ctx):
     def check(args):
         L, S, extra, seed = args
-        x = signal(seed, L + extra)
-        ctx.inputs = dict(waveform=x, frame_length=L, frame_shift=S)
-        ctx.compare(ctx.call("frame_signal", x, L, S), features.frame_signal(x, L, S), "frame_signal's output",
-                    **TOL, variants={"partial_last_frame": frames_partial(x, L, S)}, hints=HINTS)
+        check_frames(ctx, signal(seed, L + extra), L, S)
 
     ctx.prove(framings, check)
 
@@ -161,7 +185,9 @@ def dc_property(ctx):
         T, L, seed = args
         frames = signal(seed, T * L).reshape(T, L) + seed % 7  # (T, L), with an offset to remove
         ctx.inputs = dict(frames=frames)
-        ctx.compare(ctx.call("remove_dc", frames.clone()), features.remove_dc(frames), "remove_dc's output", **TOL)
+        ctx.compare(ctx.call("remove_dc", frames.clone()), features.remove_dc(frames), "remove_dc's output", **TOL,
+                    derive=Call("framing", "remove_dc", (frames,), second=((signal(seed + 1, (T + 2) * (L + 3))
+                                .reshape(T + 2, L + 3) + 1.5,), {}), axes=("T", "L")))
 
     ctx.prove(st.tuples(st.integers(1, 6), st.integers(1, 30), st.integers(0, 2**16)), check)
 
@@ -173,8 +199,9 @@ def emphasis_property(ctx):
         frames = signal(seed, T * L).reshape(T, L)
         ctx.inputs = dict(frames=frames, coeff=coeff)
         ctx.compare(ctx.call("pre_emphasis", frames.clone(), coeff), features.pre_emphasis(frames, coeff),
-                    "pre_emphasis' output", **TOL,
-                    variants={"y0_equals_x0": emphasis_y0_x0(frames, coeff)}, hints=HINTS)
+                    "pre_emphasis' output", **TOL, variants=emphasis_variants, hints=HINTS,
+                    derive=Call("framing", "pre_emphasis", (frames, coeff), axes=("T", "L"),
+                                second=((signal(seed + 1, (T + 2) * (L + 3)).reshape(T + 2, L + 3), coeff), {})))
 
     coeffs = st.sampled_from([0.97, 0.5, 1.0, 0.0, 0.25])
     ctx.prove(st.tuples(st.integers(1, 5), st.integers(1, 30), coeffs, st.integers(0, 2**16)), check)
@@ -185,22 +212,22 @@ def window_property(ctx):
     def check(L):
         ctx.inputs = dict(length=L)
         ctx.compare(ctx.call("hanning_window", L), features.hanning_window(L), "hanning_window's output", **TOL,
-                    variants={"periodic_hann": periodic_hann(L)}, hints=HINTS)
+                    variants=window_variants, hints=HINTS,
+                    derive=Call("framing", "hanning_window", (L,), second=((L + 7,), {})))
 
     ctx.prove(st.integers(2, 600), check)
 
 
-@GRADER.test("prepare_frames: the four steps in Kaldi's order, any L, S, N", points=2)
+@GRADER.test("prepare_frames: the four steps in Kaldi's order, any L, S, N and coefficient", points=2)
 def prepare_property(ctx):
     def check(args):
-        L, S, extra, seed = args
+        L, S, extra, seed, coeff = args
         L = max(L, 3)  # a 2-sample Hann window is all zeros: it would hide every mistake
         x = signal(seed, L + extra) + 0.5  # a DC offset, so the order of DC removal and pre-emphasis matters
-        ctx.inputs = dict(waveform=x, frame_length=L, frame_shift=S)
-        ctx.compare(ctx.call("prepare_frames", x, L, S), prepared(x, L, S, 0.97), "prepare_frames' output",
-                    **TOL, variants=prepare_variants(x, L, S, 0.97), hints=HINTS)
+        check_prepared(ctx, x, L, S, coeff)
 
-    ctx.prove(framings, check)
+    # None: the default coefficient (0.97), not passed
+    ctx.prove(st.tuples(*FRAMING, st.sampled_from([None, 0.5, 0.9, 1.0])), check)
 
 
 # ---- 4. edge cases -------------------------------------------------------------------------------------------
@@ -217,7 +244,4 @@ def too_short(ctx):
 @GRADER.test("edge: exactly one frame, and a shift longer than the frame")
 def one_frame(ctx):
     for n, L, S in [(8, 8, 3), (29, 5, 11), (13, 2, 13)]:
-        x = signal(3, n)
-        ctx.inputs = dict(waveform=x, frame_length=L, frame_shift=S)
-        ctx.compare(ctx.call("frame_signal", x, L, S), features.frame_signal(x, L, S), "frame_signal's output",
-                    **TOL, variants={"partial_last_frame": frames_partial(x, L, S)}, hints=HINTS)
+        check_frames(ctx, signal(3, n), L, S)

@@ -13,6 +13,7 @@ import torch
 from hypothesis import strategies as st
 
 from ast_min import model
+from ast_min.assignments.diagnosis import Call
 from ast_min.assignments.grading import Fail, Grader, Mistake
 
 GRADER = Grader("patches", forbidden=("ast_min.model", "torch.nn.functional.conv2d", "torch.conv2d"))
@@ -63,6 +64,17 @@ def spectrograms(seed: int, B: int, T: int, F: int) -> torch.Tensor:
     return torch.randn(B, T, F, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
+def larger(x: torch.Tensor) -> torch.Tensor:
+    """A second input for a diagnosis: more frames and bins than a shrunk counterexample has, other values."""
+    B, T, F = x.shape
+    return spectrograms(T * 31 + F, B, T + 11, F + 7)
+
+
+def grid_variants(T, F, p, sf, st_) -> dict[str, torch.Tensor]:
+    return {"grid_missing_plus_one": torch.tensor([(F - p) // sf, (T - p) // st_]),
+            "grid_missing_plus_one#2": torch.tensor([(F - p) // sf, (T - p) // st_ + 1])}
+
+
 def patch_variants(x, p, sf, st_) -> dict[str, torch.Tensor]:
     ref = model.patchify(x, p, sf, st_)
     B, P = ref.shape[:2]
@@ -76,20 +88,27 @@ def patch_variants(x, p, sf, st_) -> dict[str, torch.Tensor]:
     }
 
 
+def embed_variants(x, weight, bias, sf, st_) -> dict[str, torch.Tensor]:
+    p = weight.shape[-1]
+    return {k: v @ weight.reshape(weight.shape[0], -1).T + bias for k, v in patch_variants(x, p, sf, st_).items()}
+
+
 def check_patchify(ctx, x, p, sf, st_):
     ctx.inputs = dict(input_values=x, patch_size=p, frequency_stride=sf, time_stride=st_)
     ctx.compare(ctx.call("patchify", x.clone(), p, sf, st_), model.patchify(x, p, sf, st_), "patchify's output",
-                **EXACT, variants=patch_variants(x, p, sf, st_), hints=HINTS)
+                **EXACT, variants=patch_variants, hints=HINTS,
+                derive=Call("patches", "patchify", (x, p, sf, st_), second=((larger(x), p, sf, st_), {}),
+                            axes=("B", "P", "p*p")))
 
 
 def check_embed(ctx, x, weight, bias, sf, st_):
     ctx.inputs = dict(input_values=x, weight=weight, bias=bias, frequency_stride=sf, time_stride=st_)
     conv = torch.nn.functional.conv2d(x.unsqueeze(1).transpose(2, 3), weight, bias, stride=(sf, st_))  # (B, D, f, t)
     expected = conv.flatten(2).transpose(1, 2)  # (B, P, D), frequency-major
-    p = weight.shape[-1]
-    variants = {k: v @ weight.reshape(weight.shape[0], -1).T + bias for k, v in patch_variants(x, p, sf, st_).items()}
     ctx.compare(ctx.call("patch_embed", x.clone(), weight, bias, sf, st_), expected, "patch_embed's output", **TOL,
-                variants=variants, hints=HINTS)
+                variants=embed_variants, hints=HINTS,
+                derive=Call("patches", "patch_embed", (x, weight, bias, sf, st_),
+                            second=((larger(x), weight, bias, sf, st_), {}), axes=("B", "P", "D")))
 
 
 # (patch size, frequency stride, time stride, extra frames, extra bins, batch, seed); strides may exceed p (gaps)
@@ -110,9 +129,10 @@ def grid(ctx):
         if not isinstance(got, (tuple, list)) or len(got) != 2:
             raise Fail(f"grid_size should return a pair (f, t), got {got!r}")
         expected = torch.tensor([(F - p) // sf + 1, (T - p) // st_ + 1])
-        variants = {"grid_missing_plus_one": torch.tensor([(F - p) // sf, (T - p) // st_]),
-                    "grid_missing_plus_one#2": torch.tensor([(F - p) // sf, (T - p) // st_ + 1])}
-        ctx.compare(torch.tensor([int(v) for v in got]), expected, "(f, t)", **EXACT, variants=variants, hints=HINTS)
+        # the second input that confirms a hint: other sizes, the same patch and strides
+        second = ((T + 31, F + 37, p, sf, st_), {})
+        ctx.compare(torch.tensor([int(v) for v in got]), expected, "(f, t)", **EXACT, variants=grid_variants,
+                    hints=HINTS, derive=Call("patches", "grid_size", (T, F, p, sf, st_), second=second))
 
     ctx.prove(cases, check)
 

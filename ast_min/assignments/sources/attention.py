@@ -14,8 +14,8 @@
 # %% [markdown]
 # # Assignment `attention` · Multi-head self-attention and a pre-norm block, from raw weights
 #
-# Chapter 02 (`notebooks/02_patches_and_transformer.py`, section 4 "One attention head, then a
-# block") computes one head by hand and then calls the library. Here you write the whole layer
+# Chapter 02 (`notebooks/02_patches_and_transformer.py`, §[Attention, from the weights up])
+# computes one head by hand and then calls the library. Here you write the whole layer
 # from the raw weight tensors of a Hugging Face AST checkpoint, named as in its layer
 # `audio_spectrogram_transformer.encoder.layer.{i}.` (Linear weights are (out, in): y = x W^T + b):
 #

@@ -14,8 +14,8 @@
 # %% [markdown]
 # # Assignment `finetune` · Fine-tune the embedded model on new labels and a new clip length, by hand
 #
-# Chapter 04 (`notebooks/04_fine_tuning.py`, sections 2 "Augmentation" and 4 "Fine-tuning on the
-# CPU") trains with `ast_min.train`. Here you write the pieces yourself and the grader runs them on
+# Chapter 04 (`notebooks/04_fine_tuning.py`, §[The data] and §[The training loop]) trains with
+# `ast_min.train`. Here you write the pieces yourself and the grader runs them on
 # ast-min's embedded default model (`ast_min/default_model`, trained on the synthetic sound events):
 # it gets a new label set (four coarse kinds of sound, `LABELS` below) and shorter clips (64 frames
 # instead of the model's own length), and must reach 85 % held-out accuracy.
@@ -43,7 +43,7 @@
 # `new_head` (and checks the loss at initialisation), then your `train` (budget 60 s, one thread),
 # and measures accuracy on held-out clips. Do not call `ast_min.train`, the library's
 # `adapt_position_embeddings`, `spec_augment` or `from_pretrained`: they are what you write here.
-# Then run `ast-min assignment check finetune` (about a minute).
+# Then run `ast-min assignment check finetune`.
 #
 # Shape legend: N clips, T frames, F mel bins, f x t patch grid, D hidden size, C labels.
 

@@ -14,10 +14,10 @@
 # %% [markdown]
 # # Assignment `flash` · The online softmax and FlashAttention-2, forward and backward, in torch
 #
-# Chapter 03 (`notebooks/03_flash_attention_in_triton.py`, sections 2 "The online softmax" and 3
-# "Blockwise attention, by hand") walks one head through the algorithm. Here you write it for
-# batches of heads, with a causal mask, any block sizes and any N, with the signatures and return
-# conventions of `ast_min.kernels.reference`:
+# Chapter 03 (`notebooks/03_flash_attention_in_triton.py`, §[The online softmax],
+# §[Blockwise attention, by hand] and §[The backward pass]) walks one head through the algorithm.
+# Here you write it for batches of heads, with a causal mask, any block sizes and any N, with the
+# signatures and return conventions of `ast_min.kernels.reference`:
 #
 # 1. `online_softmax(scores, block_size)`: (R, N) scores, read in blocks of `block_size` columns;
 #    returns the final running maximum m (R,) and running sum l (R,) = sum_j exp(s_j - m), so that

@@ -14,9 +14,10 @@
 # %% [markdown]
 # # Assignment `framing` · Kaldi's framing, for any frame length and shift
 #
-# Chapter 01 (`notebooks/01_log_mel_spectrogram.py`, sections on framing, DC removal, pre-emphasis
-# and the window) builds these steps for AST's 400-sample frames every 160 samples. Here you write
-# them for **any** frame length L and shift S, exactly as Kaldi's `fbank` does:
+# Chapter 01 (`notebooks/01_log_mel_spectrogram.py`, §[Frames: 25 ms every 10 ms],
+# §[DC removal and pre-emphasis] and §[The window]) builds these steps for AST's 400-sample frames
+# every 160 samples. Here you write them for **any** frame length L and shift S, exactly as Kaldi's
+# `fbank` does:
 #
 # 1. `frame_signal(waveform, frame_length, frame_shift)`: (N,) -> (T, L), `snip_edges=True`: only
 #    whole frames, T = 1 + (N - L) // S, and (0, L) when N < L.

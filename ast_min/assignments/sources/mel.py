@@ -14,8 +14,8 @@
 # %% [markdown]
 # # Assignment `mel` · The mel filterbank and the log, for any bin count, rate and band
 #
-# Chapter 01 (`notebooks/01_log_mel_spectrogram.py`, sections 6 "The mel filterbank, and its empty
-# filter" and 7 "The log") builds AST's 128-bin bank at 16 kHz. Here you write it for **any**
+# Chapter 01 (`notebooks/01_log_mel_spectrogram.py`, §[The mel filterbank, and its empty filter]
+# and §[The log]) builds AST's 128-bin bank at 16 kHz. Here you write it for **any**
 # number of bins F, sampling rate, FFT length and band [low_freq, high_freq], with the same
 # signature, defaults and output layout as `ast_min.features.mel_filterbank` and `log_mel`:
 #

@@ -14,9 +14,9 @@
 # %% [markdown]
 # # Assignment `patches` · Overlapping patches of any size and strides, and the patch embedding
 #
-# Chapter 02 (`notebooks/02_patches_and_transformer.py`, sections 1 "Patches" and 2 "Patch
-# embedding: a linear layer, or a convolution") cuts AST's 16 x 16 patches every 10 bins and 10
-# frames. Here you do it for **any** patch size p and strides, on a batch of spectrograms
+# Chapter 02 (`notebooks/02_patches_and_transformer.py`, §[Patches] and
+# §[Patch embedding: a linear layer, or a convolution]) cuts AST's 16 x 16 patches every 10 bins
+# and 10 frames. Here you do it for **any** patch size p and strides, on a batch of spectrograms
 # (B, T, F), in the layout `ast_min.model.patchify` uses:
 #
 # 1. `grid_size(num_frames, num_mel_bins, patch_size, frequency_stride, time_stride)`: the patch

@@ -14,8 +14,9 @@
 # %% [markdown]
 # # Assignment `triton` · A row-softmax kernel, then the fused-attention forward kernel
 #
-# Chapter 03 (`notebooks/03_flash_attention_in_triton.py`, section 4 "The Triton kernel, through
-# the interpreter") reads ast-min's kernel; chapter 05, the kernel lab, takes it further. Here you
+# Chapter 03 (`notebooks/03_flash_attention_in_triton.py`, §[A fused row softmax] and
+# §[FlashAttention's forward in Triton]) writes a minimal kernel and reads ast-min's; chapter 05,
+# the kernel lab, takes it further. Assignment `triton_backward` continues with the backward pass. Here you
 # write two kernels yourself. Without a GPU they run on the CPU through Triton's interpreter: set
 # `TRITON_INTERPRET=1` in the environment **before** `import triton` (the first cell does, when no
 # CUDA device is present; the grader does too). The interpreter handles float32 and float16 (its
@@ -29,11 +30,14 @@
 #    BLOCK_N=16)`: q, k, v (B, H, N, Dh), Dh a power of two >= 16 -> O (B, H, N, Dh) in q's dtype,
 #    non-causal, sm_scale None meaning 1 / sqrt(Dh). One program per (query block, batch x head)
 #    keeps the running max m, sum l and accumulator acc of FlashAttention-2 (assignment `flash`):
-#    keys past N must get a score of -inf, and acc and l are rescaled whenever m grows.
+#    keys past N get a large finite negative score, -1.0e30, as in chapter 03's kernels (with -inf
+#    a row whose keys are all masked would compute exp(-inf - (-inf)) = NaN), so that exp makes
+#    them 0; acc and l are rescaled whenever m grows.
 #
-# No `kernels`, no scaled_dot_product_attention inside your functions. Then run
-# `ast-min assignment check triton` (about a minute: the interpreter is slow). On a CUDA machine
-# the grader also times your kernel against torch's SDPA and reports the ratio, ungraded.
+# No `kernels`, no scaled_dot_product_attention inside your functions, and the work is the
+# kernels' (no torch matmul, exp or sum in `softmax` or `flash_attention_forward`). Then run
+# `ast-min assignment check triton` (the interpreter is slow: small shapes take seconds). On a CUDA
+# machine the grader also times your kernel against torch's SDPA and reports the ratio, ungraded.
 #
 # Shape legend: R rows, C columns, B batch, H heads, N tokens, Dh head dim.
 
@@ -92,7 +96,7 @@ def attention_kernel(Q, K, V, O, N, sm_scale, HEAD_DIM: tl.constexpr, BLOCK_M: t
         k = tl.load(K + head + cols[:, None] * HEAD_DIM + dims[None, :], mask=cols[:, None] < N, other=0.0)
         v = tl.load(V + head + cols[:, None] * HEAD_DIM + dims[None, :], mask=cols[:, None] < N, other=0.0)
         s = tl.dot(q, tl.trans(k)) * sm_scale  # (BLOCK_M, BLOCK_N)
-        s = tl.where(cols[None, :] < N, s, float("-inf"))
+        s = tl.where(cols[None, :] < N, s, -1.0e30)
         m_new = tl.maximum(m_i, tl.max(s, 1))
         p = tl.exp(s - m_new[:, None])
         alpha = tl.exp(m_i - m_new)
