@@ -56,7 +56,7 @@ def _predict(model, front_end, waveforms) -> np.ndarray:
 
 def test_held_out_accuracy_of_the_ten_classes(shipped):
     """The ten classes in the conditions the model was trained for (a clip called `other` counts as
-    wrong), and in the original clean conditions of the README's example files."""
+    wrong), and in the original clean conditions of the examples/ files."""
     model, front_end = shipped
     assert RECIPE_DATA == {"other": True, "realistic": True, "short": 0.15}
     n = samples_for_frames(model.config.max_length)
@@ -64,7 +64,7 @@ def test_held_out_accuracy_of_the_ten_classes(shipped):
     indices = [i for i in range(560) if i % len(synthetic.LABELS_WITH_OTHER) != other][:500]
     clips = [synthetic.make_clip(HELD_OUT_SEED, i, n, **RECIPE_DATA) for i in indices]
     accuracy = float(np.mean(_predict(model, front_end, (w for w, _ in clips)) == [label for _, label in clips]))
-    # The README's table has the accuracy measured on 1,000 clips of another seed (at least 95 %). The
+    # The model card's table (ast_min/default_model/README.md) has the accuracy measured on 1,000 clips of another seed (at least 95 %). The
     # floor here sits where a model as accurate as measured scores below it on these 500 clips with
     # probability about 1e-4 (scipy.stats.binom.cdf(468, 500, measured)), so a failure means the model,
     # the front end or the generator changed, not bad luck.
@@ -72,7 +72,7 @@ def test_held_out_accuracy_of_the_ten_classes(shipped):
     clean = SyntheticDataset(300, seed=HELD_OUT_SEED, num_frames=model.config.max_length)
     items = [clean[i] for i in range(len(clean))]
     accuracy = float(np.mean(_predict(model, front_end, (c["waveform"] for c in items)) == [c["target"].argmax() for c in items]))
-    # Clean clips are easier than realistic ones (the README's table has both). The floor is the recipe's
+    # Clean clips are easier than realistic ones (the model card's table has both). The floor is the recipe's
     # promise, 95 %; on 300 clips the binomial standard deviation sqrt(p (1 - p) / 300) is under 0.013 for
     # any accuracy p >= 0.95, so a model as accurate as the table's clean figure clears it by many of them.
     assert accuracy >= 0.95, f"held-out accuracy on the ten classes {accuracy:.3f} (clean conditions)"
@@ -86,7 +86,7 @@ def test_none_of_these_sounds_are_called_other(shipped):
     clips = [synthetic.make_clip(HELD_OUT_SEED, 11 * k + other, n, **RECIPE_DATA) for k in range(200)]
     assert all(label == other for _, label in clips)
     recall = float(np.mean(_predict(model, front_end, (w for w, _ in clips)) == other))
-    # The documented rate: the README's table has the recall measured on 1,000 clips of another seed.
+    # The documented rate: the model card's table has the recall measured on 1,000 clips of another seed.
     # The floor sits where a model with the measured recall falls below it on these 200 clips with
     # probability about 1e-4 (scipy.stats.binom.cdf(135, 200, measured)).
     assert recall >= OTHER_RECALL_FLOOR, f"'other' recall {recall:.3f} on 200 held-out none-of-these clips"
@@ -104,7 +104,7 @@ def test_held_out_accuracy_on_short_clips(shipped):
     assert all(w.size < n for w, _ in clips)
     predicted = _predict(model, front_end, (w for w, _ in clips))
     accuracy = float(np.mean(predicted == [label for _, label in clips]))
-    # The README's table has the accuracy on 1,000 such clips of another seed; the floor sits where a model
+    # The model card's table (ast_min/default_model/README.md) has the accuracy on 1,000 such clips of another seed; the floor sits where a model
     # as accurate falls below it on these 300 with probability about 1e-4 (scipy.stats.binom.cdf(263, 300, measured)).
     assert accuracy >= 0.876, f"held-out accuracy on short clips of the ten classes {accuracy:.3f}"
 
@@ -124,7 +124,7 @@ def test_transformers_loads_the_shipped_checkpoint_and_agrees(shipped):
 def test_example_files_are_classified_correctly(shipped):
     model, front_end = shipped
     files = sorted(EXAMPLES.glob("*.wav"))
-    assert files, "examples/ should hold the README's example files"
+    assert files, "examples/ should hold the examples/ files"
     for path in files:
         waveform = ast_min.load_audio(path)
         x = front_end([waveform], sampling_rate=16000, return_tensors="pt").input_values

@@ -253,20 +253,20 @@ def test_the_readme_main_command_runs_on_the_embedded_default(capsys, monkeypatc
     assert top[1] == clip, f"README's example {argv[-1]} comes out as {top[1]!r}:\n{out}"
 
 
-def test_the_readmes_reference_comparison_is_what_the_code_prints():
-    # The README's "Is my run normal?" example quotes the committed reference run's figures: recompute
+def test_the_documented_reference_comparison_is_what_the_code_prints():
+    # docs/COMMANDS.md's "Is my run normal?" example quotes the committed reference run's figures: recompute
     # each line from the run's own figures in it, so a retrained default model cannot leave it stale.
     from ast_min.run_check import compare_with_reference
 
-    lines = [line for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    lines = [line for line in (ROOT / "docs" / "COMMANDS.md").read_text(encoding="utf-8").splitlines()
              if line.startswith("vs reference, epoch ")]
-    assert lines, "README.md shows no 'vs reference' line"
+    assert lines, "docs/COMMANDS.md shows no 'vs reference' line"
     names = {"train loss": "train_loss", "eval loss": "eval_loss", "accuracy": "eval_accuracy", "mAP": "eval_mAP"}
     for line in lines:
         epoch = int(re.match(r"vs reference, epoch (\d+):", line).group(1))
         run = {names[name]: float(value) for name, value in re.findall(r"(train loss|eval loss|accuracy|mAP) ([\d.]+) \(", line)}
         printed = compare_with_reference("synthetic", epoch, run)
-        assert printed == line, f"README.md:\n{line}\nthe code prints:\n{printed}"
+        assert printed == line, f"docs/COMMANDS.md:\n{line}\nthe code prints:\n{printed}"
 
 
 def constraint_pins() -> dict[str, str]:
