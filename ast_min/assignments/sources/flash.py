@@ -33,7 +33,7 @@
 #
 # The point of the algorithm: **no N x N tensor, ever** (the scores of one (block_m, block_n) tile
 # at a time). The grader records the shape of every tensor your functions create and refuses an
-# N x N one (a full causal mask counts). torch only; no `kernels`, no scaled_dot_product_attention.
+# N x N one (a full causal mask counts). torch only; no `ast_min.kernels`, no scaled_dot_product_attention.
 # Then run `ast-min assignment check flash`.
 #
 # Shape legend: B batch, H heads, N tokens, Dh head dim, R rows.

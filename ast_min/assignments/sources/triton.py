@@ -34,7 +34,7 @@
 #    a row whose keys are all masked would compute exp(-inf - (-inf)) = NaN), so that exp makes
 #    them 0; acc and l are rescaled whenever m grows.
 #
-# No `kernels`, no scaled_dot_product_attention inside your functions, and the work is the
+# No `ast_min.kernels`, no scaled_dot_product_attention inside your functions, and the work is the
 # kernels' (no torch matmul, exp or sum in `softmax` or `flash_attention_forward`). Then run
 # `ast-min assignment check triton` (the interpreter is slow: small shapes take seconds). On a CUDA
 # machine the grader also times your kernel against torch's SDPA and reports the ratio, ungraded.

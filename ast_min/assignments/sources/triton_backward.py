@@ -52,7 +52,7 @@
 # that instead of `dq_kernel`: the grader checks what `attention_delta` and `flash_attention_backward`
 # return, against autograd in float64, causal or not, for any N (a ragged last block, N = 1) and a
 # given sm_scale, and that the work is done by Triton kernels (no torch matmul, exp or sum inside
-# `flash_attention_backward`). No `kernels`, no scaled_dot_product_attention. Then run
+# `flash_attention_backward`). No `ast_min.kernels`, no scaled_dot_product_attention. Then run
 # `ast-min assignment check triton_backward`.
 #
 # Shape legend: B batch, H heads, N tokens, Dh head dim.
