@@ -380,14 +380,14 @@ def test_triton_with_a_given_sm_scale_is_graded(tmp_path):
 def test_train_must_leave_the_model_in_eval_mode():
     import types
 
-    from ast_min import model as ast_model
     from ast_min.assignments.grading import Context, Fail
     from ast_min.assignments.graders import finetune
+    from ast_min.checkpoint import adapt_position_embeddings
 
     source = types.ModuleType("finetune_solution")
     exec(compile(get("finetune").source.read_text(), "finetune_solution", "exec"), source.__dict__)
     student = types.SimpleNamespace(
-        adapt_positions=ast_model.adapt_position_embeddings, new_head=source.new_head,
+        adapt_positions=adapt_position_embeddings, new_head=source.new_head,
         train=lambda model, *args: model.train(),  # no training at all, and the model left in training mode
     )
     with pytest.raises(Fail, match="leave it in eval mode"):

@@ -949,6 +949,9 @@ def _forked(search_args, start: int, deadline: float):
     if pid == 0:  # the child: never returns into the grader
         try:
             os.close(read)
+            # The grading process's torch may have started its intra-op thread pool, which a forked
+            # child cannot use (its threads are not copied): one thread, no pool
+            torch.set_num_threads(1)
             call, variants, got, expected, first, second, atol, rtol = search_args
 
             def send(k, error, out):

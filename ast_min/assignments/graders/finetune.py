@@ -174,8 +174,10 @@ def adapted_model(ctx):
 
 
 def returned_model(returned, name: str):
-    """The model `name` returned (it stays in the student's process), as the task asks; else a `Fail` saying so."""
-    if not isinstance(returned, RemoteObject):
+    """The model `name` returned (it stays in the student's process), as the task asks; else a `Fail` saying so.
+
+    (A model object itself is what the graders' own unit tests pass, calling a module in this process.)"""
+    if not isinstance(returned, (RemoteObject, torch.nn.Module)):
         raise Fail(f"`{name}` should return the model, as the task says; it returned {type_name(returned)}")
     return returned
 
