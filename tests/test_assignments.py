@@ -409,3 +409,13 @@ def test_every_known_mistakes_hint_reproduces_it_on_a_second_input(name, mistake
                         r"(\S+) and (\S+)\)$", lines[at + 1])
     assert evidence, result.output
     assert all(float(x) < 1e-3 for x in evidence.groups()), result.output
+
+
+def test_a_report_of_no_tests_is_not_full_marks():
+    # 0/0 would otherwise read as full marks (`check`'s exit status 0, calibrate's pass) on a run graded on nothing
+    from ast_min.assignments.runner import Report, TestResult
+
+    assert not Report("mel", "x.py").full_marks
+    passed = Report("mel", "x.py", [TestResult("a", 2, 2, "passed"), TestResult("b", 0, 0, "reported")])
+    assert passed.full_marks
+    assert not Report("mel", "x.py", [TestResult("a", 1, 2, "partly")]).full_marks

@@ -177,7 +177,7 @@ def _print_report(report) -> None:
         if t.score != t.max_score or t.output != "passed":
             for line in t.output.splitlines():
                 print(f"{'':<{12}}{line}")
-    print(f"total: {report.score:g}/{report.max_score:g}" + (" (full marks)" if report.score == report.max_score else ""))
+    print(f"total: {report.score:g}/{report.max_score:g}" + (" (full marks)" if report.full_marks else ""))
 
 
 def _check(args) -> int:
@@ -189,7 +189,7 @@ def _check(args) -> int:
         print(json.dumps(report.to_dict()))
     else:
         _print_report(report)
-    return 0 if report.score == report.max_score else 1
+    return 0 if report.full_marks else 1
 
 
 def _grade(args) -> int:

@@ -75,6 +75,11 @@ class Report:
     def max_score(self) -> float:
         return sum(t.max_score for t in self.tests)
 
+    @property
+    def full_marks(self) -> bool:
+        """Every point earned, and some point to earn: a report of no tests (an empty `only`) is not full marks."""
+        return self.max_score > 0 and self.score == self.max_score
+
     def to_dict(self) -> dict:
         return {
             "assignment": self.assignment,
@@ -122,6 +127,8 @@ def calibrate(name: str, seed: int = 0, max_examples: int | None = None, only: l
     reference = grade(name, get(name).source, seed=seed, max_examples=max_examples, only=only, base=base,
                       isolate=isolate)
     failed = [t for t in reference.tests if t.score != t.max_score]
+    if not reference.full_marks and not failed:
+        raise RuntimeError(f"the instructor's solution of {name} was graded on no test: name some of its tests")
     if failed:
         first = failed[0].output.splitlines()[0] if failed[0].output else ""
         raise RuntimeError(
