@@ -64,8 +64,8 @@ def test_held_out_accuracy_of_the_ten_classes(shipped):
     indices = [i for i in range(560) if i % len(synthetic.LABELS_WITH_OTHER) != other][:500]
     clips = [synthetic.make_clip(HELD_OUT_SEED, i, n, **RECIPE_DATA) for i in indices]
     accuracy = float(np.mean(_predict(model, front_end, (w for w, _ in clips)) == [label for _, label in clips]))
-    # The model card's table (ast_min/default_model/README.md) has the accuracy measured on 1,000 clips of another seed (at least 95 %). The
-    # floor here sits where a model as accurate as measured scores below it on these 500 clips with
+    # The model card's table (ast_min/default_model/README.md) has the accuracy measured on 1,000 clips
+    # of another seed (at least 95 %). The floor here sits where a model as accurate as measured scores below it on these 500 clips with
     # probability about 1e-4 (scipy.stats.binom.cdf(468, 500, measured)), so a failure means the model,
     # the front end or the generator changed, not bad luck.
     assert accuracy >= 0.936, f"held-out accuracy on the ten classes {accuracy:.3f} (realistic conditions)"
@@ -104,8 +104,8 @@ def test_held_out_accuracy_on_short_clips(shipped):
     assert all(w.size < n for w, _ in clips)
     predicted = _predict(model, front_end, (w for w, _ in clips))
     accuracy = float(np.mean(predicted == [label for _, label in clips]))
-    # The model card's table (ast_min/default_model/README.md) has the accuracy on 1,000 such clips of another seed; the floor sits where a model
-    # as accurate falls below it on these 300 with probability about 1e-4 (scipy.stats.binom.cdf(263, 300, measured)).
+    # The model card's table (ast_min/default_model/README.md) has the accuracy on 1,000 such clips of
+    # another seed; the floor sits where a model as accurate falls below it on these 300 with probability about 1e-4 (scipy.stats.binom.cdf(263, 300, measured)).
     assert accuracy >= 0.876, f"held-out accuracy on short clips of the ten classes {accuracy:.3f}"
 
 
